@@ -1,0 +1,3 @@
+from musicbridge.cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""The `musicbridge` command. Core commands live here; each stage adds its own from `<stage>/commands.py`.
+
+Stage modules import torch only inside their command bodies, so `musicbridge --help`, `serve` and `generate`
+stay fast and work in a serve-only install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import musicbridge
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+app = typer.Typer(
+    name="musicbridge",
+    help="Generative music models played live from your DAW: train, export, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Build training datasets from MIDI files and music21 corpora.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+
+# Stages that add commands, in the order they appear in --help.
+STAGE_COMMANDS = (
+    "musicbridge.training.commands",
+    "musicbridge.export.commands",
+    "musicbridge.benchmarks.commands",
+    "musicbridge.bridge.commands",
+    "musicbridge.generate_commands",
+)
+
+
+@app.command()
+def version() -> None:
+    """Print the musicbridge version."""
+    print(musicbridge.__version__)
+
+
+@app.command()
+def ports(
+    midi_api: str = typer.Option("auto", help="MIDI system: auto, alsa, jack, coremidi or winmm."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the MIDI input and output ports of a MIDI system."""
+    from musicbridge.midi_ports import MidiUnavailableError, list_ports
+
+    try:
+        found = list_ports(midi_api)
+    except MidiUnavailableError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps({"api": found["api"][0], "inputs": found["inputs"], "outputs": found["outputs"]}))
+        return
+    table = Table(title=f"MIDI ports ({found['api'][0]})")
+    table.add_column("direction")
+    table.add_column("#", justify="right")
+    table.add_column("port")
+    for direction in ("inputs", "outputs"):
+        for index, name in enumerate(found[direction]):
+            table.add_row(direction[:-1], str(index), name)
+    Console().print(table)
+
+
+@data_app.command("build")
+def data_build(
+    sources: list[str] = typer.Argument(..., help="MIDI directories/globs/files, or music21:essenFolksong|ryansMammoth|bach."),
+    out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to write."),
+    representation: str = typer.Option("melody", help="melody or drums."),
+    bars: int = typer.Option(2, min=1, help="Bars (4 beats each) per window."),
+    hop: int = typer.Option(1, min=1, help="Bars between window starts."),
+    workers: int = typer.Option(0, min=0, help="Worker processes (0 = all cores)."),
+    cache_dir: Path = typer.Option(None, help="Cache of parsed music21 scores (default ~/.cache/musicbridge/parsed)."),
+) -> None:
+    """Cut sources into N-bar token windows, split 90/5/5 by piece, and write arrays + manifest.json."""
+    from musicbridge.codecs import UnknownRepresentationError
+    from musicbridge.data.build import BuildError, build_dataset
+    from musicbridge.data.sources import SourceError
+
+    columns = (TextColumn("[bold]parsing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("parse", total=None)
+        try:
+            manifest = build_dataset(
+                sources, out, representation, bars, hop, workers or None, cache_dir,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except (BuildError, SourceError, UnknownRepresentationError) as error:
+            console.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(1) from None
+    _print_manifest(out, manifest)
+
+
+def _print_manifest(out: Path, manifest: dict) -> None:
+    table = Table(title=f"{out} — {manifest['representation']['name']}, {manifest['bars']} bars")
+    for column in ("split", "windows", "pieces"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for split, counts in manifest["splits"].items():
+        table.add_row(split, str(counts["windows"]), str(counts["pieces"]))
+    Console().print(table)
+    skipped = manifest["skipped"]
+    if skipped["count"]:
+        console.print(f"[yellow]skipped {skipped['count']} unreadable files/tunes[/yellow], first reasons:")
+        for reason in skipped["reasons"][:5]:
+            console.print(f"  - {reason}")
+    console.print(f"dropped windows: {manifest['windows_dropped']}; built in {manifest['build_seconds']} s")
+
+
+def _register_stage_commands() -> None:
+    for module_name in STAGE_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:  # the stage exists but something it needs is missing: say so
+                raise
+            continue
+        module.register(app)
+
+
+_register_stage_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""MIDI systems and ports through python-rtmidi: choosing an API, opening clients, listing ports.
+
+Shared by `musicbridge ports` and the live bridge, so both name APIs and report failures the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import rtmidi
+
+API_NAMES = {
+    "alsa": rtmidi.API_LINUX_ALSA,
+    "jack": rtmidi.API_UNIX_JACK,
+    "coremidi": rtmidi.API_MACOSX_CORE,
+    "winmm": rtmidi.API_WINDOWS_MM,
+}
+API_CHOICES = ("auto", *API_NAMES)
+
+
+class MidiUnavailableError(RuntimeError):
+    """No MIDI system could be opened (or the one asked for could not)."""
+
+
+def enable_hint() -> str:
+    if sys.platform.startswith("linux"):
+        return (
+            "start a JACK server (e.g. `jackd -d alsa` or `jackd --no-realtime -d dummy`) and use --midi-api jack, "
+            "or load ALSA's sequencer (`sudo modprobe snd-seq`, /dev/snd/seq must exist) and use --midi-api alsa"
+        )
+    if sys.platform == "darwin":
+        return "CoreMIDI should always be there; check the IAC driver in Audio MIDI Setup"
+    return "install a loopback MIDI driver (e.g. loopMIDI) and name its port with --midi-in/--midi-out"
+
+
+def _preference() -> list[str]:
+    if sys.platform.startswith("linux"):
+        return ["jack", "alsa"]  # a running JACK server is what a Linux musician's rig listens to
+    if sys.platform == "darwin":
+        return ["coremidi", "jack"]
+    return ["winmm"]
+
+
+def open_client(direction: str, api: str = "auto", client_name: str = "musicbridge"):
+    """An rtmidi.MidiIn or MidiOut on `api` ("auto" picks the first system that opens), and the API's name."""
+    if api not in API_CHOICES:
+        raise MidiUnavailableError(f"unknown MIDI API {api!r}; choose one of {', '.join(API_CHOICES)}")
+    # rtmidi's JACK client would otherwise try to launch a JACK server of its own.
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")
+    compiled = {rtmidi.get_api_name(a) for a in rtmidi.get_compiled_api()}
+    candidates = _preference() if api == "auto" else [api]
+    cls = rtmidi.MidiIn if direction == "in" else rtmidi.MidiOut
+    reasons = []
+    for name in candidates:
+        if rtmidi.get_api_name(API_NAMES[name]) not in compiled:
+            reasons.append(f"{name}: not compiled into this python-rtmidi")
+            continue
+        try:
+            return cls(API_NAMES[name], name=client_name), name
+        except rtmidi.SystemError as error:
+            reasons.append(f"{name}: {error}")
+    what = "no usable MIDI system" if api == "auto" else f"MIDI API {api!r} cannot be opened"
+    raise MidiUnavailableError(f"{what} ({'; '.join(reasons)}). To enable MIDI: {enable_hint()}")
+
+
+def list_ports(api: str = "auto") -> dict[str, list[str]]:
+    """{"api": [name], "inputs": [...], "outputs": [...]} for one MIDI system."""
+    midi_in, name = open_client("in", api, "musicbridge-ports")
+    midi_out, _ = open_client("out", name, "musicbridge-ports")
+    try:
+        return {"api": [name], "inputs": midi_in.get_ports(), "outputs": midi_out.get_ports()}
+    finally:
+        midi_in.delete()
+        midi_out.delete()
+
+
+def find_port(ports: list[str], wanted: str) -> int:
+    """Index of the first port whose name contains `wanted` (case-insensitive)."""
+    for index, port in enumerate(ports):
+        if wanted.lower() in port.lower():
+            return index
+    raise MidiUnavailableError(f"no MIDI port matches {wanted!r}; ports: {', '.join(ports) or '(none)'}")
