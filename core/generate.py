@@ -1,0 +1,102 @@
+"""Offline generation on MIDI files: continue a phrase, interpolate between two, or sample new ones.
+
+Every function takes a runtime `Model` and returns a NoteSequence that holds the input (instrument 0) and what
+the model made (instrument 1, 2, …), laid out one phrase after another, each on a bar line.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+from musicbridge.notes import Note, NoteSequence
+
+INPUT_INSTRUMENT = 0
+BEATS_PER_BAR = 4  # the representations count 4-beat bars
+
+
+class GenerateError(ValueError):
+    """An input the model cannot take (no notes of the right kind, say)."""
+
+
+def phrase_tokens(model, sequence: NoteSequence) -> np.ndarray:
+    """The last `model.bars` bars of `sequence` as tokens: the window the model is given.
+
+    Melody models take the highest note at each onset across the pitched instruments; drum models the drums.
+    """
+    codec = model.codec
+    want_drums = codec.name == "drums"
+    notes = [n for n in sequence.quantize().notes if n.is_drum == want_drums]
+    if not notes:
+        kind = "drum" if want_drums else "pitched"
+        raise GenerateError(f"the input has no {kind} notes for a {codec.name} model")
+    end_bar = math.ceil(max(n.end for n in notes) / BEATS_PER_BAR - 1e-9)
+    start = max(0, end_bar - model.bars) * BEATS_PER_BAR
+    window = [replace(n, start=n.start - start, end=n.end - start) for n in notes if n.start >= start]
+    if not want_drums:
+        fitted = codec.fit_octaves(window)
+        if fitted is None:
+            raise GenerateError("the input's pitch range is wider than the melody representation (21–108)")
+        window = fitted
+    return codec.encode(window, model.steps)
+
+
+def _place(model, tokens: np.ndarray, start_beat: float, instrument: int, velocity: int = 96) -> list[Note]:
+    return [
+        replace(n, start=n.start + start_beat, end=n.end + start_beat, instrument=instrument)
+        for n in model.codec.decode(tokens, velocity=velocity)
+    ]
+
+
+def _bar_after(sequence: NoteSequence) -> float:
+    return math.ceil(sequence.duration / BEATS_PER_BAR - 1e-9) * BEATS_PER_BAR
+
+
+def _input_part(sequence: NoteSequence) -> list[Note]:
+    return [replace(n, instrument=INPUT_INSTRUMENT) for n in sequence.notes]
+
+
+def continue_sequence(
+    model, sequence: NoteSequence, bars: int | None = None, temperature: float = 1.0, variations: int = 1,
+    novelty: float = 1.0, seed: int | None = None,
+) -> NoteSequence:
+    """The input, then `bars` bars of answer per variation (one variation after another).
+
+    Longer answers chain phrases: each phrase is the model's answer to the bars before it.
+    """
+    bars = bars or model.bars
+    phrases = math.ceil(bars / model.bars)
+    context = np.repeat(phrase_tokens(model, sequence)[None], variations, axis=0)
+    answers = []
+    for index in range(phrases):
+        phrase_seed = None if seed is None else seed + index
+        context = model.continue_(context, temperature=temperature, variations=1, novelty=novelty, seed=phrase_seed)
+        answers.append(context)
+    tokens = np.concatenate(answers, axis=1)[:, : bars * model.codec.steps_per_bar]
+    start = _bar_after(sequence)
+    notes = _input_part(sequence)
+    for variation, row in enumerate(tokens):
+        notes += _place(model, row, start + variation * bars * BEATS_PER_BAR, 1 + variation)
+    return NoteSequence(notes, list(sequence.tempos), sequence.time_signature, sequence.ppq)
+
+
+def interpolate_sequences(model, first: NoteSequence, second: NoteSequence, steps: int = 5) -> NoteSequence:
+    """A's window, the `steps` phrases of the slerp from A to B, then B's window — one after another."""
+    a, b = phrase_tokens(model, first), phrase_tokens(model, second)
+    path = model.interpolate(a[None], b[None], steps)
+    path = np.asarray(path).reshape(-1, model.steps)
+    phrase_beats = model.bars * BEATS_PER_BAR
+    notes = _place(model, a, 0.0, INPUT_INSTRUMENT)
+    for index, row in enumerate(path):
+        notes += _place(model, row, (index + 1) * phrase_beats, 1 + index)
+    notes += _place(model, b, (len(path) + 1) * phrase_beats, INPUT_INSTRUMENT)
+    return NoteSequence(sorted(notes, key=lambda n: n.start), list(first.tempos), first.time_signature, first.ppq)
+
+
+def sample_sequences(model, n: int = 4, temperature: float = 1.0, seed: int | None = None) -> NoteSequence:
+    """`n` phrases from the prior, one after another."""
+    tokens = model.sample_prior(n, temperature=temperature, seed=seed)
+    phrase_beats = model.bars * BEATS_PER_BAR
+    notes = [note for index, row in enumerate(tokens) for note in _place(model, row, index * phrase_beats, 1 + index)]
+    return NoteSequence(notes)
