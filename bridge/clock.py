@@ -1,0 +1,317 @@
+"""Musical time: which beat it is at a wall-clock time (perf_counter seconds), and when a beat will be.
+
+Three sources drive it:
+- internal: free-running at a tempo; OSC transport messages may set tempo, play, stop and position;
+- osc: the same, but stopped until /musicbridge/transport/play (a DAW device drives it);
+- midi: MIDI clock, 24 ticks per quarter note, with Start / Continue / Stop and Song Position Pointer.
+`auto` starts internal and follows MIDI clock as soon as ticks arrive.
+
+MIDI clock tempo and phase come from a least-squares line through the last two beats of ticks (time = a + b·tick),
+which averages out jitter. Ticks far off the line (more than 15 % of a tick interval or 2 ms) are held out of
+the fit; four in a row drifting further away are a tempo change (eight in a row, a phase jump), and the fit
+restarts from them, so a new tempo is followed within a few ticks. A gap of about two intervals is read as a lost tick (the count goes on by two)
+unless the next tick follows closely, which shows the tick was only late. Limitation: a sudden tempo drop of
+more than ×1.6 between two ticks is read as a lost tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+TICKS_PER_BEAT = 24
+
+
+MIN_INTERVAL = 60.0 / (400 * TICKS_PER_BEAT)  # tempi outside 10–400 bpm are taken for noise
+MAX_INTERVAL = 60.0 / (10 * TICKS_PER_BEAT)
+
+
+def _line(points) -> tuple[float, float] | None:
+    """Least-squares (origin, interval) of time = origin + interval · tick, or None when degenerate."""
+    n = len(points)
+    if n < 2:
+        return None
+    mean_i = sum(i for i, _ in points) / n
+    mean_t = sum(t for _, t in points) / n
+    var = sum((i - mean_i) ** 2 for i, _ in points)
+    if var == 0:
+        return None
+    slope = sum((i - mean_i) * (t - mean_t) for i, t in points) / var
+    if not MIN_INTERVAL <= slope <= MAX_INTERVAL:
+        return None
+    return mean_t - slope * mean_i, slope
+
+
+class TickTempo:
+    """Tempo and phase of a MIDI clock from tick times (the fit over the last `window` ticks)."""
+
+    SUSPECTS_FOR_TEMPO = 4  # far-off ticks in a row, drifting further: a new tempo
+    SUSPECTS_FOR_PHASE = 8  # far-off ticks in a row, steadily: the clock's phase moved
+
+    def __init__(self, bpm: float = 120.0, window: int = 2 * TICKS_PER_BEAT):
+        self.window = window
+        self.points: deque[tuple[int, float]] = deque(maxlen=window)
+        self.interval = 60.0 / (bpm * TICKS_PER_BEAT)  # seconds per tick
+        self.origin = 0.0  # the fit: time(tick) = origin + interval * tick
+        self.last: tuple[int, float] | None = None  # the last tick received
+        self.suspects: list[tuple[int, float, float]] = []  # (tick, time, residual) far off the fit, held out
+        self.lost_ticks = 0
+        self.assumed_lost = 0  # ticks the last tick was assumed to have skipped (taken back if it was just late)
+
+    def reset(self) -> None:
+        self.points.clear()
+        self.suspects.clear()
+        self.last = None
+        self.assumed_lost = 0
+
+    def add(self, index: int, t: float) -> int:
+        """Add the tick expected to be number `index` at time t; returns the index it was read as."""
+        if self.last is not None:
+            last_index, last_t = self.last
+            ratio = (t - last_t) / self.interval
+            if self.assumed_lost and ratio < 0.6:
+                # The tick before was late, not lost (this one follows it closely): take the guess back and
+                # leave the late tick out of the fit.
+                if self.points and self.points[-1] == self.last:
+                    self.points.pop()
+                self.suspects = [s for s in self.suspects if s[:2] != self.last]
+                self.lost_ticks -= self.assumed_lost
+                index -= self.assumed_lost
+                last_index -= self.assumed_lost
+            self.assumed_lost = 0
+            if 1.6 < ratio < 4.5:  # one to three ticks were lost on the way (or this one is late)
+                self.assumed_lost = int(round(ratio)) - 1
+                index = last_index + 1 + self.assumed_lost
+                self.lost_ticks += self.assumed_lost
+            elif ratio >= 4.5:  # the clock paused without a Stop: restart the fit here
+                self.points.clear()
+                self.suspects.clear()
+        self.last = (index, t)
+        if len(self.points) >= 3 and self._suspect(index, t):
+            return index
+        self.points.append((index, t))
+        self._fit()
+        return index
+
+    def _suspect(self, index: int, t: float) -> bool:
+        """Hold a tick far off the line out of the fit; restart the fit when such ticks show a new tempo."""
+        residual = t - self.time_of(index)
+        if abs(residual) <= max(0.15 * self.interval, 0.002):
+            self.suspects.clear()
+            return False
+        if self.suspects and (residual > 0) != (self.suspects[-1][2] > 0):
+            self.suspects.clear()
+        self.suspects.append((index, t, residual))
+        sizes = [abs(r) for _, _, r in self.suspects]
+        drifting = len(sizes) >= self.SUSPECTS_FOR_TEMPO and all(b > a for a, b in zip(sizes, sizes[1:]))
+        if drifting or len(sizes) >= self.SUSPECTS_FOR_PHASE:
+            line = _line([(i, tt) for i, tt, _ in self.suspects])
+            if line is not None:
+                self.points.clear()
+                self.points.extend((i, tt) for i, tt, _ in self.suspects)
+                self.origin, self.interval = line
+            self.suspects.clear()
+        return True
+
+    def _fit(self) -> None:
+        line = _line(self.points) if len(self.points) >= 3 else None
+        if line is not None:
+            self.origin, self.interval = line
+        else:  # too few ticks for a line: keep the tempo, take the phase from the newest tick
+            last_index, last_t = self.points[-1]
+            self.origin = last_t - self.interval * last_index
+
+    @property
+    def bpm(self) -> float:
+        return 60.0 / (self.interval * TICKS_PER_BEAT)
+
+    def time_of(self, tick: float) -> float:
+        return self.origin + self.interval * tick
+
+
+class Clock:
+    """beat_at(t) / time_at(beat) while playing, for every source. Thread-safe."""
+
+    def __init__(self, source: str = "auto", bpm: float = 120.0, on_event: Callable[[str, float], None] | None = None):
+        if source not in ("auto", "internal", "midi", "osc"):
+            raise ValueError(f"unknown clock source {source!r}")
+        self.requested = source
+        self.source = "midi" if source == "midi" else "internal"
+        self.lock = threading.RLock()
+        self.on_event = on_event or (lambda kind, beat: None)
+        self.bpm = bpm
+        self.anchor_time = 0.0  # internal: beat(t) = anchor_beat + (t - anchor_time) * bpm / 60
+        self.anchor_beat = 0.0
+        self.playing = False
+        self.ticks = TickTempo(bpm)
+        self.next_tick = 0  # MIDI: number of the next tick while running
+        self.waiting_first_tick = False  # MIDI: Start/Continue received, the next tick starts the music
+        self.midi_running = False
+
+    # ---- reading the time ---------------------------------------------------------------------
+    def beat_at(self, t: float) -> float:
+        with self.lock:
+            if not self.playing:
+                return self.anchor_beat
+            if self.source == "midi":
+                return (t - self.ticks.origin) / self.ticks.interval / TICKS_PER_BEAT
+            return self.anchor_beat + (t - self.anchor_time) * self.bpm / 60.0
+
+    def time_at(self, beat: float) -> float | None:
+        """Wall-clock time of `beat` at the current tempo, or None while stopped."""
+        with self.lock:
+            if not self.playing:
+                return None
+            if self.source == "midi":
+                return self.ticks.time_of(beat * TICKS_PER_BEAT)
+            return self.anchor_time + (beat - self.anchor_beat) * 60.0 / self.bpm
+
+    def tempo(self) -> float:
+        with self.lock:
+            return self.ticks.bpm if self.source == "midi" else self.bpm
+
+    def state(self, t: float) -> tuple[bool, float, float]:
+        """(playing, beat, bpm) at time t."""
+        with self.lock:
+            return self.playing, self.beat_at(t), self.tempo()
+
+    def _emit(self, kind: str, beat: float) -> None:
+        try:
+            self.on_event(kind, beat)
+        except Exception:
+            log.exception("error in clock %s handler", kind)
+
+    # ---- internal / OSC transport -------------------------------------------------------------
+    def start_internal(self, t: float) -> None:
+        """Begin running (the `internal` and `auto` sources start playing at launch)."""
+        if self.requested in ("internal", "auto"):
+            self.play(t)
+
+    def _osc_allowed(self) -> bool:
+        if self.source == "midi":
+            log.debug("ignoring OSC transport: following MIDI clock")
+            return False
+        return True
+
+    def set_tempo(self, bpm: float, t: float) -> None:
+        with self.lock:
+            if not self._osc_allowed():
+                return
+            self.anchor_beat, self.anchor_time, self.bpm = self.beat_at(t), t, bpm
+        self._emit("tempo", self.anchor_beat)
+
+    def play(self, t: float) -> None:
+        with self.lock:
+            if not self._osc_allowed() or self.playing:
+                return
+            self.anchor_time, self.playing = t, True
+        self._emit("start", self.anchor_beat)
+
+    def stop(self, t: float) -> None:
+        with self.lock:
+            if not self._osc_allowed() or not self.playing:
+                return
+            self.anchor_beat, self.playing = self.beat_at(t), False
+        self._emit("stop", self.anchor_beat)
+
+    def set_position(self, beat: float, t: float) -> None:
+        """A song position report: a small error is corrected gently (phase-locked), a jump relocates."""
+        with self.lock:
+            if not self._osc_allowed():
+                return
+            error = beat - self.beat_at(t)
+            if self.playing and abs(error) < 0.25:
+                self.anchor_beat, self.anchor_time = self.beat_at(t) + 0.5 * error, t
+                return
+            self.anchor_beat, self.anchor_time = beat, t
+        self._emit("relocate", beat)
+
+    # ---- MIDI clock ---------------------------------------------------------------------------
+    def _follow_midi(self, t: float) -> None:
+        """auto: the first MIDI clock message hands the transport to the MIDI source."""
+        if self.source == "midi":
+            return
+        log.info("MIDI clock detected: following it")
+        was_playing = self.playing
+        self.anchor_beat, self.playing, self.source = self.beat_at(t), False, "midi"
+        self.ticks = TickTempo(self.bpm)
+        if was_playing:
+            self._emit("stop", self.anchor_beat)
+
+    def midi_tick(self, t: float) -> None:
+        event = None
+        with self.lock:
+            if self.requested not in ("auto", "midi"):
+                return
+            self._follow_midi(t)
+            if not self.midi_running:  # clock while stopped: keep the tempo fresh, the position stays
+                self.ticks.add(self.ticks.last[0] + 1 if self.ticks.last else 0, t)
+                return
+            if self.waiting_first_tick:
+                self.ticks.reset()
+                self.waiting_first_tick = False
+                self.ticks.add(self.next_tick, t)
+                self.playing = True
+                event = "start"
+            else:
+                self.next_tick = self.ticks.add(self.next_tick, t)
+            self.next_tick += 1
+            beat = self.next_tick / TICKS_PER_BEAT
+        if event:
+            self._emit(event, beat)
+
+    def midi_start(self, t: float, position_ticks: int | None = 0) -> None:
+        """Start (from 0) or Continue (position_ticks=None: from the current song position)."""
+        with self.lock:
+            if self.requested not in ("auto", "midi"):
+                return
+            self._follow_midi(t)
+            if position_ticks is not None:
+                self.next_tick = position_ticks
+            self.midi_running, self.waiting_first_tick = True, True
+            self.anchor_beat = self.next_tick / TICKS_PER_BEAT
+
+    def midi_stop(self, t: float) -> None:
+        with self.lock:
+            if self.requested not in ("auto", "midi"):
+                return
+            self._follow_midi(t)
+            was_playing = self.playing
+            self.midi_running = self.waiting_first_tick = self.playing = False
+            self.anchor_beat = self.next_tick / TICKS_PER_BEAT
+            beat = self.anchor_beat
+        if was_playing:
+            self._emit("stop", beat)
+
+    def midi_song_position(self, sixteenths: int, t: float) -> None:
+        with self.lock:
+            if self.requested not in ("auto", "midi"):
+                return
+            self._follow_midi(t)
+            self.next_tick = sixteenths * 6
+            self.anchor_beat = self.next_tick / TICKS_PER_BEAT
+            if self.playing:  # SPP while running (rare): continue from there with the next tick
+                self.waiting_first_tick = True
+            beat = self.anchor_beat
+        self._emit("relocate", beat)
+
+    def handle_midi(self, message: list[int], t: float) -> bool:
+        """Feed a MIDI system real-time/common message; returns True when it was a clock message."""
+        status = message[0]
+        if status == 0xF8:
+            self.midi_tick(t)
+        elif status == 0xFA:
+            self.midi_start(t, 0)
+        elif status == 0xFB:
+            self.midi_start(t, None)
+        elif status == 0xFC:
+            self.midi_stop(t)
+        elif status == 0xF2 and len(message) >= 3:
+            self.midi_song_position(message[1] | (message[2] << 7), t)
+        else:
+            return False
+        return True

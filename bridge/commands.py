@@ -1,0 +1,103 @@
+"""`musicbridge serve`: the live bridge on the command line (no torch anywhere on this path)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+from musicbridge.bridge.config import CLOCKS, ENDINGS, MIDI_APIS, MODES, SCHEDULERS, Params, ServeConfig
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+
+def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+    return value
+
+
+def _print_summary(console: Console, result: dict) -> None:
+    table = Table(title="musicbridge serve — summary", show_header=True)
+    for column in ("", "p50", "p99", "max", "n"):
+        table.add_column(column, justify="right" if column else "left")
+    for key, label in (("generation_latency_ms", "generation latency (ms)"), ("model_ms", "model calls (ms)"),
+                       ("timing_error_ms", "output timing error (ms)")):
+        row = result[key]
+        table.add_row(label, *(str(row[k]) if row[k] is not None else "–" for k in ("p50", "p99", "max", "n")))
+    console.print(table)
+    console.print(", ".join(f"{k.replace('_', ' ')}: {result[k]}" for k in (
+        "answers", "notes_sent", "late_dropped", "superseded", "stale", "midi_in", "osc_in", "osc_errors")))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        model: list[str] = typer.Option([], "--model", "-m", help="Exported model directory or shipped model name "
+                                        "(repeatable; the first is active)."),
+        models_dir: list[Path] = typer.Option([], "--models-dir", help="Directory /musicbridge/model/load may load "
+                                              "models from (repeatable; default: the folders of the --model paths)."),
+        midi_api: str = typer.Option("auto", help="MIDI system: auto, alsa, jack, coremidi or winmm."),
+        midi_in: str = typer.Option(None, help="Connect to this existing input port (substring) instead of the "
+                                    "virtual port 'musicbridge in'."),
+        midi_out: str = typer.Option(None, help="Connect to this existing output port (substring) instead of the "
+                                     "virtual port 'musicbridge out'."),
+        in_channel: int = typer.Option(0, min=0, max=16, help="Only listen to this MIDI channel (1-16, 0 = all)."),
+        out_channel: int = typer.Option(0, min=0, max=16, help="Answer on this channel (1-16; 0 = 1 for melodies, "
+                                        "10 for drums)."),
+        thru: bool = typer.Option(False, "--thru/--no-thru", help="Pass the input through to the output."),
+        clock: str = typer.Option("auto", help="auto (MIDI clock when ticks arrive, else internal), internal, "
+                                  "midi or osc (stopped until /musicbridge/transport/play)."),
+        bpm: float = typer.Option(120.0, min=20, max=300, help="Tempo of the internal clock."),
+        output_offset_ms: float = typer.Option(0.0, help="Send output this much later (negative: earlier) to "
+                                               "compensate latency."),
+        osc_host: str = typer.Option("127.0.0.1", help="Interface to listen on for OSC (0.0.0.0 = all: think first)."),
+        osc_port: int = typer.Option(9000, min=0, max=65535, help="OSC port to listen on."),
+        osc_reply_port: int = typer.Option(9001, min=1, max=65535, help="Port on the sender's host that replies go to."),
+        mode: str = typer.Option("continue", help=f"Starting mode: {', '.join(MODES)}."),
+        temperature: float = typer.Option(1.0, min=0.0, max=2.0, help="Sampling temperature (0 = greedy)."),
+        bars: int = typer.Option(2, min=1, max=16, help="Bars per answer."),
+        novelty: float = typer.Option(1.0, min=0.0, max=4.0, help="Scale of sigma when z is drawn around mu."),
+        variations: int = typer.Option(1, min=1, max=16, help="Candidates per answer (picked by note density)."),
+        silence: float = typer.Option(0.5, min=0.0, max=16.0, help="call-response: beats of silence before answering."),
+        steps: int = typer.Option(8, min=2, max=64, help="interpolate: phrases from A to B."),
+        ending: str = typer.Option("hold", help=f"interpolate: after B, {', '.join(ENDINGS)}."),
+        seed: int = typer.Option(None, help="Seed for reproducible answers."),
+        status: bool = typer.Option(True, "--status/--no-status", help="Show the live status line."),
+        stats_json: Path = typer.Option(None, help="Also write the exit summary to this JSON file."),
+        scheduler: str = typer.Option("precise", hidden=True, help="precise or sleep (the naive benchmark baseline)."),
+        log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    ) -> None:
+        """Play live: MIDI/OSC in, clock-locked continuations, interpolations and samples out on a MIDI port."""
+        console = Console(stderr=True)
+        logging.basicConfig(level=log_level.upper(), format="%(message)s", datefmt="%X",
+                            handlers=[RichHandler(console=console, show_path=False)])
+        dirs = list(models_dir) or sorted({Path(m).resolve().parent for m in model if Path(m).exists()})
+        config = ServeConfig(
+            models=list(model), models_dirs=[str(d) for d in dirs],
+            midi_api=_choice(midi_api, MIDI_APIS, "--midi-api"), midi_in=midi_in, midi_out=midi_out,
+            in_channel=in_channel, out_channel=out_channel, thru=thru, clock=_choice(clock, CLOCKS, "--clock"),
+            bpm=bpm, output_offset_ms=output_offset_ms, scheduler=_choice(scheduler, SCHEDULERS, "--scheduler"),
+            osc_host=osc_host, osc_port=osc_port, osc_reply_port=osc_reply_port, seed=seed, status_line=status,
+            stats_json=str(stats_json) if stats_json else None,
+            params=Params(_choice(mode, MODES, "--mode"), temperature, bars, novelty, variations, silence, steps,
+                          _choice(ending, ENDINGS, "--ending")),
+        )
+        from musicbridge.bridge.daemon import Bridge
+        from musicbridge.bridge.midi_io import MidiError
+
+        bridge = Bridge(config)
+        try:
+            bridge.open()
+        except (MidiError, OSError, ValueError) as error:
+            bridge.shutdown()
+            console.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(1) from None
+        if not config.models:
+            logging.getLogger(__name__).warning("no --model given: MIDI thru only until /musicbridge/model/load")
+        result = bridge.run()
+        _print_summary(console, result)
+        if stats_json:
+            stats_json.write_text(json.dumps(result, indent=2))

@@ -1,0 +1,422 @@
+"""The live bridge: wires MIDI/OSC input, the clock, the trigger, the generation worker and the scheduler.
+
+One pass: note in → capture buffer (beats) → trigger at a bar's last 16th → worker encodes the last bars and
+decodes the answer → a phrase in beats → scheduler → MIDI out (and /musicbridge/gen/* over OSC).
+
+Threads: rtmidi's input callback and the OSC server (I/O), the scheduler (precise output), the trigger loop
+(bar lines), the generation worker (model calls) and a housekeeping loop (port reconnection, status line).
+Every way out — Stop, relocation, mode change, model switch, panic, SIGINT/SIGTERM, an exception — ends in
+scheduler.flush(), which sends a note-off for every note still sounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+
+from musicbridge.bridge import midi_io
+from musicbridge.bridge.capture import CaptureBuffer
+from musicbridge.bridge.clock import Clock
+from musicbridge.bridge.config import ServeConfig
+from musicbridge.bridge.generator import GenerationWorker, Phrase, Request
+from musicbridge.bridge.model_store import ModelStore, RefusedPath
+from musicbridge.bridge.modes import BEATS_PER_BAR, STEP_BEATS, Modes, encode_window, trigger_beat
+from musicbridge.bridge.osc import OscInputError, OscServer, P
+from musicbridge.bridge.scheduler import Scheduler
+from musicbridge.bridge.status import StatusLine, summary
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    def __init__(self, config: ServeConfig, store: ModelStore | None = None):
+        self.config = config
+        self.params = config.params
+        self.stopping = threading.Event()
+        self.wake = threading.Event()  # interrupts the trigger loop's wait (transport changes)
+        self.lock = threading.RLock()  # params and mode state
+        self.epoch = 0  # bumped by every flush: answers requested before it are stale
+        self.gen_id = 0
+        self.candidates: tuple[list, float, int] | None = None  # (token rows, start beat, bars) of the last answer
+        self.last_latency_ms = -1.0
+        self.counts = {"answers": 0, "stale": 0, "osc_errors": 0}
+        self.store = store or ModelStore(config.models_dirs)
+        self.capture = CaptureBuffer()
+        self.modes = Modes(self.capture, self.params)
+        self.clock = Clock(config.clock, config.bpm, on_event=self._on_clock)
+        self.output: midi_io.MidiOutput | None = None
+        self.input: midi_io.MidiInput | None = None
+        self.midi_note = ""
+        self.midi_in_count = 0
+        self.scheduler: Scheduler | None = None
+        self.worker = GenerationWorker(lambda: self.store.active, self._on_phrase, self._on_generation_error)
+        self.osc: OscServer | None = None
+        self.threads: list[threading.Thread] = []
+
+    # ---- setup ----------------------------------------------------------------------------------
+    def open(self) -> None:
+        for index, spec in enumerate(self.config.models):
+            self.store.add(spec, activate=index == 0)
+        self._open_midi()
+        self.scheduler = Scheduler(self.clock, self.output, self.config.output_offset_ms, self.config.scheduler)
+        self.osc = OscServer(self, self.config.osc_host, self.config.osc_port, self.config.osc_reply_port)
+
+    def _open_midi(self) -> None:
+        cfg = self.config
+        try:
+            self.output = midi_io.MidiOutput(cfg.midi_api, cfg.midi_out)
+            self.input = midi_io.MidiInput(self.output.api, cfg.midi_in, self._on_midi)
+            self.midi_note = f"MIDI ({self.output.api}): in {self.input.port.name!r}, out {self.output.port.name!r}"
+        except midi_io.MidiUnavailableError as error:
+            self._close_midi()
+            if cfg.midi_api != "auto" or cfg.midi_in or cfg.midi_out:
+                raise midi_io.MidiError(str(error)) from error
+            self.midi_note = f"OSC only — {error}"  # auto found no MIDI system: keep serving over OSC
+            log.warning("%s", self.midi_note)
+        except midi_io.MidiError:
+            self._close_midi()
+            raise
+
+    def _close_midi(self) -> None:
+        for port in (self.input, self.output):
+            if port is not None:
+                try:
+                    port.close()
+                except Exception:
+                    log.exception("closing a MIDI port")
+        self.input = self.output = None
+
+    def out_channel(self) -> int:
+        if self.config.out_channel:
+            return self.config.out_channel - 1
+        model = self.store.active
+        return 9 if model is not None and model.codec.name == "drums" else 0
+
+    # ---- running --------------------------------------------------------------------------------
+    def run(self, install_signals: bool = True) -> dict:
+        """Serve until SIGINT/SIGTERM (or stop()); returns the exit summary."""
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.stopping.set())
+        previous_hook = threading.excepthook
+        threading.excepthook = self._thread_crashed
+        status = StatusLine(self) if self.config.status_line else None
+        sys.setswitchinterval(0.00025)  # the spinning scheduler must get the GIL back quickly
+        try:
+            self.start()
+            if status:
+                status.start()
+            while not self.stopping.wait(0.5):
+                self._housekeeping()
+        finally:
+            if status:
+                status.stop()
+            self.shutdown()
+            threading.excepthook = previous_hook
+        return summary(self)
+
+    def start(self) -> None:
+        self.scheduler.start()
+        self.worker.start()
+        self.osc.start()
+        trigger = threading.Thread(target=self._trigger_loop, name="trigger", daemon=True)
+        trigger.start()
+        self.threads.append(trigger)
+        self.clock.start_internal(time.perf_counter())
+        log.info("serving: %s; OSC on %s:%d (replies to port %d)", self.midi_note, self.config.osc_host,
+                 self.osc.port, self.config.osc_reply_port)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def shutdown(self) -> None:
+        """Stop every thread and leave nothing sounding (runs on every exit path)."""
+        self.stopping.set()
+        self.wake.set()
+        try:
+            if self.input is not None:
+                self.input.stop()
+                self.midi_in_count = self.input.received
+            self.worker.stop()
+            if self.scheduler is not None:
+                self.scheduler.stop()
+                self.scheduler.flush((self.out_channel(),))
+            if self.output is not None:
+                time.sleep(0.05)  # let the MIDI system deliver the note-offs before the port goes
+        finally:
+            if self.osc is not None:
+                self.osc.close()
+            for thread in self.threads:
+                thread.join(timeout=2)
+            self._close_midi()
+
+    def _thread_crashed(self, args) -> None:
+        log.error("thread %s crashed: %s", args.thread.name if args.thread else "?", args.exc_value,
+                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        self.stopping.set()  # the finally in run() turns everything off
+
+    def _housekeeping(self) -> None:
+        for port in (self.output, self.input):
+            if port is not None:
+                try:
+                    port.check()
+                except Exception:
+                    log.exception("checking MIDI port")
+
+    # ---- time -----------------------------------------------------------------------------------
+    def _on_clock(self, kind: str, beat: float) -> None:
+        if kind in ("stop", "relocate", "start"):
+            self.flush(f"transport {kind}")
+            self.capture.clear()
+        self.wake.set()
+
+    def flush(self, why: str) -> None:
+        with self.lock:
+            self.epoch += 1
+            self.modes.state.reset_cadence()
+        if self.scheduler is not None:
+            closed = self.scheduler.flush((self.out_channel(),))
+            log.debug("flush (%s): %d notes closed", why, closed)
+
+    def _trigger_loop(self) -> None:
+        """Wake at each bar's trigger point and ask the current mode for an answer."""
+        handled = None
+        while not self.stopping.is_set():
+            try:
+                handled = self._trigger_step(handled)
+            except Exception:  # one bad bar must not end the answers; the next bar tries again
+                log.exception("error in the trigger loop")
+                self.wake.wait(0.05)
+
+    def _trigger_step(self, handled: float | None) -> float | None:
+        """Wait a little towards the next trigger point, or fire it; returns the last bar line handled."""
+        playing, beat, _ = self.clock.state(time.perf_counter())
+        if not playing:
+            self.wake.wait(0.01)
+            self.wake.clear()
+            return handled
+        bar_end = (math.floor(beat / BEATS_PER_BAR + 1e-9) + 1) * BEATS_PER_BAR
+        if beat < trigger_beat(bar_end) or bar_end == handled:
+            due = self.clock.time_at(trigger_beat(bar_end))
+            wait = 0.01 if due is None else min(max(due - time.perf_counter(), 0.0005), 0.02)
+            self.wake.wait(0.02 if bar_end == handled else wait)
+            self.wake.clear()
+            return handled
+        self._request_at(bar_end, forced=False)
+        return bar_end
+
+    def _request_at(self, bar_end: float, forced: bool) -> str | None:
+        model = self.store.active
+        with self.lock:
+            request = self.modes.at_bar(model, bar_end, forced)
+            if isinstance(request, Request):
+                request.epoch = self.epoch
+                request.seed = None if self.config.seed is None else self.config.seed + self.gen_id
+        if isinstance(request, Request):
+            self.worker.submit(request)
+            return None
+        return request
+
+    # ---- answers --------------------------------------------------------------------------------
+    def _on_phrase(self, phrase: Phrase) -> None:
+        request = phrase.request
+        with self.lock:
+            if request.epoch != self.epoch:
+                self.counts["stale"] += 1  # the transport or mode changed while it was generated
+                return
+            self.gen_id += 1
+            phrase_id = self.gen_id
+            state = self.modes.state
+            if request.kind == "interpolate":
+                state.path, state.path_index, state.path_direction = phrase.path, 0, 1
+            state.last_tokens, state.last_bars = phrase.tokens, phrase.n_bars
+            self.candidates = (phrase.candidates, request.start_beat, phrase.n_bars)
+            if request.kind != "replay":
+                self.last_latency_ms = phrase.latency_ms
+            self.counts["answers"] += 1
+            self.scheduler.add_phrase(phrase.notes, request.start_beat, phrase_id, self.out_channel(), request.replace)
+        log.debug("phrase %d (%s): %d notes at beat %g, %.1f ms", phrase_id, request.kind, len(phrase.notes),
+                  request.start_beat, phrase.latency_ms)
+        if request.reply and self.osc is not None:
+            self._send_phrase(phrase_id, phrase.notes, phrase.n_bars, request.start_beat)
+
+    def _send_phrase(self, phrase_id: int, notes, n_bars: int, start_beat: float) -> None:
+        send = self.osc.replier.send
+        send(f"{P}/gen/begin", phrase_id, n_bars, start_beat)
+        for note in notes:
+            send(f"{P}/gen/note", phrase_id, note.pitch, note.velocity, note.start, note.end - note.start)
+        send(f"{P}/gen/end", phrase_id, len(notes))
+
+    def _on_generation_error(self, request: Request, error: Exception) -> None:
+        if self.osc is not None:
+            self.osc.replier.error("internal", f"generation failed: {error}", None)
+
+    # ---- input ----------------------------------------------------------------------------------
+    def _on_midi(self, message: list[int], t: float) -> None:
+        if not message or self.clock.handle_midi(message, t):
+            return
+        status = message[0] & 0xF0
+        channel = message[0] & 0x0F
+        if self.config.in_channel and channel != self.config.in_channel - 1:
+            return
+        if status in (0x80, 0x90) and len(message) >= 3:
+            self._note(channel, message[1], message[2] if status == 0x90 else 0, t)
+        if self.config.thru and self.output is not None and status < 0xF0:
+            self.output.send(message)
+
+    def _note(self, channel: int, pitch: int, velocity: int, t: float) -> None:
+        playing, beat, _ = self.clock.state(t)
+        if not playing:
+            return  # no musical time to put it at
+        if velocity > 0:
+            self.capture.note_on(channel, pitch, velocity, beat)
+        else:
+            self.capture.note_off(channel, pitch, beat)
+
+    # ---- OSC handlers (arguments already checked against osc.ROUTES) ----------------------------
+    def osc_note(self, pitch: int, velocity: int, channel: int = 1, host: str | None = None) -> None:
+        self._note(channel - 1, pitch, velocity, time.perf_counter())
+        if self.config.thru and self.output is not None:
+            self.output.send((0x90 | (channel - 1), pitch, velocity))
+
+    def osc_tempo(self, bpm: float, host=None) -> None:
+        self.clock.set_tempo(bpm, time.perf_counter())
+
+    def osc_play(self, host=None) -> None:
+        self.clock.play(time.perf_counter())
+
+    def osc_stop(self, host=None) -> None:
+        self.clock.stop(time.perf_counter())
+
+    def osc_position(self, beats: float, host=None) -> None:
+        self.clock.set_position(beats, time.perf_counter())
+
+    def osc_mode(self, name: str, host=None) -> None:
+        with self.lock:
+            if name == self.params.mode:
+                return
+            self.params.mode = name
+            state = self.modes.state
+            state.mutate_source = state.last_tokens if name == "mutate" else None
+            if name == "interpolate":
+                state.path = []
+            self.capture.mark_answered()
+        self.flush(f"mode {name}")
+
+    def _set(self, name: str, value) -> None:
+        with self.lock:
+            setattr(self.params, name, value)
+
+    def osc_temperature(self, x: float, host=None) -> None:
+        self._set("temperature", x)
+
+    def osc_bars(self, n: int, host=None) -> None:
+        self._set("bars", n)
+
+    def osc_novelty(self, x: float, host=None) -> None:
+        self._set("novelty", x)
+
+    def osc_variations(self, n: int, host=None) -> None:
+        self._set("variations", n)
+
+    def osc_silence(self, beats: float, host=None) -> None:
+        self._set("silence", beats)
+
+    def osc_steps(self, n: int, host=None) -> None:
+        with self.lock:
+            self.params.steps = n
+            self.modes.state.path = []
+
+    def osc_ending(self, name: str, host=None) -> None:
+        self._set("ending", name)
+
+    def osc_capture(self, slot: str, host=None) -> None:
+        model = self._require_model()
+        _, beat, _ = self.clock.state(time.perf_counter())
+        end = round(beat / BEATS_PER_BAR) * BEATS_PER_BAR  # the nearest bar line: a late press still counts
+        tokens, _, _ = self.modes.window(model.codec, model.bars, end)
+        if not self.modes.capture.window(end - model.bars * BEATS_PER_BAR, end):
+            raise OscInputError("not_ready", f"nothing played in the {model.bars} bars before beat {end:g}")
+        self._store_slot(slot, tokens)
+
+    def osc_capture_file(self, slot: str, path: str, host=None) -> None:
+        from musicbridge.notes import NoteSequence
+
+        model = self._require_model()
+        try:
+            sequence = NoteSequence.from_midi(path)
+        except (OSError, ValueError) as error:
+            raise OscInputError("load_failed", f"cannot read MIDI file {path!r}: {error}") from None
+        drums = model.codec.name == "drums"
+        notes = [n for n in sequence.slice(0, model.bars * BEATS_PER_BAR).notes if n.is_drum == drums]
+        if not notes:
+            raise OscInputError("load_failed", f"{path!r} has no {'drum' if drums else 'melody'} notes in its "
+                                               f"first {model.bars} bars")
+        self._store_slot(slot, encode_window(model.codec, notes, model.steps))
+
+    def _store_slot(self, slot: str, tokens) -> None:
+        with self.lock:
+            self.modes.state.slots[slot] = tokens
+            self.modes.state.path = []
+
+    def _require_model(self):
+        model = self.store.active
+        if model is None:
+            raise OscInputError("not_ready", "no model loaded (start with --model or send /musicbridge/model/load)")
+        return model
+
+    def osc_generate(self, host=None) -> None:
+        _, beat, _ = self.clock.state(time.perf_counter())
+        bar_end = (math.floor(beat / BEATS_PER_BAR + 1e-9) + 1) * BEATS_PER_BAR
+        if bar_end - beat < STEP_BEATS:  # too close to the bar line to make it: the one after
+            bar_end += BEATS_PER_BAR
+        reason = self._request_at(bar_end, forced=True)
+        if reason:
+            raise OscInputError("not_ready", reason)
+
+    def osc_variation(self, index: int, host=None) -> None:
+        with self.lock:
+            if self.candidates is None:
+                raise OscInputError("not_ready", "no generation yet")
+            rows, start_beat, n_bars = self.candidates
+            if index >= len(rows):
+                raise OscInputError("out_of_range", f"index {index}: the last generation has {len(rows)} candidate(s)")
+            self.gen_id += 1
+            phrase_id = self.gen_id
+        notes = self._require_model().codec.decode(rows[index])
+        self._send_phrase(phrase_id, notes, n_bars, start_beat)
+
+    def osc_panic(self, host=None) -> None:
+        self.flush("panic")
+        if self.output is not None:
+            self.output.panic()
+
+    def osc_model_load(self, name_or_path: str, host=None) -> None:
+        try:
+            self.store.resolve(name_or_path)  # refuse early, on the OSC thread
+        except RefusedPath as error:
+            raise OscInputError("refused", str(error)) from None
+        except LookupError as error:
+            raise OscInputError("load_failed", str(error)) from None
+        threading.Thread(target=self._load_model, args=(name_or_path, host), name="model-load", daemon=True).start()
+
+    def _load_model(self, name_or_path: str, host: str | None) -> None:
+        try:
+            self.store.switch(name_or_path)  # onnxruntime session + warm-up; the clock keeps running
+        except Exception as error:
+            log.warning("model load %r failed: %s", name_or_path, error)
+            self.osc.replier.error("load_failed", f"{name_or_path}: {error} (the previous model stays active)", host)
+            return
+        with self.lock:
+            self.modes.state.path = []
+        self.flush("model switch")
+        self.osc_status(host=host)
+
+    def osc_status(self, host=None) -> None:
+        playing, _, bpm = self.clock.state(time.perf_counter())
+        self.osc.replier.send(f"{P}/status", self.params.mode, bpm, int(playing), self.store.active_name or "",
+                              self.last_latency_ms, host=host)

@@ -1,0 +1,184 @@
+"""The generation worker: model calls on their own thread, so MIDI I/O and the clock never wait for them.
+
+A Request says what to generate (continue a window, sample the prior, walk A→B, mutate around a z, replay),
+for which song position, with the parameters of the moment. Only the newest request waits: a request that
+is still queued when the next one comes is superseded (an answer for a bar that has passed is worthless).
+
+Variation pick rule: of K candidates (one batch), play the one whose onset density (onsets per bar) is
+closest to the reference — the input window's, else the last phrase played; ties go to the lowest index.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from musicbridge.notes import Note
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Request:
+    kind: str  # continue | sample | interpolate | mutate | replay (play given tokens again, no model call)
+    start_beat: float  # where the answer starts playing
+    bars: int
+    temperature: float = 1.0
+    novelty: float = 1.0
+    variations: int = 1
+    tokens: np.ndarray | None = None  # continue: the input window (T,); mutate: its source; replay: the phrase
+    other: np.ndarray | None = None  # interpolate: slot B (tokens is slot A)
+    steps: int = 2  # interpolate: points on the path
+    reference_density: float | None = None
+    velocity: int = 100
+    replace: bool = True  # cut what earlier phrases have pending from start_beat on
+    reply: bool = True  # send /musicbridge/gen/* for it
+    seed: int | None = None
+    epoch: int = 0  # the bridge's flush counter when requested: a flush since makes the answer stale
+    created: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Phrase:
+    """One answer: tokens and notes (beats relative to start_beat), plus the candidates it was picked from."""
+
+    request: Request
+    tokens: np.ndarray  # (bars * steps_per_bar,)
+    notes: list[Note]
+    candidates: list[np.ndarray]  # index 0 is the one played
+    n_bars: int
+    model_ms: float  # the model calls alone
+    latency_ms: float  # request creation (the trigger) → phrase ready
+    path: list[np.ndarray] = field(default_factory=list)  # interpolate: every point of A→B
+
+
+def density(codec, tokens: np.ndarray, bars: int) -> float:
+    return float(np.count_nonzero(codec.onsets(tokens))) / max(bars, 1)
+
+
+def pick(codec, candidates: np.ndarray, bars: int, reference: float | None) -> list[np.ndarray]:
+    """Candidates reordered so that the chosen one comes first (see the module docstring)."""
+    rows = [np.asarray(c, dtype=np.int64) for c in candidates]
+    if reference is None or len(rows) == 1:
+        return rows
+    scores = [abs(density(codec, row, bars) - reference) for row in rows]
+    best = int(np.argmin(scores))  # argmin returns the first of equal scores: ties go to the lowest index
+    return [rows[best]] + rows[:best] + rows[best + 1 :]
+
+
+def fit_bars(rows: np.ndarray, bars: int, steps_per_bar: int) -> np.ndarray:
+    """(K, T) → (K, bars·steps_per_bar): cut when longer, repeated when shorter."""
+    rows = np.atleast_2d(np.asarray(rows, dtype=np.int64))
+    want = bars * steps_per_bar
+    if rows.shape[1] < want:
+        rows = np.tile(rows, (1, -(-want // rows.shape[1])))
+    return rows[:, :want]
+
+
+def model_window(tokens: np.ndarray, model) -> np.ndarray:
+    """A phrase cut or repeated to the model's own length, for its encoder."""
+    return fit_bars(tokens, model.bars, model.steps // model.bars)[0]
+
+
+def run_model(model, request: Request) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The model calls of one request: (K candidates (K, T), interpolation path or [])."""
+    k = request.variations
+    if request.kind == "continue":  # the runtime chains phrases for answers longer than the model
+        out = model.continue_(request.tokens[None, :], bars=request.bars, temperature=request.temperature,
+                              variations=k, novelty=request.novelty, seed=request.seed)
+        return np.asarray(out), []
+    if request.kind == "sample":
+        chunks = -(-request.bars // model.bars)  # longer answers: consecutive samples, one batch
+        out = np.asarray(model.sample_prior(k * chunks, temperature=request.temperature, seed=request.seed))
+        return out.reshape(k, chunks * out.shape[-1]), []
+    if request.kind == "mutate":
+        mu, sigma = model.encode(model_window(request.tokens, model)[None, :])
+        rng = np.random.default_rng(request.seed)
+        z = mu + request.novelty * sigma * rng.standard_normal((k, mu.shape[-1])).astype(mu.dtype)
+        return np.asarray(model.sample(z.astype(np.float32), temperature=request.temperature, seed=request.seed)), []
+    if request.kind == "interpolate":  # greedy (the runtime's default): each point the most likely phrase
+        a, b = model_window(request.tokens, model), model_window(request.other, model)
+        path = np.asarray(model.interpolate(a, b, request.steps)).reshape(-1, model.steps)
+        return path[:1], list(path)
+    if request.kind == "replay":
+        return request.tokens[None, :], []
+    raise ValueError(f"unknown request kind {request.kind!r}")
+
+
+class GenerationWorker:
+    """Runs requests on one thread against the active model; `on_phrase(phrase)` receives the results."""
+
+    def __init__(self, get_model: Callable[[], object | None], on_phrase: Callable[[Phrase], None],
+                 on_error: Callable[[Request, Exception], None]):
+        self.get_model = get_model
+        self.on_phrase = on_phrase
+        self.on_error = on_error
+        self.cond = threading.Condition()
+        self.pending: Request | None = None
+        self.running = False
+        self.thread: threading.Thread | None = None
+        self.latencies_ms: list[float] = []
+        self.model_ms: list[float] = []
+        self.superseded = 0
+        self.failed = 0
+
+    def submit(self, request: Request) -> None:
+        with self.cond:
+            if self.pending is not None:
+                self.superseded += 1
+            self.pending = request
+            self.cond.notify()
+
+    def start(self) -> None:
+        self.running = True
+        self.thread = threading.Thread(target=self._run, name="generation", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.running = False
+            self.pending = None
+            self.cond.notify()
+        if self.thread:
+            self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while self.running and self.pending is None:
+                    self.cond.wait()
+                if not self.running:
+                    return
+                request, self.pending = self.pending, None
+            try:
+                phrase = self.generate(request)
+            except Exception as error:  # a failing model call must not end the worker
+                self.failed += 1
+                log.exception("generation failed")
+                self.on_error(request, error)
+                continue
+            if phrase is not None:
+                self.on_phrase(phrase)
+
+    def generate(self, request: Request) -> Phrase | None:
+        model = self.get_model()
+        if model is None:
+            raise RuntimeError("no model loaded")
+        codec = model.codec
+        began = time.perf_counter()
+        candidates, path = run_model(model, request)
+        model_ms = (time.perf_counter() - began) * 1000
+        steps_per_bar = codec.steps_per_bar
+        candidates = fit_bars(candidates, request.bars, steps_per_bar)
+        path = [fit_bars(p, request.bars, steps_per_bar)[0] for p in path]
+        ordered = pick(codec, candidates, request.bars, request.reference_density)
+        notes = codec.decode(ordered[0], velocity=request.velocity)
+        latency_ms = (time.perf_counter() - request.created) * 1000
+        if request.kind != "replay":
+            self.latencies_ms.append(latency_ms)
+            self.model_ms.append(model_ms)
+        return Phrase(request, ordered[0], notes, ordered, request.bars, model_ms, latency_ms, path)

@@ -1,0 +1,182 @@
+"""The scheduler: notes in beats → MIDI at precise wall-clock times, on its own thread.
+
+Events are kept in beats, not seconds, and converted with the clock just before they are due, so tempo changes
+and a MIDI clock's phase corrections move them. The thread waits until ~1.5 ms before an event, then spins on
+perf_counter for the rest (a plain sleep wakes up late by a scheduler tick or more). Sending happens under the
+scheduler's lock, so flush() can never be overtaken by a note-on: after a flush nothing is left sounding.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from musicbridge.bridge.midi_io import MidiOutput
+from musicbridge.notes import Note
+
+log = logging.getLogger(__name__)
+
+SPIN_SECONDS = 0.0015
+MAX_WAIT_SECONDS = 0.02  # re-read the clock at least this often (tempo may change)
+NOTE_OFF, NOTE_ON = 0, 1  # at the same beat a note-off goes first, so a repeated pitch re-sounds
+
+
+@dataclass(eq=False)
+class ScheduledNote:
+    channel: int
+    pitch: int
+    velocity: int
+    on_beat: float
+    off_beat: float
+    phrase_id: int
+    state: str = "pending"  # pending → on → done, or cancelled / late
+
+
+class Scheduler:
+    def __init__(self, clock, output: MidiOutput | None, offset_ms: float = 0.0, mode: str = "precise"):
+        if mode not in ("precise", "sleep"):
+            raise ValueError(f"unknown scheduler {mode!r}")
+        self.clock = clock
+        self.output = output
+        self.offset = offset_ms / 1000.0
+        self.mode = mode
+        self.cond = threading.Condition(threading.RLock())
+        self.heap: list[tuple[float, int, int, ScheduledNote]] = []
+        self.notes: list[ScheduledNote] = []  # not yet done
+        self.seq = itertools.count()
+        self.errors: deque[float] = deque(maxlen=200_000)  # note-on send time − due time, seconds
+        self.sent = 0
+        self.late_dropped = 0
+        self.running = False
+        self.thread: threading.Thread | None = None
+
+    # ---- adding and removing ------------------------------------------------------------------
+    def _push(self, beat: float, kind: int, note: ScheduledNote) -> None:
+        heapq.heappush(self.heap, (beat, kind, next(self.seq), note))
+
+    def add_phrase(self, notes: Iterable[Note], start_beat: float, phrase_id: int, channel: int,
+                   replace: bool = True) -> tuple[int, int]:
+        """Schedule notes (beats relative to start_beat). Notes already late are dropped, not shifted.
+
+        With `replace`, what is pending from earlier phrases at or after start_beat is cancelled and notes still
+        sounding then are cut there. Returns (scheduled, dropped_late).
+        """
+        now = time.perf_counter()
+        scheduled = dropped = 0
+        with self.cond:
+            if replace:
+                self._cut_at(start_beat)
+            for note in notes:
+                on, off = start_beat + note.start, start_beat + max(note.end, note.start + 1 / 64)
+                due = self.clock.time_at(on)
+                if due is not None and due + self.offset < now:
+                    dropped += 1
+                    continue
+                item = ScheduledNote(channel, int(note.pitch), int(note.velocity), on, off, phrase_id)
+                self.notes.append(item)
+                self._push(on, NOTE_ON, item)
+                self._push(off, NOTE_OFF, item)
+                scheduled += 1
+            self.late_dropped += dropped
+            self.cond.notify()
+        if dropped:
+            log.warning("phrase %d: %d late note(s) dropped", phrase_id, dropped)
+        return scheduled, dropped
+
+    def _cut_at(self, beat: float) -> None:
+        for note in self.notes:
+            if note.state == "pending" and note.on_beat >= beat:
+                note.state = "cancelled"
+            elif note.state in ("pending", "on") and note.off_beat > beat:
+                note.off_beat = beat
+                self._push(beat, NOTE_OFF, note)
+        self.notes = [n for n in self.notes if n.state in ("pending", "on")]
+
+    def flush(self, channels: tuple[int, ...] = ()) -> int:
+        """Drop everything pending and turn every sounding note off (stop, relocate, mode change, panic)."""
+        with self.cond:
+            for note in self.notes:
+                note.state = "cancelled"
+            self.notes.clear()
+            self.heap.clear()
+            closed = self.output.all_notes_off(channels) if self.output else 0
+            self.cond.notify()
+        return closed
+
+    def pending(self) -> int:
+        with self.cond:
+            return sum(1 for n in self.notes if n.state == "pending")
+
+    # ---- the thread ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.running = True
+        self.thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.running = False
+            self.cond.notify()
+        if self.thread:
+            self.thread.join(timeout=2)
+
+    def _head(self) -> tuple[float, int, int, ScheduledNote] | None:
+        """The next valid event (stale entries of cancelled or moved notes are discarded)."""
+        while self.heap:
+            beat, kind, _, note = self.heap[0]
+            valid = (note.state == "pending" and beat == note.on_beat) if kind == NOTE_ON else (
+                note.state in ("pending", "on") and beat == note.off_beat)
+            if kind == NOTE_OFF and note.state == "pending" and valid:
+                valid = False  # its note-on was never sent (cut before it started): nothing to close
+                note.state = "cancelled"
+            if valid:
+                return self.heap[0]
+            heapq.heappop(self.heap)
+        return None
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                if not self.running:
+                    return
+                entry = self._head()
+                due = self.clock.time_at(entry[0]) if entry else None
+                if due is None:  # nothing to play, or the transport is stopped
+                    self.cond.wait(0.05)
+                    continue
+                due += self.offset
+                remaining = due - time.perf_counter()
+                if remaining > SPIN_SECONDS and (self.mode == "precise" or remaining > MAX_WAIT_SECONDS):
+                    self.cond.wait(min(remaining - SPIN_SECONDS, MAX_WAIT_SECONDS))
+                    continue
+            if self.mode == "precise":
+                while time.perf_counter() < due:  # spin: the lock is free, the GIL switches every 0.25 ms
+                    pass
+            elif remaining > 0:
+                time.sleep(remaining)  # the naive baseline
+            with self.cond:
+                if self._head() is not entry:  # flushed, cut or preceded while we waited
+                    continue
+                heapq.heappop(self.heap)
+                self._fire(entry, due)
+
+    def _fire(self, entry, due: float) -> None:
+        _, kind, _, note = entry
+        if self.output is None:
+            note.state = "done" if kind == NOTE_OFF else "on"
+            return
+        if kind == NOTE_ON:
+            self.output.note_on(note.channel, note.pitch, note.velocity)
+            self.errors.append(time.perf_counter() - due)
+            note.state = "on"
+            self.sent += 1
+        else:
+            self.output.note_off(note.channel, note.pitch)
+            note.state = "done"
+            self.notes = [n for n in self.notes if n.state in ("pending", "on")] if len(self.notes) > 256 else self.notes

@@ -1,0 +1,89 @@
+"""The one-line live status (rich) and the exit summary."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+
+def percentiles(values, scale: float = 1.0) -> dict:
+    """{"p50", "p99", "max", "n"} of values × scale (None when there are none)."""
+    data = np.asarray(list(values), dtype=np.float64) * scale
+    if data.size == 0:
+        return {"p50": None, "p99": None, "max": None, "n": 0}
+    return {"p50": round(float(np.percentile(data, 50)), 4), "p99": round(float(np.percentile(data, 99)), 4),
+            "max": round(float(data.max()), 4), "n": int(data.size)}
+
+
+def summary(bridge) -> dict:
+    scheduler = bridge.scheduler
+    errors = list(scheduler.errors) if scheduler else []
+    return {
+        "generation_latency_ms": percentiles(bridge.worker.latencies_ms),
+        "model_ms": percentiles(bridge.worker.model_ms),
+        "timing_error_ms": percentiles(np.abs(errors), 1000.0),  # |note-on sent − due|
+        "timing_error_signed_mean_ms": round(float(np.mean(errors)) * 1000, 4) if errors else None,
+        "notes_sent": scheduler.sent if scheduler else 0,
+        "late_dropped": scheduler.late_dropped if scheduler else 0,
+        "answers": bridge.counts["answers"],
+        "superseded": bridge.worker.superseded,
+        "stale": bridge.counts["stale"],
+        "generation_failed": bridge.worker.failed,
+        "midi_in": bridge.input.received if bridge.input else bridge.midi_in_count,
+        "osc_in": bridge.osc.dispatcher.handled if bridge.osc else 0,
+        "osc_errors": bridge.osc.replier.errors if bridge.osc else 0,
+        "lost_clock_ticks": bridge.clock.ticks.lost_ticks,
+    }
+
+
+def status_text(bridge) -> Text:
+    playing, beat, bpm = bridge.clock.state(time.perf_counter())
+    bar, in_bar = divmod(beat, 4.0)
+    scheduler = bridge.scheduler
+    latency = f"{bridge.last_latency_ms:.1f} ms" if bridge.last_latency_ms >= 0 else "–"
+    parts = [
+        ("▶ " if playing else "■ ", "green" if playing else "red"),
+        (f"{bridge.params.mode}", "bold"),
+        (f" │ {bpm:6.1f} bpm │ {int(bar) + 1}:{int(math.floor(in_bar)) + 1}", ""),
+        (f" │ {bridge.store.active_name or 'no model'}", "cyan"),
+        (f" │ gen {latency}", ""),
+        (f" │ late {scheduler.late_dropped if scheduler else 0}", ""),
+        (f" │ superseded {bridge.worker.superseded}", ""),
+    ]
+    return Text.assemble(*parts)
+
+
+class StatusLine:
+    """Redraws the status line four times a second on a terminal; silent otherwise (logs still go out)."""
+
+    def __init__(self, bridge, console: Console | None = None):
+        self.bridge = bridge
+        self.console = console or Console(stderr=True)
+        self.live: Live | None = None
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if not self.console.is_terminal:
+            return
+        self.live = Live(status_text(self.bridge), console=self.console, auto_refresh=False, transient=True)
+        self.live.start()
+        self.thread = threading.Thread(target=self._run, name="status", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(0.25):
+            self.live.update(status_text(self.bridge), refresh=True)
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.thread:
+            self.thread.join(timeout=1)
+        if self.live:
+            self.live.stop()

@@ -1,0 +1,335 @@
+"""The torch-free inference engine: an exported model directory → onnxruntime sessions behind the sampling API.
+
+    model = load_model("exports/mel_2bar")       # or a shipped model's name
+    mu, sigma = model.encode(tokens)              # (B, T) → (B, Z), (B, Z)
+    tokens = model.sample(z, temperature=0.5, seed=1)
+    answers = model.continue_(phrase, variations=4, novelty=0.5)
+
+Sampling: token = argmax(logits + temperature · Gumbel noise) at every step (greedy at temperature 0), the
+noise drawn here with numpy from `seed`, so a seed gives the same tokens on every run and every machine, and the
+same as the torch reference fed the same noise (export/parity.py). Every call is batch-first; one session.run
+decodes every step of every sequence of a batch.
+
+Never imports torch (tests/test_no_torch.py): the live bridge loads this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from musicbridge.codecs import UnknownRepresentationError, codec_from_description
+
+FORMAT = 1
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+ROLES = ("encoder", "sampler", "teacher_forced")
+# model.json keys the runtime relies on, with their types; each graph's metadata_props must agree on them.
+REQUIRED = {"format": int, "representation": dict, "bars": int, "steps_per_bar": int, "steps": int,
+            "vocab_size": int, "z_size": int, "hierarchical": bool, "variants": dict, "default_variant": str}
+CHECKED_IN_GRAPHS = ("representation", "bars", "steps", "vocab_size", "z_size", "hierarchical")
+
+
+class ModelLoadError(ValueError):
+    """An exported model that cannot be used: missing or corrupt files, unknown representation, bad metadata."""
+
+
+def shipped_models() -> list[str]:
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "model.json").is_file())
+
+
+def resolve_model_path(path_or_name: str | os.PathLike) -> Path:
+    """An exported model directory: the path itself, else a shipped model of that name."""
+    path = Path(path_or_name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{path} is a file; a model is a directory made by `musicbridge export`")
+        return path
+    if len(path.parts) == 1 and (SHIPPED_DIR / path.name / "model.json").is_file():
+        return SHIPPED_DIR / path.name
+    shipped = ", ".join(shipped_models()) or "none in this installation"
+    raise ModelLoadError(f"no model directory at {path} and no shipped model called {str(path_or_name)!r} "
+                         f"(shipped models: {shipped})")
+
+
+def gpu_present() -> bool:
+    """A CUDA device is really there (onnxruntime-gpu lists its CUDA provider on machines without one)."""
+    if os.path.exists("/dev/nvidia0"):
+        return True
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        return subprocess.run([smi, "-L"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def choose_providers(device: str = "auto") -> list[str]:
+    """auto: CUDA when onnxruntime has it AND a GPU is present, else CPU; cpu; cuda (an error if unavailable)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    has_cuda = "CUDAExecutionProvider" in available
+    if device == "cpu" or (device == "auto" and not (has_cuda and gpu_present())):
+        return ["CPUExecutionProvider"]
+    if device in ("auto", "cuda"):
+        if not has_cuda:
+            raise ModelLoadError(f"CUDA was asked for but this onnxruntime has no CUDA provider (it has: "
+                                 f"{', '.join(available)}); install onnxruntime-gpu or use device='cpu'")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+
+
+def load_model(path_or_name: str | os.PathLike, variant: str | None = None, device: str = "auto",
+               threads: int = 1, warmup: bool = True) -> Model:
+    """Load an exported model directory (or a shipped model by name); every problem is a ModelLoadError.
+
+    variant: fp32 / int8 / fp16 (default: the directory's default_variant); threads: onnxruntime intra-op
+    threads (1 by default: the daemon has other threads to keep on time; 0 = one per core, for offline work);
+    warmup: run each session once now, so the first real call is not the slow one."""
+    path = resolve_model_path(path_or_name)
+    metadata = read_metadata(path)
+    try:
+        codec = codec_from_description(metadata["representation"])
+    except UnknownRepresentationError as error:
+        raise ModelLoadError(f"{path}: {error}") from None
+    if (codec.vocab_size, codec.steps_per_bar) != (metadata["vocab_size"], metadata["steps_per_bar"]):
+        raise ModelLoadError(f"{path}: model.json says vocab {metadata['vocab_size']} / {metadata['steps_per_bar']} "
+                             f"steps per bar but representation {codec.name} v{codec.version} has "
+                             f"{codec.vocab_size} / {codec.steps_per_bar}")
+    variant = variant or metadata["default_variant"]
+    if variant not in metadata["variants"]:
+        raise ModelLoadError(f"{path} has no {variant!r} variant (it has: {', '.join(metadata['variants'])}); "
+                             f"export it with --quantize int8 or --fp16")
+    files = metadata["variants"][variant]
+    for role in ROLES:
+        name = files.get(role) if isinstance(files, dict) else None
+        # Plain file names only: a model directory never points at files outside itself.
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise ModelLoadError(f"{path}/model.json names no usable {role} graph for variant {variant} "
+                                 f"(got {name!r})")
+    model = Model(path, metadata, codec, variant, {role: path / files[role] for role in ROLES},
+                  choose_providers(device), threads)
+    model.session("encoder")
+    model.session("sampler")  # teacher_forced loads on first use: only evaluation needs it
+    if warmup:
+        try:
+            model.sample(model.encode(np.zeros((1, model.steps), np.int64))[0], temperature=1.0, seed=0)
+        except Exception as error:  # graphs that load but do not run as the metadata says
+            raise ModelLoadError(f"{path}: the {variant} graphs fail on a test input ({type(error).__name__}: "
+                                 f"{str(error).strip()[:300]})") from None
+    return model
+
+
+def read_metadata(path: Path) -> dict:
+    meta_file = path / "model.json"
+    if not meta_file.is_file():
+        found = ", ".join(sorted(p.name for p in path.iterdir())[:8]) or "nothing"
+        raise ModelLoadError(f"{path} is not an exported model: no model.json (found: {found}); "
+                             f"make one with `musicbridge export CHECKPOINT -o {path}`")
+    try:
+        metadata = json.loads(meta_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{meta_file} is not valid JSON: {error}") from None
+    if not isinstance(metadata, dict):
+        raise ModelLoadError(f"{meta_file} must hold a JSON object")
+    for key, kind in REQUIRED.items():
+        if not isinstance(metadata.get(key), kind) or (kind is int and isinstance(metadata.get(key), bool)):
+            raise ModelLoadError(f"{meta_file}: {key!r} missing or not of type {kind.__name__} "
+                                 f"(got {metadata.get(key)!r}); re-export the model")
+    if metadata["format"] != FORMAT:
+        raise ModelLoadError(f"{meta_file}: format {metadata['format']} is not known to this musicbridge "
+                             f"(it reads format {FORMAT})")
+    if metadata["steps"] != metadata["bars"] * metadata["steps_per_bar"]:
+        raise ModelLoadError(f"{meta_file}: steps {metadata['steps']} != bars × steps_per_bar")
+    return metadata
+
+
+def _check_file(path: Path, expected_sha256: str | None) -> bytes:
+    if not path.is_file():
+        raise ModelLoadError(f"missing graph file {path}; the export is incomplete — export the model again")
+    data = path.read_bytes()
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise ModelLoadError(f"{path} is corrupt or truncated ({len(data)} bytes; its checksum differs from the "
+                             f"one in model.json) — export the model again")
+    return data
+
+
+class Model:
+    """An exported MusicVAE: encode / sample / continue_ / interpolate / sample_prior, numpy in and out."""
+
+    def __init__(self, path: Path, metadata: dict, codec, variant: str, files: dict[str, Path],
+                 providers: list[str], threads: int):
+        self.path, self.metadata, self.codec, self.variant, self.files = path, metadata, codec, variant, files
+        self.providers, self.threads = providers, threads
+        self.bars, self.steps, self.z_size = metadata["bars"], metadata["steps"], metadata["z_size"]
+        self.steps_per_bar, self.vocab_size = metadata["steps_per_bar"], metadata["vocab_size"]
+        self.hierarchical = metadata["hierarchical"]
+        self.start_token = self.vocab_size
+        self._sessions: dict[str, object] = {}
+
+    def __repr__(self) -> str:
+        return (f"Model({self.path.name!r}, {self.codec.name} v{self.codec.version}, bars={self.bars}, "
+                f"z={self.z_size}, {self.variant}, {self.providers[0]})")
+
+    # -- sessions ---------------------------------------------------------------------------------------------
+
+    def session(self, role: str):
+        if role not in self._sessions:
+            self._sessions[role] = self._open(role)
+        return self._sessions[role]
+
+    def _open(self, role: str):
+        import onnxruntime as ort
+
+        path = self.files[role]
+        data = _check_file(path, self.metadata.get("sha256", {}).get(path.name))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only
+        try:
+            session = ort.InferenceSession(data, options, providers=self.providers)
+        except Exception as error:  # onnxruntime raises its own classes for protobuf/graph/kernel failures
+            raise ModelLoadError(f"{path} is not a usable ONNX graph ({type(error).__name__}: "
+                                 f"{str(error).strip()[:300]}) — export the model again") from None
+        props = session.get_modelmeta().custom_metadata_map
+        expected = {"role": role, "variant": self.variant} | {key: self.metadata[key] for key in CHECKED_IN_GRAPHS}
+        for key, value in expected.items():
+            stored = props.get(f"musicbridge.{key}")
+            if stored is None or json.loads(stored) != value:
+                raise ModelLoadError(f"{path}: its metadata says {key} = {stored} but model.json expects "
+                                     f"{json.dumps(value)}; the files come from different exports")
+        return session
+
+    # -- the sampling API -------------------------------------------------------------------------------------
+
+    def encode(self, tokens) -> tuple[np.ndarray, np.ndarray]:
+        """μ, σ (B, Z) float32 of q(z | tokens); tokens (B, T) or (T,) integers in [0, vocab)."""
+        mu, sigma = self.session("encoder").run(None, {"tokens": self._tokens(tokens)})
+        return mu, sigma
+
+    def sample(self, z, temperature: float = 1.0, seed: int | None = None, rng=None) -> np.ndarray:
+        """Tokens (B, T) int64 decoded from z (B, Z): greedy at temperature 0, else sampled at that temperature."""
+        z = np.ascontiguousarray(np.atleast_2d(np.asarray(z, dtype=np.float32)))
+        if z.ndim != 2 or z.shape[1] != self.z_size:
+            raise ValueError(f"expected z of shape (batch, {self.z_size}), got {z.shape}")
+        noise = self.noise(z.shape[0], temperature, rng if rng is not None else np.random.default_rng(seed))
+        return self.session("sampler").run(None, {"z": z, "noise": noise})[0]
+
+    def continue_(self, tokens, bars: int | None = None, temperature: float = 1.0, variations: int = 1,
+                  novelty: float = 1.0, seed: int | None = None) -> np.ndarray:
+        """Answers to phrases: (B * variations, bars * steps_per_bar) int64, rows grouped by input phrase.
+
+        The last `self.bars` bars of each phrase (shorter phrases are repeated to fill them) are encoded; each
+        variation decodes z = μ + novelty · σ · ε (ε ~ N(0, I); novelty 0 = μ itself). `bars` (default: the
+        model's) longer than the model continues chunk by chunk, each chunk encoded to make the next."""
+        bars = self.bars if bars is None else int(bars)
+        if bars < 1 or variations < 1:
+            raise ValueError(f"bars and variations must be ≥ 1, got {bars} and {variations}")
+        rng = np.random.default_rng(seed)
+        window = self._window(tokens)
+        chunks = []
+        for _ in range(-(-bars // self.bars)):
+            mu, sigma = self.encode(window)
+            if not chunks:  # the variations fan out from the input phrase
+                mu, sigma = np.repeat(mu, variations, axis=0), np.repeat(sigma, variations, axis=0)
+            z = mu + float(novelty) * sigma * rng.standard_normal(mu.shape).astype(np.float32)
+            window = self.sample(z, temperature, rng=rng)
+            chunks.append(window)
+        return np.concatenate(chunks, axis=1)[:, : bars * self.steps_per_bar]
+
+    def interpolate(self, a, b, steps: int, temperature: float = 0.0, seed: int | None = None) -> np.ndarray:
+        """Tokens along the slerp from μ(a) to μ(b): (steps, T) for two phrases (T,), (B, steps, T) for batches.
+        Greedy by default, so the path is the model's most likely phrase at each point."""
+        single = np.ndim(a) == 1
+        a, b = self._tokens(a), self._tokens(b)
+        if a.shape != b.shape:
+            raise ValueError(f"a and b differ in shape: {a.shape} vs {b.shape}")
+        if steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {steps}")
+        mu, _ = self.encode(np.concatenate([a, b]))
+        alphas = np.linspace(0.0, 1.0, steps)
+        z = np.concatenate([slerp(mu[i], mu[len(a) + i], alphas) for i in range(len(a))]).astype(np.float32)
+        out = self.sample(z, temperature, seed).reshape(len(a), steps, self.steps)
+        return out[0] if single else out
+
+    def sample_prior(self, n: int, temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
+        """n phrases (n, T) decoded from z ~ N(0, I)."""
+        rng = np.random.default_rng(seed)
+        return self.sample(rng.standard_normal((int(n), self.z_size)).astype(np.float32), temperature, rng=rng)
+
+    # -- evaluation -------------------------------------------------------------------------------------------
+
+    def decoder_inputs(self, tokens) -> np.ndarray:
+        """Teacher-forcing inputs (B, T): each segment (a bar when hierarchical) shifted right behind the start
+        token — the same as MusicVAE.decoder_inputs."""
+        tokens = self._tokens(tokens)
+        segment = self.steps_per_bar if self.hierarchical else self.steps
+        segments = tokens.reshape(tokens.shape[0], -1, segment)
+        start = np.full_like(segments[..., :1], self.start_token)
+        return np.concatenate([start, segments[..., :-1]], axis=-1).reshape(tokens.shape)
+
+    def teacher_forced_logits(self, tokens, z) -> np.ndarray:
+        """Logits (B, T, V) of each step given the true previous tokens of `tokens` (B, T) and z (B, Z) —
+        the signature of musicbridge.training.evaluate's models."""
+        z = np.ascontiguousarray(np.atleast_2d(np.asarray(z, dtype=np.float32)))
+        inputs = self.decoder_inputs(tokens)
+        if z.shape != (inputs.shape[0], self.z_size):
+            raise ValueError(f"expected z of shape ({inputs.shape[0]}, {self.z_size}), got {z.shape}")
+        return self.session("teacher_forced").run(None, {"z": z, "inputs": inputs})[0]
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+
+    def _tokens(self, tokens) -> np.ndarray:
+        array = np.asarray(tokens)
+        if array.ndim == 1:
+            array = array[None, :]
+        if array.ndim != 2 or array.shape[1] != self.steps:
+            raise ValueError(f"expected tokens of shape (batch, {self.steps}) or ({self.steps},), got {array.shape}")
+        if array.dtype.kind not in "iu":
+            raise ValueError(f"tokens must be integers, got {array.dtype}")
+        if array.size and (array.min() < 0 or array.max() >= self.vocab_size):
+            raise ValueError(f"tokens must lie in [0, {self.vocab_size}) for {self.codec.name}, got "
+                             f"{array.min()}..{array.max()}")
+        return np.ascontiguousarray(array, dtype=np.int64)
+
+    def _window(self, tokens) -> np.ndarray:
+        """The last `bars` bars of each phrase (B, T); shorter phrases are repeated to fill them."""
+        array = np.asarray(tokens)
+        array = array[None, :] if array.ndim == 1 else array
+        if array.ndim != 2 or array.shape[1] == 0:
+            raise ValueError(f"expected phrases of shape (batch, steps), got {array.shape}")
+        if array.shape[1] < self.steps:
+            array = np.tile(array, (1, -(-self.steps // array.shape[1])))
+        return self._tokens(array[:, -self.steps :])
+
+    def noise(self, batch: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
+        """What the sampler adds to the logits: temperature · Gumbel(0, 1) noise (B, T, V); zeros at temperature 0."""
+        temperature = float(temperature)
+        if not np.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be ≥ 0, got {temperature}")
+        shape = (batch, self.steps, self.vocab_size)
+        if temperature == 0:
+            return np.zeros(shape, np.float32)
+        uniform = rng.random(shape, dtype=np.float32)
+        np.clip(uniform, 1e-10, 1.0 - 1e-7, out=uniform)
+        # Gumbel(0, 1) = -log(-log(U)), scaled: argmax(logits + t·g) = argmax(logits / t + g).
+        return (-temperature) * np.log(-np.log(uniform))
+
+
+def slerp(a: np.ndarray, b: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between two vectors, one row per alpha (linear when they are parallel)."""
+    cos = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if omega < 1e-6:
+        return np.outer(1 - alphas, a) + np.outer(alphas, b)
+    return (np.outer(np.sin((1 - alphas) * omega), a) + np.outer(np.sin(alphas * omega), b)) / np.sin(omega)

@@ -1,0 +1,99 @@
+"""`musicbridge export`: checkpoint → ONNX model directory, then a parity check against the torch model.
+
+torch and onnx are imported inside the command: `musicbridge --help` and a serve-only install stay light.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by `musicbridge train` (e.g. runs/NAME/best.pt)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Model directory to write (model.json + *.onnx)."),
+    quantize: str = typer.Option(None, "--quantize", help="Also write an int8 variant (onnxruntime dynamic quantisation): int8."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write a float16 variant (for GPUs; slower than fp32 on a CPU)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset of the graphs (17–21)."),
+    data: Path = typer.Option(None, "--data", help="Dataset whose test split the parity check uses (default: prior samples)."),
+    split: str = typer.Option("test", help="Dataset split for the parity check."),
+    sequences: int = typer.Option(512, "--parity-sequences", min=1, help="Sequences the parity check compares."),
+    as_json: bool = typer.Option(False, "--json", help="Print the parity reports as JSON."),
+) -> None:
+    """Export a checkpoint to ONNX and check the graphs against the torch model (non-zero exit if fp32 parity fails)."""
+    from musicbridge.codecs import UnknownRepresentationError
+    from musicbridge.data import DatasetError, load_dataset
+    from musicbridge.export import CheckpointError, load_checkpoint
+    from musicbridge.export.exporter import export_model, write_metadata
+    from musicbridge.export.parity import TARGETS, check_parity, prior_sequences
+    from musicbridge.runtime import ModelLoadError
+
+    if quantize not in (None, "int8"):
+        _fail(f"--quantize takes int8, not {quantize!r}")
+    variants = ["fp32"] + (["int8"] if quantize else []) + (["fp16"] if fp16 else [])
+    try:
+        model, ckpt = load_checkpoint(checkpoint)
+        if data is not None:
+            dataset = load_dataset(data)
+            if dataset.hash != ckpt.get("dataset_hash"):
+                console.print(f"[yellow]warning:[/yellow] {data} is not the dataset this checkpoint was trained on "
+                              f"(hash {dataset.hash[:12]}… vs {str(ckpt.get('dataset_hash'))[:12]}…)")
+            if dataset.steps != model.steps or dataset.codec.name != model.config.representation:
+                _fail(f"{data} holds {dataset.codec.name} windows of {dataset.steps} steps; the model wants "
+                      f"{model.config.representation} windows of {model.steps}")
+            windows = dataset.split(split)[:sequences]
+            source = f"{data} ({split}, {len(windows)} windows)"
+        else:
+            windows = prior_sequences(model, sequences)
+            source = f"{len(windows)} samples from the model's prior"
+        with console.status(f"exporting {checkpoint} → {out}"):
+            metadata = export_model(model, out, preset=ckpt["preset"], representation=ckpt["representation"],
+                                    dataset_hash=ckpt.get("dataset_hash"), checkpoint_step=ckpt.get("step"),
+                                    opset=opset, variants=variants)
+        with console.status(f"checking parity on {source}"):
+            reports = [check_parity(model, out, np.asarray(windows), variant) for variant in variants]
+    except (CheckpointError, DatasetError, UnknownRepresentationError, ModelLoadError, ValueError) as error:
+        _fail(str(error))
+    metadata["parity"] = {report["variant"]: report for report in reports} | {"checked_on": source}
+    write_metadata(out, metadata)
+    passed = reports[0]["passed"]
+    if as_json:
+        print(json.dumps({"out": str(out), "parity": reports, "passed": passed}, indent=2))
+    else:
+        _print_reports(reports, source, TARGETS)
+    if not passed:
+        console.print("[red]fp32 parity FAILED[/red]: the exported graphs do not compute what the checkpoint does")
+        raise typer.Exit(1)
+    console.print(f"[green]exported[/green] {out} ({', '.join(variants)}; default {metadata['default_variant']})")
+
+
+def _print_reports(reports: list[dict], source: str, targets: dict) -> None:
+    table = Table(title=f"parity vs torch on {source}")
+    for column in ("variant", "μ/σ max diff", "logits max diff", "greedy identical", "tokens identical",
+                   "sampled identical", "verdict"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for r in reports:
+        verdict = ("pass" if r["passed"] else "FAIL") if r["variant"] == "fp32" else "measured"
+        table.add_row(r["variant"], f"{r['mu_sigma_max_diff']:.2e}", f"{r['logits_max_diff']:.2e}",
+                      f"{r['greedy_identical']:.2%}", f"{r['greedy_tokens_identical']:.2%}",
+                      f"{r['sampled_identical']:.2%}", verdict)
+    Console().print(table)
+    console.print(f"targets (fp32): μ/σ ≤ {targets['mu_sigma_max_diff']:g}, logits ≤ {targets['logits_max_diff']:g}, "
+                  f"greedy identical ≥ {targets['greedy_identical']:.0%}")
+
+
+def _fail(message: str):
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+

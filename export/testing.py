@@ -1,0 +1,49 @@
+"""Tiny models for tests (of this stage and of the bridge): build, save as a checkpoint, export.
+
+    from musicbridge.export.testing import export_tiny
+    model_dir = export_tiny(tmp_path / "tiny")            # a melody model, 2 bars, fp32
+    model = musicbridge.runtime.load_model(model_dir)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from musicbridge.codecs import get_codec
+from musicbridge.models import ModelConfig, Preset, build_model
+
+TINY_SIZES = dict(embed_size=8, enc_size=12, enc_layers=2, z_size=6, conductor_size=10, conductor_layers=2,
+                  dec_size=16, dec_layers=2)
+
+
+def tiny_model(representation: str = "melody", hierarchical: bool = False, bars: int = 2, seed: int = 0, **sizes):
+    """An untrained MusicVAE with a few thousand weights (eval mode, deterministic for a seed)."""
+    codec = get_codec(representation)
+    config = ModelConfig(representation=representation, vocab_size=codec.vocab_size,
+                         steps_per_bar=codec.steps_per_bar, bars=bars, hierarchical=hierarchical,
+                         **(TINY_SIZES | sizes))
+    torch.manual_seed(seed)
+    return build_model(config).eval()
+
+
+def save_checkpoint(model, path: str | os.PathLike, preset: str = "tiny", dataset_hash: str = "0" * 64,
+                    step: int = 0) -> Path:
+    """A checkpoint in the training stage's format (docs/architecture.md) for `model`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": 1, "preset": preset, "config": Preset(preset, model.config).to_dict(),
+                "representation": get_codec(model.config.representation).describe(), "dataset_hash": dataset_hash,
+                "step": step, "model": model.state_dict()}, path)
+    return path
+
+
+def export_tiny(out_dir: str | os.PathLike, representation: str = "melody", hierarchical: bool = False,
+                bars: int = 2, seed: int = 0, variants=("fp32",), **sizes) -> Path:
+    """Build a tiny model and export it to out_dir; returns out_dir (a Path) for musicbridge.runtime.load_model."""
+    from musicbridge.export.exporter import export_model
+
+    model = tiny_model(representation, hierarchical, bars, seed, **sizes)
+    export_model(model, out_dir, preset="tiny", dataset_hash="0" * 64, variants=variants)
+    return Path(out_dir)

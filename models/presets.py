@@ -1,0 +1,222 @@
+"""Named presets in the spirit of Magenta's music_vae configs.py: a representation, model sizes and training
+hyper-parameters, each a small dataclass whose every field can be overridden (CLI flags or a TOML file).
+
+    preset = get_preset("mel_2bar", overrides={"z_size": 64, "train.batch_size": 32})
+    preset = preset_from_dict(checkpoint["config"])
+
+Sizes are chosen for CPU training (a few hours on a laptop); Magenta's own configs are 10–50× larger and
+want a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from musicbridge.codecs import get_codec
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+
+@dataclass
+class ModelConfig:
+    """Everything `build_model` needs to rebuild a MusicVAE from a checkpoint."""
+
+    representation: str = "melody"
+    vocab_size: int = 90
+    steps_per_bar: int = 16
+    bars: int = 2
+    hierarchical: bool = False  # conductor LSTM over bars + a bottom decoder restarted every bar
+    embed_size: int = 64  # token embedding (Magenta feeds one-hot vectors; an embedding is the same map, cheaper)
+    enc_size: int = 256  # per direction of the bidirectional encoder
+    enc_layers: int = 1
+    z_size: int = 128
+    conductor_size: int = 256  # hierarchical only
+    conductor_layers: int = 2
+    dec_size: int = 256
+    dec_layers: int = 2
+
+    @property
+    def steps(self) -> int:
+        return self.bars * self.steps_per_bar
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters; every schedule is a pure function of the step (exact resume)."""
+
+    batch_size: int = 128  # global: split over the processes of a distributed run
+    steps: int = 20_000
+    seed: int = 0
+    # Adam with exponential decay to a floor (Magenta: (lr - min) * decay**step + min).
+    lr: float = 1e-3
+    lr_decay: float = 0.9999
+    lr_min: float = 1e-5
+    grad_clip: float = 1.0  # global gradient norm
+    # KL term: beta * max(KL - free_bits, 0). free_bits is in BITS per sequence (as in Magenta); the loss
+    # works in nats, so it uses free_bits * ln 2 nats.
+    beta_max: float = 0.2
+    beta_schedule: str = "exponential"  # exponential | linear | cyclical | constant
+    beta_rate: float = 0.99999  # exponential: beta = beta_max * (1 - beta_rate**step)
+    beta_warmup_steps: int = 10_000  # linear: reach beta_max after this many steps
+    beta_cycle_steps: int = 5_000  # cyclical: period; beta rises over the first half of each cycle
+    free_bits: float = 48.0
+    # Scheduled sampling, inverse sigmoid (Magenta): p = 1 - k / (k + exp(step / k)) within [sampling_min, max].
+    sampling_schedule: str = "inverse_sigmoid"  # inverse_sigmoid | constant | none
+    sampling_rate: float = 1000.0  # k; for constant: p itself
+    sampling_max: float = 1.0
+    sampling_min: float = 0.01  # below this p counts as 0: the guide pass is skipped while it would change < 1 %
+    token_dropout: float = 0.0  # fraction of decoder inputs replaced by a mask token
+    transpose: int = 5  # melodies: random shift in [-transpose, transpose] semitones on the fly (0 = off)
+    # Bookkeeping.
+    log_every: int = 50
+    eval_every: int = 500
+    eval_sequences: int = 2048  # validation windows scored at each evaluation (the first N of the split)
+
+
+@dataclass
+class Preset:
+    name: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _model(representation: str, bars: int, **sizes) -> ModelConfig:
+    codec = get_codec(representation)
+    return ModelConfig(representation, codec.vocab_size, codec.steps_per_bar, bars, **sizes)
+
+
+PRESETS: dict[str, Preset] = {
+    # 2-bar melodies, flat decoder (Magenta cat-mel_2bar_big at CPU size).
+    "mel_2bar": Preset(
+        "mel_2bar",
+        _model("melody", 2, embed_size=64, enc_size=256, z_size=128, dec_size=512, dec_layers=2),
+        TrainConfig(steps=20_000, beta_max=0.5, free_bits=0.0, sampling_rate=1000.0),
+    ),
+    # 16-bar melodies with the conductor (Magenta hierdec-mel_16bar at CPU size).
+    "mel_16bar_hier": Preset(
+        "mel_16bar_hier",
+        _model("melody", 16, hierarchical=True, embed_size=64, enc_size=256, enc_layers=2, z_size=256,
+                conductor_size=256, conductor_layers=2, dec_size=256, dec_layers=2),
+        TrainConfig(batch_size=64, steps=20_000, beta_max=0.2, free_bits=256.0, sampling_rate=1000.0),
+    ),
+    # The same budget without the hierarchy: shows what the conductor buys.
+    "mel_16bar_flat": Preset(
+        "mel_16bar_flat",
+        _model("melody", 16, embed_size=64, enc_size=256, enc_layers=2, z_size=256, dec_size=384, dec_layers=2),
+        TrainConfig(batch_size=64, steps=20_000, beta_max=0.2, free_bits=256.0, sampling_rate=1000.0),
+    ),
+    # 2-bar drum patterns, 9 classes → 512 categories (Magenta cat-drums_2bar_small at CPU size).
+    "drums_2bar": Preset(
+        "drums_2bar",
+        _model("drums", 2, embed_size=64, enc_size=256, z_size=256, dec_size=256, dec_layers=2),
+        TrainConfig(steps=20_000, beta_max=0.2, free_bits=48.0, transpose=0, sampling_rate=1000.0),
+    ),
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def get_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset:
+    """A fresh copy of the named preset with `overrides` applied (see `apply_overrides`)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(preset_names())}")
+    preset = preset_from_dict(PRESETS[name].to_dict())
+    return apply_overrides(preset, overrides or {})
+
+
+def preset_from_dict(data: dict[str, Any]) -> Preset:
+    """Rebuild a preset from `Preset.to_dict()` (e.g. a checkpoint's "config"); unknown keys are refused."""
+    return Preset(
+        name=str(data["name"]),
+        model=_dataclass_from(ModelConfig, data.get("model", {})),
+        train=_dataclass_from(TrainConfig, data.get("train", {})),
+    )
+
+
+def apply_overrides(preset: Preset, overrides: dict[str, Any]) -> Preset:
+    """Set fields from a flat or nested mapping: {"z_size": 64}, {"model.z_size": 64} or {"model": {"z_size": 64}}.
+
+    A bare field name is looked up in ModelConfig, then TrainConfig (field names are unique across both).
+    Values are converted to the field's type; changing the representation also resets vocab_size/steps_per_bar.
+    """
+    for key, value in _flatten(overrides):
+        section, _, name = key.rpartition(".")
+        target = _section_for(preset, section, name, key)
+        current = getattr(target, name)
+        setattr(target, name, _convert(value, type(current), key))
+        if name == "representation":
+            codec = get_codec(value)
+            target.vocab_size, target.steps_per_bar = codec.vocab_size, codec.steps_per_bar
+            if value != "melody":
+                preset.train.transpose = 0
+    return preset
+
+
+def load_toml_overrides(path: str | Path) -> dict[str, Any]:
+    """Overrides from a TOML file: top-level keys and/or [model] / [train] tables; `preset = "name"` allowed."""
+    with open(path, "rb") as file:
+        return tomllib.load(file)
+
+
+def _section_for(preset: Preset, section: str, name: str, key: str):
+    if section:
+        if section not in ("model", "train"):
+            raise KeyError(f"unknown config section {section!r} in {key!r}; use model.* or train.*")
+        target = getattr(preset, section)
+        if not hasattr(target, name):
+            raise KeyError(f"unknown {section} setting {name!r}; known: {', '.join(_fields(type(target)))}")
+        return target
+    for target in (preset.model, preset.train):
+        if hasattr(target, name) and name in _fields(type(target)):
+            return target
+    known = _fields(ModelConfig) + _fields(TrainConfig)
+    raise KeyError(f"unknown setting {name!r}; known: {', '.join(known)}")
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = ""):
+    for key, value in mapping.items():
+        if key == "preset" and not prefix:
+            continue  # the preset name itself, handled by the caller
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _convert(value: Any, kind: type, key: str) -> Any:
+    try:
+        if kind is bool and isinstance(value, str):
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return value.lower() in ("1", "true", "yes", "on")
+        if kind is int:
+            number = float(value)  # accepts "2e4" and 20000.0, refuses 0.5
+            if not number.is_integer():
+                raise ValueError(value)
+            return int(number)
+        return kind(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{key}: cannot use {value!r} as {kind.__name__}") from error
+
+
+def _fields(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _dataclass_from(cls, data: dict[str, Any]):
+    unknown = set(data) - set(_fields(cls))
+    if unknown:
+        raise KeyError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))}")
+    return cls(**data)

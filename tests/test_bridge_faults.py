@@ -1,0 +1,182 @@
+"""Faults: a vanishing output peer, SIGTERM/SIGINT mid-phrase, a MIDI flood, ports and models that do not open."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+import rtmidi
+from bridge_harness import ClockPlayer, Daemon, MidiPeer, OscPeer, wait_until
+from musicbridge.bridge.clock import TICKS_PER_BEAT
+from test_bridge_jack import (
+    PHRASE,
+    Rig,
+    assert_every_note_closed,
+    assert_on_time,
+    played_notes,
+    timing_errors_ms,
+)
+
+
+def base_args(models) -> list[str]:
+    return ["--midi-api", "jack", "--clock", "midi", "--model", str(models / "melody_a"), "--seed", "5"]
+
+
+class Sink:
+    """An existing input port ("sink:in") the daemon is told to play into with --midi-out."""
+
+    def __init__(self):
+        self.handle = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="sink")
+        self.handle.open_virtual_port("in")
+        self.received: list[list[int]] = []
+        self.handle.set_callback(lambda event, _=None: self.received.append(event[0]))
+
+    def notes_on(self) -> int:
+        return sum(1 for m in self.received if m[0] & 0xF0 == 0x90 and m[2] > 0)
+
+    def close(self) -> None:
+        self.handle.cancel_callback()
+        self.handle.close_port()
+        self.handle.delete()
+
+
+def test_output_peer_disappears_and_comes_back(jack_server, bridge_models):
+    sink = Sink()
+    daemon = Daemon([*base_args(bridge_models), "--midi-out", "sink:in"])
+    osc = OscPeer(daemon.osc_port, daemon.reply_port)
+    daemon.start()
+    daemon.wait_ready(osc)
+    peer = MidiPeer()
+    subprocess.run(["jack_connect", jack_server.wait_for_port(":to-bridge"), jack_server.wait_for_port("musicbridge in")],
+                   env=jack_server.env, check=True)
+    time.sleep(0.2)
+    clock = ClockPlayer(peer, 240.0)  # a bar a second
+    clock.add_notes([(s + 4 * bar, e + 4 * bar, p, v) for bar in range(40) for s, e, p, v in PHRASE[:8]])
+    clock.start(until_beat=160.0)
+    try:
+        wait_until(lambda: sink.notes_on() > 5, 10, what="notes at the sink")
+        sink.close()  # the peer goes away in the middle of the answers
+        time.sleep(1.5)
+        assert daemon.process.poll() is None
+        sink = Sink()  # ... and comes back under the same name
+        wait_until(lambda: sink.notes_on() > 5, 10, what="notes at the returned sink")
+        assert "is back" in daemon.output()
+    finally:
+        clock.stop()
+        peer.send([0xFC])
+        time.sleep(0.2)
+        code = daemon.stop()
+        peer.close()
+        osc.close()
+        sink.close()
+    assert code == 0, daemon.output()
+    ons = sum(1 for m in sink.received if m[0] & 0xF0 == 0x90 and m[2] > 0)
+    offs = sum(1 for m in sink.received if m[0] & 0xF0 == 0x80 or (m[0] & 0xF0 == 0x90 and m[2] == 0))
+    assert offs >= ons  # what reached the returned sink was closed
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_phrase_leaves_no_hanging_notes(jack_server, bridge_models, sig):
+    r = Rig(jack_server, Daemon(base_args(bridge_models)))
+    clock = ClockPlayer(r.peer, 120.0)
+    clock.add_notes(PHRASE[:8])
+    clock.start(until_beat=64.0)
+    try:
+        phrase = wait_until(lambda: [p for p in r.osc.phrases().values() if p["end"]], 10, what="an answer")[0]
+        long_notes = [phrase["begin"][2] + n[3] for n in phrase["notes"] if n[4] >= 0.25]
+        target = clock.time_of(long_notes[len(long_notes) // 2]) + 0.04
+        wait_until(lambda: time.perf_counter() >= target, 10, interval=0.001, what="a sounding note")
+        r.daemon.signal(sig)
+        code = r.daemon.process.wait(15)
+    finally:
+        clock.stop()
+        time.sleep(0.3)
+        r.peer.close()
+        r.osc.close()
+    assert code == 0, r.daemon.output()
+    assert any(kind == "on" for _, kind, *_ in r.peer.notes())
+    assert_every_note_closed(r.peer)
+    assert "summary" in r.daemon.output()
+
+
+FLOOD = textwrap.dedent("""
+    import random, sys, time, rtmidi
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="flood")
+    out.open_virtual_port("out")
+    print("ready", flush=True)
+    sys.stdin.readline()                      # the test has connected the port
+    rng, sent, end = random.Random(1), 0, time.perf_counter() + float(sys.argv[1])
+    while time.perf_counter() < end:
+        for _ in range(3):                    # ~9000 messages a second
+            pitch = rng.randrange(40, 90)
+            out.send_message([0x90, pitch, 80]); out.send_message([0x80, pitch, 0])
+            out.send_message([0xB0, 1, rng.randrange(128)])
+            sent += 3
+        time.sleep(0.001)
+    print(sent, flush=True)
+""")
+
+
+def test_midi_flood_does_not_delay_output(jack_server, bridge_models):
+    r = Rig(jack_server, Daemon(base_args(bridge_models)))
+    flood = subprocess.Popen([sys.executable, "-c", FLOOD, "9"], env=jack_server.env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert flood.stdout.readline().strip() == "ready"
+        subprocess.run(["jack_connect", jack_server.wait_for_port("flood:out"), jack_server.wait_for_port("musicbridge in")],
+                       env=jack_server.env, check=True)
+        clock = ClockPlayer(r.peer, 120.0)
+        clock.add_notes(PHRASE)
+        flood.stdin.write("go\n")
+        flood.stdin.flush()
+        clock.start(until_beat=17.0)
+        clock.join()
+        sent = int(flood.communicate(timeout=30)[0].strip())
+        time.sleep(0.3)
+        phrases = r.osc.phrases()
+        starts = sorted(p["begin"][2] for p in phrases.values() if p["end"])
+        assert starts[:2] == [4.0, 8.0] and all(s % 4 == 0 for s in starts)  # the flood's notes are played too
+        assert_on_time(timing_errors_ms(r.peer, clock, played_notes(phrases, upto_beat=16.0)))
+        r.peer.send([0xFC])
+        time.sleep(0.2)
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+        code = r.close()
+    assert code == 0
+    assert sent > 9 * 1000  # thousands of messages a second
+    assert_every_note_closed(r.peer)
+    received = int(re.search(r"midi in:\s*(\d+)", r.daemon.output()).group(1))
+    assert received >= sent + 17 * TICKS_PER_BEAT  # the whole flood was taken in, besides the clock
+
+
+def run_serve(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "musicbridge", "serve", "--no-status", "--osc-port", "0", *args],
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60)
+
+
+def test_a_requested_midi_api_that_cannot_open_is_an_error():
+    result = run_serve(["--midi-api", "jack"], env={"JACK_DEFAULT_SERVER": f"mbtest-none-{uuid.uuid4().hex[:8]}"})
+    assert result.returncode == 1
+    assert "jack" in result.stderr.lower() and "error" in result.stderr.lower()
+
+
+def test_a_missing_port_is_an_error_that_lists_the_ports(jack_server):
+    result = run_serve(["--midi-api", "jack", "--midi-out", "no-such-port"])
+    assert result.returncode == 1
+    assert "no-such-port" in result.stderr
+
+
+def test_a_bad_model_is_refused_at_startup(bridge_models, tmp_path):
+    result = run_serve(["--midi-api", "auto", "--model", str(bridge_models / "broken")],
+                       env={"JACK_DEFAULT_SERVER": f"mbtest-none-{uuid.uuid4().hex[:8]}"})
+    assert result.returncode == 1
+    assert "broken" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,195 @@
+"""`musicbridge serve` over OSC alone (real UDP on 127.0.0.1): modes, params, errors, answers, model switching.
+
+The daemon runs with --midi-api auto where no MIDI system exists (no ALSA sequencer, and JACK_DEFAULT_SERVER
+names a server that is not running), so these tests also cover the OSC-only fallback.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from bridge_harness import Daemon, OscPeer, wait_until
+
+BPM = 240.0  # a bar per second keeps the tests short
+
+
+@pytest.fixture(scope="module")
+def osc_rig(bridge_models):
+    env = {"JACK_DEFAULT_SERVER": f"mbtest-none-{uuid.uuid4().hex[:8]}", "JACK_NO_START_SERVER": "1"}
+    daemon = Daemon(["--midi-api", "auto", "--clock", "internal", "--bpm", str(BPM), "--seed", "3",
+                     "--model", str(bridge_models / "melody_a"), "--models-dir", str(bridge_models)], env=env)
+    osc = OscPeer(daemon.osc_port, daemon.reply_port)
+    daemon.start()
+    daemon.wait_ready(osc)
+    yield daemon, osc
+    assert daemon.stop() == 0, daemon.output()
+    osc.close()
+    assert "summary" in daemon.output()
+
+
+def errors_since(osc: OscPeer, since: float, count: int = 1, timeout: float = 5.0):
+    return [args for _, _, args in osc.wait_for("/musicbridge/error", since, timeout, count)]
+
+
+def test_osc_only_fallback_says_how_to_enable_midi(osc_rig):
+    daemon, osc = osc_rig
+    mode, bpm, playing, model, latency = osc.status()
+    assert (mode, bpm, playing, model) == ("continue", BPM, 1, "melody_a")
+    out = daemon.output()
+    assert "OSC only" in out and "jack" in out.lower()  # a plain message, with how to enable MIDI
+
+
+@pytest.mark.parametrize(("address", "args", "code"), [
+    ("/musicbridge/nope", [], "unknown_address"),
+    ("/musicbridge/param/*", [1.0], "unknown_address"),  # patterns are not fanned out
+    ("/musicbridge/param/temperature", [5.0], "out_of_range"),
+    ("/musicbridge/param/temperature", [float("nan")], "out_of_range"),
+    ("/musicbridge/param/bars", [0], "out_of_range"),
+    ("/musicbridge/param/bars", [2.5], "bad_arguments"),
+    ("/musicbridge/param/bars", ["two"], "bad_arguments"),
+    ("/musicbridge/param/variations", [], "bad_arguments"),
+    ("/musicbridge/param/novelty", [1.0, 2.0], "bad_arguments"),
+    ("/musicbridge/mode", ["jazz"], "out_of_range"),
+    ("/musicbridge/mode", [3], "bad_arguments"),
+    ("/musicbridge/note", [128, 100], "out_of_range"),
+    ("/musicbridge/note", [60, 100, 17], "out_of_range"),
+    ("/musicbridge/transport/tempo", [10.0], "out_of_range"),
+    ("/musicbridge/capture", ["c"], "out_of_range"),
+    ("/musicbridge/capture/file", ["a", "/nonexistent.mid"], "load_failed"),
+    ("/musicbridge/model/load", ["/etc"], "refused"),
+    ("/musicbridge/model/load", ["../../../etc"], "refused"),
+    ("/musicbridge/model/load", ["no_such_model"], "load_failed"),
+])
+def test_bad_input_is_answered_and_changes_nothing(osc_rig, address, args, code):
+    _, osc = osc_rig
+    before = osc.status()
+    since = time.perf_counter()
+    osc.send(address, *args)
+    (error,) = errors_since(osc, since)
+    assert error[0] == code and isinstance(error[1], str) and error[1]
+    after = osc.status()
+    assert after[:4] == before[:4]
+
+
+def test_malformed_packets_are_answered(osc_rig):
+    _, osc = osc_rig
+    since = time.perf_counter()
+    osc.send_raw(b"not osc at all")
+    osc.send_raw(b"/musicbridge/mode\x00\x00\x00,s\x00\x00abc")  # truncated string argument
+    osc.send_raw(b"/musicbridge/param/bars\x00,b\x00\x00\x00\x00\x00\x04abcd")  # a blob
+    codes = [e[0] for e in errors_since(osc, since, count=3)]
+    assert codes == ["bad_arguments"] * 3
+    assert osc.status()[0] == "continue"
+
+
+def test_params_and_modes_are_applied(osc_rig):
+    _, osc = osc_rig
+    since = time.perf_counter()
+    for address, value in (("temperature", 0.5), ("bars", 1), ("novelty", 0.0), ("variations", 3.0),
+                           ("silence", 1.0), ("steps", 4), ("ending", "pingpong")):
+        osc.send(f"/musicbridge/param/{address}", value)
+    for mode in ("call-response", "interpolate", "sample", "loop", "mutate", "off", "continue"):
+        osc.send("/musicbridge/mode", mode)
+        assert osc.status()[0] == mode
+    assert not osc.messages("/musicbridge/error", since)
+    osc.send("/musicbridge/param/bars", 2)
+    osc.send("/musicbridge/param/variations", 1)
+    osc.send("/musicbridge/param/temperature", 1.0)
+
+
+def play_phrase(osc: OscPeer, notes: int = 8, pitch: int = 60) -> None:
+    """Eighth notes at 240 bpm from the OSC peer, played in real time."""
+    for k in range(notes):
+        osc.send("/musicbridge/note", pitch + k % 5, 100)
+        time.sleep(0.1)
+        osc.send("/musicbridge/note", pitch + k % 5, 0, 1)
+        time.sleep(0.025)
+
+
+def complete_phrases(osc: OscPeer, since: float) -> list[dict]:
+    return [p for p in osc.phrases(since).values() if p["begin"] and p["end"]]
+
+
+def test_notes_over_osc_are_answered_with_a_gen_sequence(osc_rig):
+    _, osc = osc_rig
+    osc.send("/musicbridge/mode", "call-response")
+    since = time.perf_counter()
+    play_phrase(osc)
+    phrases = wait_until(lambda: complete_phrases(osc, since), 6, what="an answer")
+    phrase = phrases[0]
+    assert phrase["begin"][1] == 2  # n_bars = the bars parameter
+    assert phrase["begin"][2] % 4 == 0  # starts on a bar line
+    assert phrase["end"][1] == len(phrase["notes"]) > 0
+    ids = {phrase["begin"][0], phrase["end"][0]} | {n[0] for n in phrase["notes"]}
+    assert len(ids) == 1
+    # call-response answers once per phrase: no second answer without new notes
+    time.sleep(2.5)
+    assert len(complete_phrases(osc, since)) == 1
+    osc.send("/musicbridge/mode", "continue")
+
+
+def test_generate_variations_and_capture_slots(osc_rig):
+    _, osc = osc_rig
+    osc.send("/musicbridge/mode", "off")
+    since = time.perf_counter()
+    osc.send("/musicbridge/generate")
+    assert errors_since(osc, since)[0][0] == "not_ready"  # off generates nothing
+    osc.send("/musicbridge/param/variations", 4)
+    osc.send("/musicbridge/mode", "sample")
+    since = time.perf_counter()
+    osc.send("/musicbridge/generate")
+    first = wait_until(lambda: complete_phrases(osc, since), 5, what="a generated phrase")[0]
+    since = time.perf_counter()
+    osc.send("/musicbridge/variation", 3)
+    other = wait_until(lambda: complete_phrases(osc, since), 5, what="variation 3")[0]
+    assert other["begin"][0] > first["begin"][0]
+    osc.send("/musicbridge/variation", 15)
+    assert errors_since(osc, since)[0][0] == "out_of_range"
+    osc.send("/musicbridge/param/variations", 1)
+    # Interpolate between two captured phrases.
+    osc.send("/musicbridge/mode", "off")
+    osc.send("/musicbridge/param/steps", 3)
+    for slot, pitch in (("a", 60), ("b", 72)):
+        play_phrase(osc, notes=8, pitch=pitch)
+        osc.send("/musicbridge/capture", slot)
+    since = time.perf_counter()
+    osc.send("/musicbridge/mode", "interpolate")
+    phrases = wait_until(lambda: (lambda p: p if len(p) >= 2 else None)(complete_phrases(osc, since)), 8,
+                         what="two interpolation phrases")
+    assert all(p["begin"][1] == 2 for p in phrases)
+    assert not osc.messages("/musicbridge/error", since)
+    osc.send("/musicbridge/mode", "continue")
+
+
+def test_model_switching_and_a_failing_load(osc_rig):
+    _, osc = osc_rig
+    since = time.perf_counter()
+    osc.send("/musicbridge/model/load", "melody_b")
+    status = osc.wait_for("/musicbridge/status", since, 10)[-1][2]
+    assert status[3] == "melody_b"
+    since = time.perf_counter()
+    osc.send("/musicbridge/model/load", "broken")
+    error = errors_since(osc, since, timeout=10)[0]
+    assert error[0] == "load_failed" and "broken" in error[1]
+    assert osc.status()[3] == "melody_b"  # the old model stays active, and it still answers
+    osc.send("/musicbridge/mode", "sample")
+    since = time.perf_counter()
+    osc.send("/musicbridge/generate")
+    wait_until(lambda: complete_phrases(osc, since), 5, what="an answer after the failed load")
+    osc.send("/musicbridge/model/load", "melody_a")
+    osc.send("/musicbridge/mode", "continue")
+    wait_until(lambda: osc.status()[3] == "melody_a", 10, what="melody_a back")
+
+
+def test_transport_over_osc(osc_rig):
+    _, osc = osc_rig
+    osc.send("/musicbridge/transport/stop")
+    assert osc.status()[2] == 0
+    osc.send("/musicbridge/transport/tempo", 100.0)
+    osc.send("/musicbridge/transport/position", 64.0)
+    osc.send("/musicbridge/transport/play")
+    status = osc.status()
+    assert status[1] == pytest.approx(100.0) and status[2] == 1
+    osc.send("/musicbridge/transport/tempo", BPM)

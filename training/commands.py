@@ -1,0 +1,216 @@
+"""`musicbridge train`, `evaluate` and `plot`. torch is imported inside the command bodies only.
+
+Also runnable as a module for torchrun: `torchrun --nproc-per-node 2 -m musicbridge train ...`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--set expects KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def resolve_preset(preset_name, out: Path, resume: bool, config_file, sets, steps, batch_size):
+    """The run's preset: the checkpoint's on --resume, else the named one; then the TOML file, --set, flags."""
+    from musicbridge.models import apply_overrides, get_preset, load_toml_overrides, preset_from_dict
+
+    file_overrides = load_toml_overrides(config_file) if config_file else {}
+    if resume:
+        from musicbridge.training.checkpoint import load_checkpoint
+
+        preset = preset_from_dict(load_checkpoint(out / "last.pt")["config"])
+        if preset_name and preset_name != preset.name:
+            _fail(f"{out / 'last.pt'} is a {preset.name!r} run, not {preset_name!r}")
+    else:
+        name = preset_name or file_overrides.get("preset")
+        if not name:
+            _fail("choose a preset: --preset NAME (or preset = \"NAME\" in the --config file)")
+        preset = get_preset(name)
+    apply_overrides(preset, file_overrides)
+    apply_overrides(preset, sets)
+    flags = {"steps": steps, "batch_size": batch_size}
+    apply_overrides(preset, {key: value for key, value in flags.items() if value is not None})
+    return preset
+
+
+def train(
+    preset: str = typer.Option(None, "--preset", "-p", help="Named preset: mel_2bar, mel_16bar_hier, mel_16bar_flat, drums_2bar."),
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset directory from `musicbridge data build`."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/PRESET)."),
+    steps: int = typer.Option(None, "--steps", help="Total optimiser steps (overrides the preset)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Global batch size (split over processes)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/last.pt."),
+    config: Path = typer.Option(None, "--config", help="TOML file of overrides (bare keys or model and train tables)."),
+    set_: list[str] = typer.Option([], "--set", help="Override any preset field: --set z_size=64 --set train.lr=3e-4."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Processes (DDP) on this machine, via torchrun."),
+    threads: int = typer.Option(0, "--threads", help="torch intra-op threads per process (0 = torch's default)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Train a MusicVAE preset on a dataset; checkpoints, metrics.jsonl and curves go to the run directory."""
+    if out is None:
+        if not preset:
+            _fail("say where the run lives: --out DIR (or --preset NAME for runs/NAME)")
+        out = Path("runs") / preset
+    if nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
+        from musicbridge.training.distributed import relaunch
+
+        arguments = ["train", "--data", str(data), "--out", str(out), "--device", device]
+        arguments += ["--preset", preset] if preset else []
+        arguments += ["--steps", str(steps)] if steps is not None else []
+        arguments += ["--batch-size", str(batch_size)] if batch_size is not None else []
+        arguments += ["--config", str(config)] if config else []
+        arguments += [part for pair in set_ for part in ("--set", pair)]
+        arguments += ["--resume"] if resume else []
+        arguments += ["--threads", str(threads), "--progress" if progress else "--no-progress"]
+        raise typer.Exit(relaunch(nproc_per_node, arguments))
+
+    import torch
+    from musicbridge.data import DatasetError, load_dataset
+    from musicbridge.training import distributed
+    from musicbridge.training.checkpoint import CheckpointError
+    from musicbridge.training.plot import plot_run
+    from musicbridge.training.trainer import Trainer
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        chosen = resolve_preset(preset, out, resume, config, _parse_sets(set_), steps, batch_size)
+        trainer = Trainer(chosen, load_dataset(data), out, device=device, resume=resume, console=console,
+                          show_progress=progress)
+        summary = trainer.run()
+    except (ValueError, KeyError, CheckpointError, DatasetError, FileNotFoundError) as error:
+        distributed.stop()
+        _fail(str(error).strip("'\""))
+    if trainer.processes.is_main:
+        if (out / "metrics.jsonl").exists():
+            written = plot_run(out)
+            console.print(f"curves: {', '.join(p.name for p in written)} in {out}")
+        state = "interrupted" if summary["interrupted"] else "done"
+        console.print(f"{state}: step {summary['step']} in {summary['elapsed_seconds']:.0f} s; checkpoints in {out}")
+    distributed.stop()
+
+
+def load_for_evaluation(model_path: Path, device: str):
+    """(sampling model, description) for MODEL: a checkpoint file or a run directory."""
+    from musicbridge.training.checkpoint import load_model
+    from musicbridge.training.distributed import choose_device
+    from musicbridge.training.evaluate import TorchModel
+
+    torch_device = choose_device(device)
+    model, checkpoint = load_model(model_path, torch_device)
+    info = {"preset": checkpoint["preset"], "representation": checkpoint["representation"],
+            "dataset_hash": checkpoint["dataset_hash"], "step": checkpoint["step"],
+            "steps_per_bar": model.config.steps_per_bar, "engine": "torch"}
+    return TorchModel(model, torch_device), info
+
+
+def evaluate(
+    model: Path = typer.Argument(..., help="A checkpoint (.pt) or a run directory (uses best.pt, else last.pt)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset directory."),
+    split: str = typer.Option("test", "--split", help="train, valid, test or all."),
+    limit: int = typer.Option(0, "--limit", help="Evaluate a seeded random subset of this many windows (0 = all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    interpolation: bool = typer.Option(False, "--interpolation", help="Latent slerp vs data-space interpolation."),
+    prior_stats: bool = typer.Option(False, "--prior-stats", help="Statistics of prior samples vs the data."),
+    prior_samples: int = typer.Option(1000, "--prior-samples", help="Samples drawn for --prior-stats."),
+    prior_temperature: float = typer.Option(1.0, "--prior-temperature", help="Sampling temperature for --prior-stats."),
+    device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
+    batch_size: int = typer.Option(512, "--batch-size", help="Sequences per model call."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset, the shuffled-z pairing and prior samples."),
+) -> None:
+    """Reconstruction accuracy (teacher-forced, sampled, onsets), the collapse check, KL and active units."""
+    import numpy as np
+    from musicbridge.codecs import UnknownRepresentationError
+    from musicbridge.data import DatasetError, load_dataset
+    from musicbridge.training.checkpoint import CheckpointError
+    from musicbridge.training.evaluate import interpolation_metrics, prior_metrics, reconstruction_metrics
+
+    started = time.perf_counter()
+    try:
+        sampler, info = load_for_evaluation(model, device)
+        dataset = load_dataset(data)
+        tokens = dataset.split(split)
+    except (CheckpointError, UnknownRepresentationError, DatasetError, ValueError) as error:
+        _fail(str(error))
+    if dataset.codec.name != info["representation"]["name"]:
+        _fail(f"the model speaks {info['representation']['name']!r}, the dataset {dataset.codec.name!r}")
+    if limit and limit < len(tokens):
+        tokens = tokens[np.sort(np.random.default_rng(seed).choice(len(tokens), limit, replace=False))]
+    tokens = np.asarray(tokens, dtype=np.int64)
+    if len(tokens) < 2:
+        _fail(f"split {split!r} of {data} has {len(tokens)} windows; evaluation needs at least 2")
+
+    result = {"model": str(model), "preset": info["preset"], "engine": info["engine"], "data": str(data),
+              "split": split, "dataset_hash_matches": info["dataset_hash"] == dataset.hash}
+    result.update(reconstruction_metrics(sampler, tokens, dataset.codec.onsets(tokens), seed, batch_size))
+    if interpolation:
+        result["interpolation"] = interpolation_metrics(sampler, tokens, seed=seed, batch_size=batch_size)
+    if prior_stats:
+        result["prior_stats"] = prior_metrics(sampler, tokens, dataset.codec.name, info["steps_per_bar"],
+                                              prior_samples, prior_temperature, seed, batch_size)
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        Console().print(_table(result))
+
+
+def _table(result: dict) -> Table:
+    table = Table(title=f"{result['preset']} on {result['data']} ({result['split']}, {result['n_sequences']} windows)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if key in ("interpolation", "prior_stats") or key in ("model", "data", "split", "preset"):
+            continue
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    if "interpolation" in result:
+        path = result["interpolation"]
+        for alpha, latent, naive in zip(path["alphas"], path["latent_hamming_to_a"], path["data_hamming_to_a"], strict=True):
+            table.add_row(f"hamming to A at α={alpha:.1f} (latent / data)", f"{latent:.3f} / {naive:.3f}")
+    if "prior_stats" in result:
+        for name, stats in result["prior_stats"].items():
+            if isinstance(stats, dict):
+                table.add_row(f"prior {name} (prior / data / overlap)",
+                              " / ".join("–" if v is None else f"{v:.3f}" for v in stats.values()))
+    return table
+
+
+def plot(run: Path = typer.Argument(..., help="Run directory holding metrics.jsonl.")) -> None:
+    """Write training-curve PNGs (loss, KL, β, accuracies) into the run directory."""
+    from musicbridge.training.plot import plot_run
+
+    try:
+        written = plot_run(run)
+    except FileNotFoundError as error:
+        _fail(str(error))
+    for path in written:
+        print(path)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(evaluate)
+    app.command()(plot)

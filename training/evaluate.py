@@ -1,0 +1,213 @@
+"""Evaluation metrics for any model with the sampling API — the torch checkpoint here, the ONNX runtime later.
+
+A model is anything with (numpy in, numpy out):
+    z_size: int
+    encode(tokens (B, T) int) -> (mu (B, Z), sigma (B, Z))
+    sample(z (B, Z), temperature=1.0, seed=None) -> tokens (B, T)      # greedy at temperature 0
+and optionally teacher_forced_logits(tokens (B, T), z (B, Z)) -> logits (B, T, V) (without it
+recon_acc_teacher_forced is None). `TorchModel` adapts a MusicVAE to this; musicbridge.runtime.Model has the
+same encode/sample, so `evaluate(runtime_model, ...)` needs no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+LN2 = float(np.log(2.0))
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+ACTIVE_UNIT_VARIANCE = 0.01
+
+
+class SamplingModel(Protocol):
+    z_size: int
+
+    def encode(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def sample(self, z: np.ndarray, temperature: float = 1.0, seed: int | None = None) -> np.ndarray: ...
+
+
+class TorchModel:
+    """A MusicVAE behind the numpy sampling API (what `musicbridge evaluate CHECKPOINT` measures)."""
+
+    def __init__(self, model, device="cpu"):
+        self.model, self.device = model.eval(), device
+        self.z_size, self.steps = model.z_size, model.steps
+
+    def encode(self, tokens):
+        import torch
+
+        with torch.no_grad():
+            mu, sigma = self.model.encode(torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device))
+        return mu.cpu().numpy(), sigma.cpu().numpy()
+
+    def sample(self, z, temperature=1.0, seed=None):
+        import torch
+
+        z = torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device)
+        return self.model.decode(z, temperature=temperature, seed=seed).cpu().numpy()
+
+    def teacher_forced_logits(self, tokens, z):
+        import torch
+
+        with torch.no_grad():
+            tokens = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
+            z = torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device)
+            logits = self.model.teacher_forced_logits(z, self.model.decoder_inputs(tokens))
+        return logits.cpu().numpy()
+
+
+def _batched(function, arrays, batch_size):
+    """Apply `function` to aligned slices of `arrays`; concatenate each output."""
+    outputs = [function(*(a[i:i + batch_size] for a in arrays)) for i in range(0, len(arrays[0]), batch_size)]
+    if isinstance(outputs[0], tuple):
+        return tuple(np.concatenate(parts) for parts in zip(*outputs, strict=True))
+    return np.concatenate(outputs)
+
+
+def kl_bits(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """KL(q(z|x) ‖ N(0, I)) per sequence, in bits."""
+    sigma = np.maximum(sigma.astype(np.float64), 1e-8)
+    mu = mu.astype(np.float64)
+    return 0.5 * (mu**2 + sigma**2 - 1.0 - 2.0 * np.log(sigma)).sum(axis=-1) / LN2
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation with no fixed point (n ≥ 2): sequence i gets another sequence's z."""
+    order = rng.permutation(n)
+    result = np.empty(n, dtype=np.int64)
+    result[order] = np.roll(order, 1)
+    return result
+
+
+def reconstruction_metrics(model: SamplingModel, tokens: np.ndarray, onsets: np.ndarray, seed: int = 0,
+                           batch_size: int = 512) -> dict[str, Any]:
+    """Accuracies of reconstruction from μ, the collapse check (decoding from another sequence's μ), KL."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    n = len(tokens)
+    if n < 2:
+        raise ValueError("evaluation needs at least 2 sequences (the shuffled-z check pairs them)")
+    mu, sigma = _batched(model.encode, [tokens], batch_size)
+    greedy = _batched(lambda z: model.sample(z, temperature=0.0), [mu], batch_size)
+    shuffled = _batched(lambda z: model.sample(z, temperature=0.0), [mu[derangement(n, np.random.default_rng(seed))]],
+                        batch_size)
+    teacher_forced = None
+    if hasattr(model, "teacher_forced_logits"):
+        predicted = _batched(lambda t, z: model.teacher_forced_logits(t, z).argmax(-1), [tokens, mu], batch_size)
+        teacher_forced = float((predicted == tokens).mean())
+    sampled = float((greedy == tokens).mean())
+    shuffled_acc = float((shuffled == tokens).mean())
+    variance = mu.astype(np.float64).var(axis=0)
+    return {
+        "recon_acc_teacher_forced": teacher_forced,
+        "recon_acc_sampled": sampled,
+        "recon_acc_sampled_onsets": float((greedy == tokens)[onsets].mean()) if onsets.any() else None,
+        "recon_acc_sampled_shuffled_z": shuffled_acc,
+        "delta_acc": sampled - shuffled_acc,
+        "kl_bits": float(kl_bits(mu, sigma).mean()),
+        "active_units": int((variance > ACTIVE_UNIT_VARIANCE).sum()),
+        "z_size": int(mu.shape[1]),
+        "n_sequences": n,
+    }
+
+
+def slerp(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
+    """Spherical interpolation between rows of a and b (linear where they are nearly parallel)."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    unit_a = a64 / np.maximum(np.linalg.norm(a64, axis=-1, keepdims=True), 1e-12)
+    unit_b = b64 / np.maximum(np.linalg.norm(b64, axis=-1, keepdims=True), 1e-12)
+    omega = np.arccos(np.clip((unit_a * unit_b).sum(-1, keepdims=True), -1.0, 1.0))
+    sin = np.sin(omega)
+    safe = np.where(sin < 1e-6, 1.0, sin)
+    spherical = (np.sin((1 - alpha) * omega) * a64 + np.sin(alpha * omega) * b64) / safe
+    linear = (1 - alpha) * a64 + alpha * b64
+    return np.where(sin < 1e-6, linear, spherical).astype(a.dtype)
+
+
+def interpolation_metrics(model: SamplingModel, tokens: np.ndarray, points: int = 11, max_pairs: int = 256,
+                          seed: int = 0, batch_size: int = 512) -> dict[str, Any]:
+    """Mean normalised Hamming distance to endpoint A along latent slerp paths and naive data-space mixes.
+
+    Data-space baseline (as in the MusicVAE paper): at α each step takes B's token with probability α.
+    A smooth latent path moves away from A gradually and lands on B; the data-space path is a noisy mix.
+    """
+    rng = np.random.default_rng(seed)
+    tokens = np.asarray(tokens, dtype=np.int64)
+    order = rng.permutation(len(tokens))
+    pairs = min(max_pairs, len(tokens) // 2)
+    a, b = tokens[order[:pairs]], tokens[order[pairs:2 * pairs]]
+    mu_a, _ = _batched(model.encode, [a], batch_size)
+    mu_b, _ = _batched(model.encode, [b], batch_size)
+    alphas = np.linspace(0.0, 1.0, points)
+    latent_to_a, latent_to_b, data_to_a = [], [], []
+    for alpha in alphas:
+        decoded = _batched(lambda z: model.sample(z, temperature=0.0), [slerp(mu_a, mu_b, alpha)], batch_size)
+        latent_to_a.append(float((decoded != a).mean()))
+        latent_to_b.append(float((decoded != b).mean()))
+        mixed = np.where(rng.random(a.shape) < alpha, b, a)
+        data_to_a.append(float((mixed != a).mean()))
+    return {"alphas": [round(float(x), 3) for x in alphas], "latent_hamming_to_a": latent_to_a,
+            "latent_hamming_to_b": latent_to_b, "data_hamming_to_a": data_to_a, "n_pairs": pairs}
+
+
+def sequence_stats(tokens: np.ndarray, representation: str, steps_per_bar: int) -> dict[str, np.ndarray]:
+    """Per-sequence musical statistics; NaN where undefined (no notes)."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    bars = tokens.shape[1] / steps_per_bar
+    if representation == "drums":
+        hits = tokens > 0
+        classes = sum((tokens >> bit) & 1 for bit in range(9))  # drum classes hit per step
+        return {"onset_density": hits.sum(1) / bars, "hits_per_onset": _safe_ratio(classes.sum(1), hits.sum(1))}
+    stats = {name: np.full(len(tokens), np.nan) for name in ("pitch_range", "distinct_pitches", "in_scale_ratio")}
+    stats["onset_density"] = (tokens >= 2).sum(1) / bars
+    for i, row in enumerate(tokens):
+        pitches = row[row >= 2] + 19  # melody note-on id → MIDI pitch
+        if len(pitches) == 0:
+            continue
+        stats["pitch_range"][i] = pitches.max() - pitches.min()
+        stats["distinct_pitches"][i] = len(np.unique(pitches))
+        classes = pitches % 12
+        # The best-fitting major scale (any of the 12 keys; its relative minor shares the notes).
+        stats["in_scale_ratio"][i] = max(np.isin((classes - key) % 12, MAJOR_SCALE).mean() for key in range(12))
+    return stats
+
+
+def _safe_ratio(numerator, denominator):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
+
+
+def overlap(a: np.ndarray, b: np.ndarray, bins: int = 20) -> float | None:
+    """Overlapping area of two histograms (1 = same distribution, 0 = disjoint), on shared bins."""
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if len(a) == 0 or len(b) == 0:
+        return None
+    low, high = min(a.min(), b.min()), max(a.max(), b.max())
+    integral = np.all(np.mod(np.concatenate([a, b]), 1) == 0) and high - low <= 200
+    edges = np.arange(low - 0.5, high + 1.5) if integral else np.linspace(low, high + 1e-9, bins + 1)
+    pa, _ = np.histogram(a, edges)
+    pb, _ = np.histogram(b, edges)
+    return float(np.minimum(pa / len(a), pb / len(b)).sum())
+
+
+def prior_metrics(model: SamplingModel, data: np.ndarray, representation: str, steps_per_bar: int,
+                  n_samples: int = 1000, temperature: float = 1.0, seed: int = 0,
+                  batch_size: int = 512) -> dict[str, Any]:
+    """Statistics of samples from the prior N(0, I) next to the data's, with their histogram overlap."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n_samples, model.z_size)).astype(np.float32)
+    samples = np.concatenate([model.sample(z[i:i + batch_size], temperature=temperature, seed=seed + i)
+                              for i in range(0, n_samples, batch_size)])
+    prior = sequence_stats(samples, representation, steps_per_bar)
+    real = sequence_stats(data, representation, steps_per_bar)
+    result: dict[str, Any] = {"n_samples": n_samples, "temperature": temperature}
+    for name in prior:
+        result[name] = {"prior_mean": _nanmean(prior[name]), "data_mean": _nanmean(real[name]),
+                        "overlap": overlap(prior[name], real[name])}
+    return result
+
+
+def _nanmean(values: np.ndarray) -> float | None:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else None
