@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 
 def bench(
-    model: list[str] = typer.Option(None, "--model", help="Exported model dir, shipped model name or checkpoint "
+    model: list[str] = typer.Option(None, "--model", help="Exported model dir, shipped model name, checkpoint or run dir "
                                     "(checkpoints are exported on the fly and also timed in torch eager). Repeatable."),
     preset: list[str] = typer.Option(None, "--preset", help="Also bench an untrained model of this preset's size "
                                      "(timings do not depend on the weights). Repeatable."),

@@ -6,12 +6,13 @@ Three sources drive it:
 - midi: MIDI clock, 24 ticks per quarter note, with Start / Continue / Stop and Song Position Pointer.
 `auto` starts internal and follows MIDI clock as soon as ticks arrive.
 
-MIDI clock tempo and phase come from a least-squares line through the last two beats of ticks (time = a + b·tick),
-which averages out jitter. Ticks far off the line (more than 15 % of a tick interval or 2 ms) are held out of
-the fit; four in a row drifting further away are a tempo change (eight in a row, a phase jump), and the fit
-restarts from them, so a new tempo is followed within a few ticks. A gap of about two intervals is read as a lost tick (the count goes on by two)
-unless the next tick follows closely, which shows the tick was only late. Limitation: a sudden tempo drop of
-more than ×1.6 between two ticks is read as a lost tick.
+MIDI clock tempo and phase come from a least-squares line through the last two beats of ticks
+(time = a + b·tick), which averages out jitter. Ticks far off the line (more than 15 % of a tick interval or
+2 ms) are held out of the fit until they show what happened: back on the line, they were merely late; three
+in a row a whole interval (or two, three) late, ticks were lost and the count moves on; four in a row drifting
+further away, the tempo changed (the fit restarts from them, so a new tempo is followed within a few ticks);
+eight in a row at a steady offset, the phase moved. While ticks are held the position comes from the line,
+so a late or lost tick never moves the music.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class TickTempo:
     """Tempo and phase of a MIDI clock from tick times (the fit over the last `window` ticks)."""
 
     SUSPECTS_FOR_TEMPO = 4  # far-off ticks in a row, drifting further: a new tempo
+    SUSPECTS_FOR_LOST = 3  # far-off ticks in a row, all about whole intervals late: ticks were lost
     SUSPECTS_FOR_PHASE = 8  # far-off ticks in a row, steadily: the clock's phase moved
 
     def __init__(self, bpm: float = 120.0, window: int = 2 * TICKS_PER_BEAT):
@@ -60,54 +64,53 @@ class TickTempo:
         self.last: tuple[int, float] | None = None  # the last tick received
         self.suspects: list[tuple[int, float, float]] = []  # (tick, time, residual) far off the fit, held out
         self.lost_ticks = 0
-        self.assumed_lost = 0  # ticks the last tick was assumed to have skipped (taken back if it was just late)
 
     def reset(self) -> None:
         self.points.clear()
         self.suspects.clear()
         self.last = None
-        self.assumed_lost = 0
 
     def add(self, index: int, t: float) -> int:
-        """Add the tick expected to be number `index` at time t; returns the index it was read as."""
-        if self.last is not None:
-            last_index, last_t = self.last
-            ratio = (t - last_t) / self.interval
-            if self.assumed_lost and ratio < 0.6:
-                # The tick before was late, not lost (this one follows it closely): take the guess back and
-                # leave the late tick out of the fit.
-                if self.points and self.points[-1] == self.last:
-                    self.points.pop()
-                self.suspects = [s for s in self.suspects if s[:2] != self.last]
-                self.lost_ticks -= self.assumed_lost
-                index -= self.assumed_lost
-                last_index -= self.assumed_lost
-            self.assumed_lost = 0
-            if 1.6 < ratio < 4.5:  # one to three ticks were lost on the way (or this one is late)
-                self.assumed_lost = int(round(ratio)) - 1
-                index = last_index + 1 + self.assumed_lost
-                self.lost_ticks += self.assumed_lost
-            elif ratio >= 4.5:  # the clock paused without a Stop: restart the fit here
-                self.points.clear()
-                self.suspects.clear()
+        """Add the tick expected to be number `index` at time t; returns the number it was read as."""
+        if self.last is not None and t - self.last[1] > 4.5 * self.interval:
+            self.points.clear()  # the clock paused without a Stop: restart the fit from here
+            self.suspects.clear()
         self.last = (index, t)
-        if len(self.points) >= 3 and self._suspect(index, t):
-            return index
+        if len(self.points) >= 3:
+            held, index = self._suspect(index, t)
+            if held:
+                return index
         self.points.append((index, t))
         self._fit()
         return index
 
-    def _suspect(self, index: int, t: float) -> bool:
-        """Hold a tick far off the line out of the fit; restart the fit when such ticks show a new tempo."""
+    def _suspect(self, index: int, t: float) -> tuple[bool, int]:
+        """Hold ticks far off the line out of the fit, until they show what happened:
+        back on the line → they were late (or early); a steady offset of whole intervals → ticks were lost;
+        drifting further → a new tempo; any other steady offset → the phase moved. Returns (held, index)."""
         residual = t - self.time_of(index)
         if abs(residual) <= max(0.15 * self.interval, 0.002):
             self.suspects.clear()
-            return False
+            return False, index
         if self.suspects and (residual > 0) != (self.suspects[-1][2] > 0):
             self.suspects.clear()
         self.suspects.append((index, t, residual))
-        sizes = [abs(r) for _, _, r in self.suspects]
-        drifting = len(sizes) >= self.SUSPECTS_FOR_TEMPO and all(b > a for a, b in zip(sizes, sizes[1:]))
+        residuals = [r for _, _, r in self.suspects]
+        recent = residuals[-self.SUSPECTS_FOR_LOST:]
+        lost = round(float(np.median(recent)) / self.interval)
+        tolerance = 0.35 * self.interval
+        if len(recent) == self.SUSPECTS_FOR_LOST and 1 <= lost <= 3 and abs(recent[-1] - recent[0]) < tolerance \
+                and all(abs(r - lost * self.interval) < tolerance for r in recent):
+            self.lost_ticks += lost
+            for i, tt, r in self.suspects:
+                if abs(r - lost * self.interval) < 0.35 * self.interval:
+                    self.points.append((i + lost, tt))
+            self.suspects.clear()
+            self._fit()
+            return True, index + lost
+        sizes = [abs(r) for r in residuals]
+        drifting = len(sizes) >= self.SUSPECTS_FOR_TEMPO and sizes[-1] - sizes[0] >= tolerance and \
+            all(b > a for a, b in zip(sizes, sizes[1:], strict=False))
         if drifting or len(sizes) >= self.SUSPECTS_FOR_PHASE:
             line = _line([(i, tt) for i, tt, _ in self.suspects])
             if line is not None:
@@ -115,7 +118,7 @@ class TickTempo:
                 self.points.extend((i, tt) for i, tt, _ in self.suspects)
                 self.origin, self.interval = line
             self.suspects.clear()
-        return True
+        return True, index
 
     def _fit(self) -> None:
         line = _line(self.points) if len(self.points) >= 3 else None
@@ -151,6 +154,7 @@ class Clock:
         self.next_tick = 0  # MIDI: number of the next tick while running
         self.waiting_first_tick = False  # MIDI: Start/Continue received, the next tick starts the music
         self.midi_running = False
+        self.pending: list[tuple[str, float]] = []  # events to emit once the lock is released
 
     # ---- reading the time ---------------------------------------------------------------------
     def beat_at(self, t: float) -> float:
@@ -219,18 +223,20 @@ class Clock:
         self._emit("stop", self.anchor_beat)
 
     def set_position(self, beat: float, t: float) -> None:
-        """A song position report: a small error is corrected gently (phase-locked), a jump relocates."""
+        """A song position report: an error under a 16th is corrected gently (phase-locked), a jump relocates."""
         with self.lock:
             if not self._osc_allowed():
                 return
             error = beat - self.beat_at(t)
-            if self.playing and abs(error) < 0.25:
-                self.anchor_beat, self.anchor_time = self.beat_at(t) + 0.5 * error, t
+            if self.playing and abs(error) < 0.25:  # a quarter of the error: UDP jitter is averaged out
+                self.anchor_beat, self.anchor_time = self.beat_at(t) + 0.25 * error, t
                 return
             self.anchor_beat, self.anchor_time = beat, t
         self._emit("relocate", beat)
 
     # ---- MIDI clock ---------------------------------------------------------------------------
+    # Each MIDI handler changes the state under the lock and queues its events; they are emitted after the
+    # lock is released, because listeners flush the scheduler, whose thread reads this clock under its own lock.
     def _follow_midi(self, t: float) -> None:
         """auto: the first MIDI clock message hands the transport to the MIDI source."""
         if self.source == "midi":
@@ -240,64 +246,69 @@ class Clock:
         self.anchor_beat, self.playing, self.source = self.beat_at(t), False, "midi"
         self.ticks = TickTempo(self.bpm)
         if was_playing:
-            self._emit("stop", self.anchor_beat)
+            self.pending.append(("stop", self.anchor_beat))
+
+    def _emit_pending(self) -> None:
+        with self.lock:
+            events, self.pending = self.pending, []
+        for kind, beat in events:
+            self._emit(kind, beat)
+
+    def _midi_allowed(self, t: float) -> bool:
+        if self.requested not in ("auto", "midi"):
+            return False
+        self._follow_midi(t)
+        return True
 
     def midi_tick(self, t: float) -> None:
-        event = None
         with self.lock:
-            if self.requested not in ("auto", "midi"):
-                return
-            self._follow_midi(t)
-            if not self.midi_running:  # clock while stopped: keep the tempo fresh, the position stays
-                self.ticks.add(self.ticks.last[0] + 1 if self.ticks.last else 0, t)
-                return
-            if self.waiting_first_tick:
-                self.ticks.reset()
-                self.waiting_first_tick = False
-                self.ticks.add(self.next_tick, t)
-                self.playing = True
-                event = "start"
-            else:
-                self.next_tick = self.ticks.add(self.next_tick, t)
-            self.next_tick += 1
-            beat = self.next_tick / TICKS_PER_BEAT
-        if event:
-            self._emit(event, beat)
+            if self._midi_allowed(t):
+                self._tick(t)
+        self._emit_pending()
+
+    def _tick(self, t: float) -> None:
+        if not self.midi_running:  # clock while stopped: keep the tempo fresh, the position stays
+            self.ticks.add(self.ticks.last[0] + 1 if self.ticks.last else 0, t)
+            return
+        if self.waiting_first_tick:  # the first tick after Start / Continue is the song position
+            self.ticks.reset()
+            self.waiting_first_tick = False
+            self.ticks.add(self.next_tick, t)
+            self.playing = True
+            self.pending.append(("start", self.next_tick / TICKS_PER_BEAT))
+        else:
+            self.next_tick = self.ticks.add(self.next_tick, t)
+        self.next_tick += 1
 
     def midi_start(self, t: float, position_ticks: int | None = 0) -> None:
         """Start (from 0) or Continue (position_ticks=None: from the current song position)."""
         with self.lock:
-            if self.requested not in ("auto", "midi"):
-                return
-            self._follow_midi(t)
-            if position_ticks is not None:
-                self.next_tick = position_ticks
-            self.midi_running, self.waiting_first_tick = True, True
-            self.anchor_beat = self.next_tick / TICKS_PER_BEAT
+            if self._midi_allowed(t):
+                if position_ticks is not None:
+                    self.next_tick = position_ticks
+                self.midi_running, self.waiting_first_tick = True, True
+                self.anchor_beat = self.next_tick / TICKS_PER_BEAT
+        self._emit_pending()
 
     def midi_stop(self, t: float) -> None:
         with self.lock:
-            if self.requested not in ("auto", "midi"):
-                return
-            self._follow_midi(t)
-            was_playing = self.playing
-            self.midi_running = self.waiting_first_tick = self.playing = False
-            self.anchor_beat = self.next_tick / TICKS_PER_BEAT
-            beat = self.anchor_beat
-        if was_playing:
-            self._emit("stop", beat)
+            if self._midi_allowed(t):
+                was_playing = self.playing
+                self.midi_running = self.waiting_first_tick = self.playing = False
+                self.anchor_beat = self.next_tick / TICKS_PER_BEAT
+                if was_playing:
+                    self.pending.append(("stop", self.anchor_beat))
+        self._emit_pending()
 
     def midi_song_position(self, sixteenths: int, t: float) -> None:
         with self.lock:
-            if self.requested not in ("auto", "midi"):
-                return
-            self._follow_midi(t)
-            self.next_tick = sixteenths * 6
-            self.anchor_beat = self.next_tick / TICKS_PER_BEAT
-            if self.playing:  # SPP while running (rare): continue from there with the next tick
-                self.waiting_first_tick = True
-            beat = self.anchor_beat
-        self._emit("relocate", beat)
+            if self._midi_allowed(t):
+                self.next_tick = sixteenths * 6
+                self.anchor_beat = self.next_tick / TICKS_PER_BEAT
+                if self.playing:  # SPP while running (rare): continue from there with the next tick
+                    self.waiting_first_tick = True
+                self.pending.append(("relocate", self.anchor_beat))
+        self._emit_pending()
 
     def handle_midi(self, message: list[int], t: float) -> bool:
         """Feed a MIDI system real-time/common message; returns True when it was a clock message."""

@@ -7,10 +7,11 @@ import logging
 from pathlib import Path
 
 import typer
-from musicbridge.bridge.config import CLOCKS, ENDINGS, MIDI_APIS, MODES, SCHEDULERS, Params, ServeConfig
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+
+from musicbridge.bridge.config import CLOCKS, ENDINGS, MIDI_APIS, MODES, SCHEDULERS, Params, ServeConfig
 
 
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
@@ -67,6 +68,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, help="Seed for reproducible answers."),
         status: bool = typer.Option(True, "--status/--no-status", help="Show the live status line."),
         stats_json: Path = typer.Option(None, help="Also write the exit summary to this JSON file."),
+        realtime: bool = typer.Option(True, "--realtime/--no-realtime", help="Run the daemon's threads with "
+                                      "real-time priority (SCHED_FIFO) where the system allows it."),
         scheduler: str = typer.Option("precise", hidden=True, help="precise or sleep (the naive benchmark baseline)."),
         log_level: str = typer.Option("info", help="debug, info, warning or error."),
     ) -> None:
@@ -80,6 +83,7 @@ def register(app: typer.Typer) -> None:
             midi_api=_choice(midi_api, MIDI_APIS, "--midi-api"), midi_in=midi_in, midi_out=midi_out,
             in_channel=in_channel, out_channel=out_channel, thru=thru, clock=_choice(clock, CLOCKS, "--clock"),
             bpm=bpm, output_offset_ms=output_offset_ms, scheduler=_choice(scheduler, SCHEDULERS, "--scheduler"),
+            realtime=realtime,
             osc_host=osc_host, osc_port=osc_port, osc_reply_port=osc_reply_port, seed=seed, status_line=status,
             stats_json=str(stats_json) if stats_json else None,
             params=Params(_choice(mode, MODES, "--mode"), temperature, bars, novelty, variations, silence, steps,
@@ -95,9 +99,12 @@ def register(app: typer.Typer) -> None:
             bridge.shutdown()
             console.print(f"[red]error:[/red] {error}")
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:  # Ctrl-C while models load
+            bridge.shutdown()
+            raise typer.Exit(130) from None
         if not config.models:
             logging.getLogger(__name__).warning("no --model given: MIDI thru only until /musicbridge/model/load")
-        result = bridge.run()
+        result = bridge.run(console=console)
         _print_summary(console, result)
         if stats_json:
             stats_json.write_text(json.dumps(result, indent=2))

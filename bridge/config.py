@@ -39,6 +39,7 @@ class ServeConfig:
     bpm: float = 120.0
     output_offset_ms: float = 0.0  # >0 sends later, <0 earlier (latency compensation)
     scheduler: str = "precise"
+    realtime: bool = True  # real-time priority for the daemon's threads where permitted (bridge/priority.py)
     osc_host: str = "127.0.0.1"
     osc_port: int = 9000
     osc_reply_port: int = 9001

@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from musicbridge.notes import Note
 
 log = logging.getLogger(__name__)
@@ -121,8 +123,8 @@ class GenerationWorker:
         self.pending: Request | None = None
         self.running = False
         self.thread: threading.Thread | None = None
-        self.latencies_ms: list[float] = []
-        self.model_ms: list[float] = []
+        self.latencies_ms: deque[float] = deque(maxlen=100_000)
+        self.model_ms: deque[float] = deque(maxlen=100_000)
         self.superseded = 0
         self.failed = 0
 

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 
 import rtmidi
+
+from musicbridge.bridge import priority
 from musicbridge.midi_ports import MidiUnavailableError, find_port, open_client
 
 log = logging.getLogger(__name__)
@@ -187,8 +189,10 @@ class MidiInput:
 
     POLL_SECONDS = 0.001
 
-    def __init__(self, api_name: str, wanted: str | None, on_message: Callable[[list[int], float], None]):
+    def __init__(self, api_name: str, wanted: str | None, on_message: Callable[[list[int], float], None],
+                 realtime: bool = False):
         handle, self.api = open_midi_client("in", api_name)
+        self.realtime = realtime
         handle.ignore_types(sysex=True, timing=False, active_sense=True)  # timing = MIDI clock, which we need
         self.port = _Port(handle, wanted, IN_PORT_NAME, "input")
         self.on_message = on_message
@@ -199,6 +203,8 @@ class MidiInput:
         self.thread.start()
 
     def _poll(self) -> None:
+        if self.realtime:
+            priority.become_realtime(priority.IO_AND_WORK, "midi-in")
         handle = self.port.handle
         while self.running:
             with self.port.lock:
@@ -227,3 +233,31 @@ class MidiInput:
     def close(self) -> None:
         self.stop()
         self.port.close()
+
+
+def open_ports(api: str, midi_in: str | None, midi_out: str | None, on_message: Callable[[list[int], float], None],
+               realtime: bool = False) -> tuple[MidiOutput | None, MidiInput | None, str]:
+    """(output, input, what was opened). With api "auto", no port names and no MIDI system at all, it is
+    (None, None, why and how to enable MIDI): the daemon then serves over OSC only."""
+    output = None
+    try:
+        output = MidiOutput(api, midi_out)
+        midi_input = MidiInput(output.api, midi_in, on_message, realtime)
+        return output, midi_input, f"MIDI ({output.api}): in {midi_input.port.name!r}, out {output.port.name!r}"
+    except MidiUnavailableError as error:
+        close_ports(output)
+        if api != "auto" or midi_in or midi_out:
+            raise MidiError(str(error)) from error
+        return None, None, f"OSC only — {error}"
+    except MidiError:
+        close_ports(output)
+        raise
+
+
+def close_ports(*ports) -> None:
+    for port in ports:
+        if port is not None:
+            try:
+                port.close()
+            except Exception:
+                log.exception("closing a MIDI port")

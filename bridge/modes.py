@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from musicbridge.bridge.config import Params
 from musicbridge.bridge.generator import Request, density
 from musicbridge.codecs import OutOfRangeError

@@ -14,11 +14,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from musicbridge.bridge.config import ENDINGS, MODES
 from pythonosc import osc_packet
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_server import BlockingOSCUDPServer
+
+from musicbridge.bridge.config import ENDINGS, MODES
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,13 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from musicbridge.bridge import priority
 from musicbridge.bridge.midi_io import MidiOutput
 from musicbridge.notes import Note
 
 log = logging.getLogger(__name__)
 
-SPIN_SECONDS = 0.0015
+SPIN_SECONDS = 0.0005  # measured: a longer spin on a busy machine gets the thread preempted mid-spin
 MAX_WAIT_SECONDS = 0.02  # re-read the clock at least this often (tempo may change)
 NOTE_OFF, NOTE_ON = 0, 1  # at the same beat a note-off goes first, so a repeated pitch re-sounds
 
@@ -39,13 +40,16 @@ class ScheduledNote:
 
 
 class Scheduler:
-    def __init__(self, clock, output: MidiOutput | None, offset_ms: float = 0.0, mode: str = "precise"):
+    def __init__(self, clock, output: MidiOutput | None, offset_ms: float = 0.0, mode: str = "precise",
+                 realtime: bool = True):
         if mode not in ("precise", "sleep"):
             raise ValueError(f"unknown scheduler {mode!r}")
         self.clock = clock
         self.output = output
         self.offset = offset_ms / 1000.0
         self.mode = mode
+        self.want_realtime = realtime and mode == "precise"  # the naive baseline stays naive
+        self.realtime = False
         self.cond = threading.Condition(threading.RLock())
         self.heap: list[tuple[float, int, int, ScheduledNote]] = []
         self.notes: list[ScheduledNote] = []  # not yet done
@@ -141,30 +145,40 @@ class Scheduler:
         return None
 
     def _run(self) -> None:
-        while True:
-            with self.cond:
-                if not self.running:
-                    return
-                entry = self._head()
-                due = self.clock.time_at(entry[0]) if entry else None
-                if due is None:  # nothing to play, or the transport is stopped
-                    self.cond.wait(0.05)
-                    continue
-                due += self.offset
-                remaining = due - time.perf_counter()
-                if remaining > SPIN_SECONDS and (self.mode == "precise" or remaining > MAX_WAIT_SECONDS):
-                    self.cond.wait(min(remaining - SPIN_SECONDS, MAX_WAIT_SECONDS))
-                    continue
-            if self.mode == "precise":
-                while time.perf_counter() < due:  # spin: the lock is free, the GIL switches every 0.25 ms
-                    pass
-            elif remaining > 0:
-                time.sleep(remaining)  # the naive baseline
-            with self.cond:
-                if self._head() is not entry:  # flushed, cut or preceded while we waited
-                    continue
-                heapq.heappop(self.heap)
-                self._fire(entry, due)
+        if self.want_realtime:
+            self.realtime = priority.become_realtime(priority.SCHEDULER, "scheduler")
+            log.info("output scheduler at %s priority", "real-time" if self.realtime else
+                     "normal (no permission for real-time: timing may suffer on a busy machine)")
+        while self.running:
+            try:
+                self._step()
+            except Exception:  # a failing send must not stop the music: log it and go on with the next event
+                log.exception("scheduler error")
+                time.sleep(0.001)
+
+    def _step(self) -> None:
+        """Wait towards the next event, or send it when it is due."""
+        with self.cond:
+            entry = self._head()
+            due = self.clock.time_at(entry[0]) if entry else None
+            if due is None:  # nothing to play, or the transport is stopped
+                self.cond.wait(0.05)
+                return
+            due += self.offset
+            remaining = due - time.perf_counter()
+            if remaining > SPIN_SECONDS and (self.mode == "precise" or remaining > MAX_WAIT_SECONDS):
+                self.cond.wait(min(remaining - SPIN_SECONDS, MAX_WAIT_SECONDS))
+                return
+        if self.mode == "precise":
+            while time.perf_counter() < due:  # spin: the lock is free, the GIL switches every 0.25 ms
+                pass
+        elif remaining > 0:
+            time.sleep(remaining)  # the naive baseline
+        with self.cond:
+            if self._head() is not entry:  # flushed, cut or preceded while we waited
+                return
+            heapq.heappop(self.heap)
+            self._fire(entry, due)
 
     def _fire(self, entry, due: float) -> None:
         _, kind, _, note = entry

@@ -39,6 +39,7 @@ def summary(bridge) -> dict:
         "osc_in": bridge.osc.dispatcher.handled if bridge.osc else 0,
         "osc_errors": bridge.osc.replier.errors if bridge.osc else 0,
         "lost_clock_ticks": bridge.clock.ticks.lost_ticks,
+        "scheduler": {"mode": scheduler.mode, "realtime": scheduler.realtime} if scheduler else None,
     }
 
 

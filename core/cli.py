@@ -10,7 +10,6 @@ import importlib
 import json
 from pathlib import Path
 
-import musicbridge
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -22,6 +21,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+import musicbridge
 
 app = typer.Typer(
     name="musicbridge",

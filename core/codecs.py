@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from musicbridge.notes import DRUM_CHANNEL, Note
 
 STEPS_PER_QUARTER = 4

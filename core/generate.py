@@ -10,6 +10,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+
 from musicbridge.notes import Note, NoteSequence
 
 INPUT_INSTRUMENT = 0
@@ -63,17 +64,10 @@ def continue_sequence(
 ) -> NoteSequence:
     """The input, then `bars` bars of answer per variation (one variation after another).
 
-    Longer answers chain phrases: each phrase is the model's answer to the bars before it.
+    Answers longer than the model chain phrases: each is the model's answer to the phrase before it.
     """
     bars = bars or model.bars
-    phrases = math.ceil(bars / model.bars)
-    context = np.repeat(phrase_tokens(model, sequence)[None], variations, axis=0)
-    answers = []
-    for index in range(phrases):
-        phrase_seed = None if seed is None else seed + index
-        context = model.continue_(context, temperature=temperature, variations=1, novelty=novelty, seed=phrase_seed)
-        answers.append(context)
-    tokens = np.concatenate(answers, axis=1)[:, : bars * model.codec.steps_per_bar]
+    tokens = model.continue_(phrase_tokens(model, sequence), bars, temperature, variations, novelty, seed)
     start = _bar_after(sequence)
     notes = _input_part(sequence)
     for variation, row in enumerate(tokens):
@@ -84,8 +78,7 @@ def continue_sequence(
 def interpolate_sequences(model, first: NoteSequence, second: NoteSequence, steps: int = 5) -> NoteSequence:
     """A's window, the `steps` phrases of the slerp from A to B, then B's window — one after another."""
     a, b = phrase_tokens(model, first), phrase_tokens(model, second)
-    path = model.interpolate(a[None], b[None], steps)
-    path = np.asarray(path).reshape(-1, model.steps)
+    path = model.interpolate(a, b, steps)  # (steps, T), greedy
     phrase_beats = model.bars * BEATS_PER_BAR
     notes = _place(model, a, 0.0, INPUT_INSTRUMENT)
     for index, row in enumerate(path):

@@ -23,6 +23,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+
 from musicbridge.codecs import UnknownRepresentationError, codec_from_description
 
 FORMAT = 1
@@ -56,6 +57,14 @@ def resolve_model_path(path_or_name: str | os.PathLike) -> Path:
     shipped = ", ".join(shipped_models()) or "none in this installation"
     raise ModelLoadError(f"no model directory at {path} and no shipped model called {str(path_or_name)!r} "
                          f"(shipped models: {shipped})")
+
+
+def is_exported_model(path_or_name: str | os.PathLike) -> bool:
+    """An exported model directory (it has model.json) or the name of a shipped model."""
+    path = Path(path_or_name).expanduser()
+    if path.exists():
+        return path.is_dir() and (path / "model.json").is_file()
+    return len(path.parts) == 1 and (SHIPPED_DIR / path.name / "model.json").is_file()
 
 
 def gpu_present() -> bool:

@@ -16,4 +16,14 @@ def load_checkpoint(path: str | os.PathLike):
         raise CheckpointError(f"{path}: the checkpoint's config or weights are unusable ({error})") from None
 
 
-__all__ = ["CheckpointError", "load_checkpoint"]
+def export_checkpoint(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, **options) -> dict:
+    """Load a training checkpoint (or run directory) and export it; options as for exporter.export_model."""
+    from musicbridge.export.exporter import export_model
+
+    model, checkpoint = load_checkpoint(checkpoint_path)
+    return export_model(model, out_dir, preset=checkpoint["preset"], representation=checkpoint["representation"],
+                        dataset_hash=checkpoint.get("dataset_hash"), checkpoint_step=checkpoint.get("step"),
+                        **options)
+
+
+__all__ = ["CheckpointError", "export_checkpoint", "load_checkpoint"]

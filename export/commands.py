@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by `musicbridge train` (e.g. runs/NAME/best.pt)."),
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by `musicbridge train` (runs/NAME/best.pt) or its run directory."),
     out: Path = typer.Option(..., "-o", "--out", help="Model directory to write (model.json + *.onnx)."),
     quantize: str = typer.Option(None, "--quantize", help="Also write an int8 variant (onnxruntime dynamic quantisation): int8."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write a float16 variant (for GPUs; slower than fp32 on a CPU)."),
@@ -34,7 +34,7 @@ def export(
     """Export a checkpoint to ONNX and check the graphs against the torch model (non-zero exit if fp32 parity fails)."""
     from musicbridge.codecs import UnknownRepresentationError
     from musicbridge.data import DatasetError, load_dataset
-    from musicbridge.export import CheckpointError, load_checkpoint
+    from musicbridge.export.checkpoint import CheckpointError, load_checkpoint
     from musicbridge.export.exporter import export_model, write_metadata
     from musicbridge.export.parity import TARGETS, check_parity, prior_sequences
     from musicbridge.runtime import ModelLoadError

@@ -10,21 +10,19 @@ Three graphs, all batch-dynamic:
 Recurrences (see docs/export.md for the measurements behind these choices):
 - The encoder and the conductor see their whole input at once, so they use ONNX's LSTM operator, whose
   onnxruntime kernel does the input projection of all steps as one GEMM before the recurrence.
-- The decoder feeds its own output back, so its cell is spelled out (gather, matmul, gates) and the sampler's
-  steps are unrolled into the graph (a Loop only for long segments, where unrolling would bloat the graph). All
-  step-independent work happens once: the token part of the first layer's input projection is a
-  (vocab + 2, 4H) table (one Gather per step), the condition's part one (N, 4H) term, the initial state one Gemm.
+- The decoder feeds its own output back, so its cell is spelled out (gather, matmul, gates) inside an ONNX
+  Loop over the steps. All step-independent work happens once, before the Loop: the token part of the first
+  layer's input projection is a (vocab + 2, 4H) table (one Gather per step), the condition's part one (N, 4H)
+  term, the initial state one Gemm.
 - Hierarchical: the conductor runs once; all bars then decode as ONE batch of B·bars sequences.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from musicbridge.export.graph import BOOL, FLOAT, INT64, Graph
 from onnx import helper
 
-# Segments longer than this decode in an ONNX Loop instead of unrolled steps (graph size; docs/export.md).
-MAX_UNROLLED_STEPS = 64
+from musicbridge.export.graph import BOOL, FLOAT, INT64, Graph
 
 
 def weights_of(model) -> dict[str, np.ndarray]:
@@ -104,7 +102,7 @@ class _DecoderCell:
         self.token_gates = g.const(w["decoder.embed.weight"] @ w0[:, :embed_size].T, "token_gates")  # (V+2, 4H)
         self.cond_gates = g.op("Gemm", cond, g.const(w0[:, embed_size:]), g.const(bias0), transB=1)  # (N, 4H)
         self.w_hh0 = g.const(w["decoder.rnn.weight_hh_l0"].T, "w_hh0")
-        # Layers above the first: one matmul of [x, h] with [W_ih; W_hh] (one bigger GEMV beats two small ones).
+        # Layers above the first: one matmul of [x, h] with [W_ih; W_hh] instead of two (fewer nodes per step).
         self.w_cat = [g.const(np.concatenate([w[f"decoder.rnn.weight_ih_l{i}"], w[f"decoder.rnn.weight_hh_l{i}"]], 1).T,
                               f"w_cat{i}") for i in range(1, layers)]
         self.b_cat = [g.const(w[f"decoder.rnn.bias_ih_l{i}"] + w[f"decoder.rnn.bias_hh_l{i}"], f"b{i}")
@@ -168,11 +166,9 @@ def _segment(config: dict) -> int:
     return config["steps_per_bar"] if config["hierarchical"] else config["bars"] * config["steps_per_bar"]
 
 
-def _unroll(config: dict, unroll: bool | None) -> bool:
-    return _segment(config) <= MAX_UNROLLED_STEPS if unroll is None else unroll
-
-
-def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool | None = None) -> None:
+def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False) -> None:
+    """The autoregressive decoder in one ONNX Loop (unroll=True writes the steps out instead: measured no faster,
+    and 25–60× slower to load — docs/export.md)."""
     vocab, steps, segment = config["vocab_size"], config["bars"] * config["steps_per_bar"], _segment(config)
     z = g.input("z", FLOAT, ["batch", config["z_size"]])
     noise = g.input("noise", FLOAT, ["batch", steps, vocab])
@@ -186,13 +182,12 @@ def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool | None = None) -
         token = graph.op("ArgMax", graph.op("Add", logits, graph.op("Gather", noise, step, axis=1)), axis=1, keepdims=0)
         return token, token
 
-    tokens = _decode(g, cell, start, segment, token_step, 1, _unroll(config, unroll))
+    tokens = _decode(g, cell, start, segment, token_step, 1, unroll)
     g.output(g.op("Reshape", tokens, g.const([-1, steps], dtype=np.int64)), "tokens", INT64, ["batch", steps])
 
 
 def teacher_forced_graph(g: Graph, w: dict, config: dict, unroll: bool = False) -> None:
-    """Logits for given decoder inputs; a Loop (it serves evaluation at large batches, where the per-step cost
-    of a Loop is noise, and it keeps the graph small and quick to load)."""
+    """Logits (B, T, V) for given decoder inputs: the same cell, fed the true previous tokens."""
     vocab, steps, segment = config["vocab_size"], config["bars"] * config["steps_per_bar"], _segment(config)
     z = g.input("z", FLOAT, ["batch", config["z_size"]])
     inputs = g.input("inputs", INT64, ["batch", steps])

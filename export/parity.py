@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from musicbridge.runtime import load_model
 
 TARGETS = {"mu_sigma_max_diff": 1e-4, "logits_max_diff": 1e-3, "greedy_identical": 0.99}

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import torch
+
 from musicbridge.codecs import get_codec
 from musicbridge.models import ModelConfig, Preset, build_model
 

@@ -1,4 +1,4 @@
-"""PyTorch models and their named presets (MusicVAE)."""
+"""PyTorch models and their named presets (MusicVAE, the Transformer VAE)."""
 
 from musicbridge.models.musicvae import MusicVAE, build_model, count_parameters
 from musicbridge.models.presets import (
@@ -12,6 +12,7 @@ from musicbridge.models.presets import (
     preset_from_dict,
     preset_names,
 )
+from musicbridge.models.transformer_vae import TransformerVAE
 
 __all__ = [
     "PRESETS",
@@ -19,6 +20,7 @@ __all__ = [
     "MusicVAE",
     "Preset",
     "TrainConfig",
+    "TransformerVAE",
     "apply_overrides",
     "build_model",
     "count_parameters",

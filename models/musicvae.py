@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from musicbridge.models.presets import ModelConfig
 from torch import nn
+
+from musicbridge.models.presets import ModelConfig
 
 
 def lstm_state_from(init: nn.Linear, condition: torch.Tensor, layers: int, hidden: int):
@@ -203,12 +204,19 @@ class MusicVAE(nn.Module):
             raise ValueError(f"expected tokens of shape (batch, {self.steps}), got {tuple(tokens.shape)}")
 
 
-def build_model(config: ModelConfig | dict) -> MusicVAE:
-    """A MusicVAE for a ModelConfig (or its dict, as stored in checkpoints under config["model"])."""
+def build_model(config: ModelConfig | dict) -> nn.Module:
+    """The model a ModelConfig (or its dict, as stored in checkpoints under config["model"]) describes: a
+    MusicVAE, or a TransformerVAE when config.architecture == "transformer"."""
     if isinstance(config, dict):
         config = ModelConfig(**config)
     if config.bars < 1 or config.steps_per_bar < 1:
         raise ValueError(f"a model needs at least one bar of at least one step, got {config}")
+    if config.architecture == "transformer":
+        from musicbridge.models.transformer_vae import TransformerVAE
+
+        return TransformerVAE(config)
+    if config.architecture != "musicvae":
+        raise ValueError(f"unknown architecture {config.architecture!r}; choose musicvae or transformer")
     return MusicVAE(config)
 
 

@@ -26,7 +26,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 @dataclass
 class ModelConfig:
-    """Everything `build_model` needs to rebuild a MusicVAE from a checkpoint."""
+    """Everything `build_model` needs to rebuild a model (MusicVAE or TransformerVAE) from a checkpoint."""
 
     representation: str = "melody"
     vocab_size: int = 90
@@ -40,7 +40,18 @@ class ModelConfig:
     conductor_size: int = 256  # hierarchical only
     conductor_layers: int = 2
     dec_size: int = 256
-    dec_layers: int = 2
+    dec_layers: int = 2  # LSTM layers, or transformer blocks (enc_layers likewise)
+    # Which model: "musicvae" (LSTMs, above) or "transformer" (models/transformer_vae.py, the fields below).
+    architecture: str = "musicvae"
+    d_model: int = 128
+    heads: int = 4
+    ff_size: int = 512
+    dropout: float = 0.1
+    positions: str = "learned"  # learned | sinusoidal absolute positions (a position-in-bar embedding is added)
+    latent: str = "vector"  # vector: one z from pooled states; matrix: latent_frames frames of z_size/frames
+    latent_frames: int = 4  # matrix only: a strided conv stack halves the steps down to this many frames
+    memory_tokens: int = 4  # cross-attention memory tokens per latent frame
+    z_in_inputs: bool = True  # also add a projection of z to every decoder input embedding
 
     @property
     def steps(self) -> int:
@@ -73,6 +84,9 @@ class TrainConfig:
     sampling_max: float = 1.0
     sampling_min: float = 0.01  # below this p counts as 0: the guide pass is skipped while it would change < 1 %
     token_dropout: float = 0.0  # fraction of decoder inputs replaced by a mask token
+    token_dropout_kind: str = "mask"  # mask (word dropout) | random (a random token of the vocabulary)
+    token_dropout_warmup_steps: int = 0  # the rate rises linearly from 0 over these steps (0 = from the start)
+    free_bits_per: str = "sequence"  # sequence | dimension | frame: free bits shared, or split per group of z
     transpose: int = 5  # melodies: random shift in [-transpose, transpose] semitones on the fly (0 = off)
     # Bookkeeping.
     log_every: int = 50
@@ -95,31 +109,57 @@ def _model(representation: str, bars: int, **sizes) -> ModelConfig:
     return ModelConfig(representation, codec.vocab_size, codec.steps_per_bar, bars, **sizes)
 
 
+# Sizes for CPU training. Cost is dominated by the LSTMs' matrix products (~50 GFLOP/s per core measured here):
+# a 2-bar step of the 2 M-parameter flat model at batch 64 took 0.7–1.4 s on a busy 2-core machine; dec_size 512
+# costs ~2.7× that. The step counts are hours of CPU; a GPU run wants Magenta's sizes (dec 3×2048, z 512).
 PRESETS: dict[str, Preset] = {
-    # 2-bar melodies, flat decoder (Magenta cat-mel_2bar_big at CPU size).
+    # 2-bar melodies, flat decoder (Magenta cat-mel_2bar at CPU size; β and free bits of the MusicVAE paper).
     "mel_2bar": Preset(
         "mel_2bar",
-        _model("melody", 2, embed_size=64, enc_size=256, z_size=128, dec_size=512, dec_layers=2),
-        TrainConfig(steps=20_000, beta_max=0.5, free_bits=0.0, sampling_rate=1000.0),
+        _model("melody", 2, embed_size=64, enc_size=256, z_size=128, dec_size=256, dec_layers=2),
+        TrainConfig(batch_size=64, steps=12_000, beta_schedule="linear", beta_warmup_steps=4_000, beta_max=0.2,
+                    free_bits=48.0, sampling_rate=1000.0),
     ),
-    # 16-bar melodies with the conductor (Magenta hierdec-mel_16bar at CPU size).
+    # 16-bar melodies with the conductor (Magenta hierdec-mel_16bar at CPU size: β 0.2, 256 free bits).
     "mel_16bar_hier": Preset(
         "mel_16bar_hier",
-        _model("melody", 16, hierarchical=True, embed_size=64, enc_size=256, enc_layers=2, z_size=256,
-                conductor_size=256, conductor_layers=2, dec_size=256, dec_layers=2),
-        TrainConfig(batch_size=64, steps=20_000, beta_max=0.2, free_bits=256.0, sampling_rate=1000.0),
+        _model("melody", 16, hierarchical=True, embed_size=64, enc_size=256, enc_layers=1, z_size=256,
+               conductor_size=256, conductor_layers=2, dec_size=256, dec_layers=2),
+        TrainConfig(batch_size=32, steps=20_000, beta_schedule="linear", beta_warmup_steps=5_000, beta_max=0.2,
+                    free_bits=256.0, sampling_rate=1000.0),
     ),
-    # The same budget without the hierarchy: shows what the conductor buys.
+    # The baseline that shows what the conductor buys: the same encoder, z and bottom decoder, one flat pass.
     "mel_16bar_flat": Preset(
         "mel_16bar_flat",
-        _model("melody", 16, embed_size=64, enc_size=256, enc_layers=2, z_size=256, dec_size=384, dec_layers=2),
-        TrainConfig(batch_size=64, steps=20_000, beta_max=0.2, free_bits=256.0, sampling_rate=1000.0),
+        _model("melody", 16, embed_size=64, enc_size=256, enc_layers=1, z_size=256, dec_size=256, dec_layers=2),
+        TrainConfig(batch_size=32, steps=20_000, beta_schedule="linear", beta_warmup_steps=5_000, beta_max=0.2,
+                    free_bits=256.0, sampling_rate=1000.0),
+    ),
+    # Transformer VAE (models/transformer_vae.py) on the same 2-bar windows; 1.8 M parameters (mel_2bar: 1.9 M), a vector z. Token
+    # dropout and z added to every decoder input make the decoder need z (docs/transformer.md: the ablation).
+    "mel_2bar_transformer": Preset(
+        "mel_2bar_transformer",
+        _model("melody", 2, architecture="transformer", d_model=128, heads=4, ff_size=512, enc_layers=3,
+               dec_layers=4, dropout=0.1, z_size=128, latent="vector", memory_tokens=4),
+        TrainConfig(batch_size=64, steps=12_000, lr=5e-4, beta_schedule="linear", beta_warmup_steps=4_000,
+                    beta_max=0.2, free_bits=48.0, sampling_schedule="none", token_dropout=0.3,
+                    token_dropout_warmup_steps=1_000),
+    ),
+    # 16 bars: a matrix latent of one 16-dim frame per bar (a 4-conv stack down-samples 256 steps to 16).
+    "mel_16bar_transformer": Preset(
+        "mel_16bar_transformer",
+        _model("melody", 16, architecture="transformer", d_model=128, heads=4, ff_size=512, enc_layers=2,
+               dec_layers=3, dropout=0.1, z_size=256, latent="matrix", latent_frames=16, memory_tokens=1),
+        TrainConfig(batch_size=32, steps=20_000, lr=5e-4, beta_schedule="linear", beta_warmup_steps=5_000,
+                    beta_max=0.2, free_bits=256.0, free_bits_per="frame", sampling_schedule="none",
+                    token_dropout=0.3, token_dropout_warmup_steps=1_000),
     ),
     # 2-bar drum patterns, 9 classes → 512 categories (Magenta cat-drums_2bar_small at CPU size).
     "drums_2bar": Preset(
         "drums_2bar",
         _model("drums", 2, embed_size=64, enc_size=256, z_size=256, dec_size=256, dec_layers=2),
-        TrainConfig(steps=20_000, beta_max=0.2, free_bits=48.0, transpose=0, sampling_rate=1000.0),
+        TrainConfig(batch_size=64, steps=12_000, beta_schedule="linear", beta_warmup_steps=4_000, beta_max=0.2,
+                    free_bits=48.0, transpose=0, sampling_rate=1000.0),
     ),
 }
 

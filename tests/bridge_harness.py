@@ -93,7 +93,8 @@ class MidiPeer:
     def send(self, message: Iterable[int]) -> float:
         with self.send_lock:
             t = time.perf_counter()
-            self.out.send_message(list(message))
+            if self.running:  # a ClockPlayer thread may outlive a failed test: never send on a closed port
+                self.out.send_message(list(message))
         return t
 
     def messages(self, since: float = 0.0) -> list[tuple[float, list[int]]]:
@@ -110,7 +111,8 @@ class MidiPeer:
         return result
 
     def close(self) -> None:
-        self.running = False
+        with self.send_lock:
+            self.running = False
         self.poller.join(timeout=1)
         for port in (self.inp, self.out):
             port.close_port()

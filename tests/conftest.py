@@ -172,6 +172,7 @@ def _dense_tiny_model(seed: int):
     favours note-ons of C4–C5 and holds, so every phrase has many notes (an untrained model is mostly silent
     or random otherwise)."""
     import torch
+
     from musicbridge.export.testing import tiny_model
 
     torch.set_num_threads(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from musicbridge.bridge.clock import TICKS_PER_BEAT, Clock
 
 INTERVAL_120 = 60.0 / (120 * TICKS_PER_BEAT)
@@ -135,8 +136,8 @@ def test_internal_clock_tempo_and_position():
     assert clock.beat_at(200.0) == pytest.approx(3.0)
     clock.play(300.0)
     assert clock.beat_at(301.0) == pytest.approx(4.0)
-    clock.set_position(4.1, 301.0)  # a small error is corrected halfway (phase lock), no relocation
-    assert clock.beat_at(301.0) == pytest.approx(4.05)
+    clock.set_position(4.1, 301.0)  # a small error is corrected by a quarter (phase lock), no relocation
+    assert clock.beat_at(301.0) == pytest.approx(4.025)
     clock.set_position(16.0, 302.0)  # a jump relocates
     assert clock.beat_at(302.0) == pytest.approx(16.0)
     assert [kind for kind, _ in events] == ["start", "tempo", "stop", "start", "relocate"]
@@ -152,3 +153,32 @@ def test_auto_clock_hands_over_to_midi_clock():
     clock.set_tempo(150.0, 5.01)  # OSC transport is ignored while MIDI clock leads
     assert clock.tempo() != 150.0
     assert events == ["start", "stop"]
+
+
+def test_late_ticks_in_a_row_are_not_taken_for_lost_ones():
+    times = tick_times(lambda k: 120.0, 150)
+    times[80] += 0.014  # a stalled machine delivers two ticks late, the second a little less
+    times[81] += 0.008
+    clock = run_clock(times)
+    assert clock.ticks.lost_ticks == 0
+    assert phase_error_ms(clock, times, [82, 149]) < 0.1
+
+
+@pytest.mark.parametrize("new_bpm", [70.0, 200.0])
+def test_a_big_tempo_jump_is_a_tempo_change_not_lost_ticks(new_bpm):
+    times = tick_times(lambda k: 120.0 if k < 96 else new_bpm, 200)
+    clock = run_clock(times)
+    assert clock.ticks.lost_ticks == 0
+    assert clock.tempo() == pytest.approx(new_bpm, rel=0.005)
+    assert phase_error_ms(clock, times, [199]) < 0.1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lost_ticks_amid_jitter_are_counted(seed):
+    rng = np.random.default_rng(seed)
+    exact = tick_times(lambda k: 180.0, 300)
+    jittery = [t + rng.uniform(-0.002, 0.002) for t in exact]
+    clock = run_clock(jittery, drop={60, 200})
+    assert clock.ticks.lost_ticks == 2
+    beat_error = clock.beat_at(exact[299]) - 299 / TICKS_PER_BEAT
+    assert abs(beat_error) * 60 / 180 < 0.002  # within 2 ms at the end: the count is right

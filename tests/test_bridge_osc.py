@@ -193,3 +193,80 @@ def test_transport_over_osc(osc_rig):
     status = osc.status()
     assert status[1] == pytest.approx(100.0) and status[2] == 1
     osc.send("/musicbridge/transport/tempo", BPM)
+
+
+def test_loop_repeats_the_last_answer_and_mutate_varies_it(osc_rig):
+    _, osc = osc_rig
+    osc.send("/musicbridge/mode", "sample")
+    since = time.perf_counter()
+    osc.send("/musicbridge/generate")
+    wait_until(lambda: complete_phrases(osc, since), 5, what="a sample")
+    osc.send("/musicbridge/mode", "loop")
+    since = time.perf_counter()
+    loops = wait_until(lambda: (lambda p: p if len(p) >= 2 else None)(complete_phrases(osc, since)), 10,
+                       what="two loop phrases")
+    first, second = sorted(loops, key=lambda p: p["begin"][0])[:2]
+    assert [n[1:] for n in first["notes"]] == [n[1:] for n in second["notes"]]  # the same phrase again
+    assert second["begin"][2] - first["begin"][2] == 4 * first["begin"][1]  # back to back
+    osc.send("/musicbridge/mode", "mutate")
+    since = time.perf_counter()
+    mutated = wait_until(lambda: complete_phrases(osc, since), 10, what="a mutation")[0]
+    assert mutated["end"][1] == len(mutated["notes"]) > 0
+    assert not osc.messages("/musicbridge/error", since)
+    osc.send("/musicbridge/mode", "continue")
+
+
+def test_osc_clock_waits_for_play(bridge_models):
+    env = {"JACK_DEFAULT_SERVER": f"mbtest-none-{uuid.uuid4().hex[:8]}"}
+    daemon = Daemon(["--clock", "osc", "--model", str(bridge_models / "melody_a"), "--mode", "sample"], env=env)
+    osc = OscPeer(daemon.osc_port, daemon.reply_port)
+    daemon.start()
+    try:
+        assert daemon.wait_ready(osc)[2] == 0  # stopped until the DAW says play
+        since = time.perf_counter()
+        time.sleep(1.0)
+        assert not complete_phrases(osc, since)  # generation is paused while stopped
+        osc.send("/musicbridge/transport/tempo", 240.0)
+        osc.send("/musicbridge/transport/position", 0.0)
+        osc.send("/musicbridge/transport/play")
+        assert osc.status()[2] == 1
+        phrase = wait_until(lambda: complete_phrases(osc, since), 5, what="a phrase once playing")[0]
+        assert phrase["begin"][2] == 4.0  # from the position the DAW gave: the first bar line after it
+    finally:
+        assert daemon.stop() == 0
+        osc.close()
+
+
+def test_a_drums_model_answers_drum_notes(tmp_path):
+    import torch
+
+    from musicbridge.codecs import DRUM_CLASSES
+    from musicbridge.export.exporter import export_model
+    from musicbridge.export.testing import tiny_model
+
+    torch.set_num_threads(1)
+    model = tiny_model("drums", bars=2, seed=4)
+    with torch.no_grad():  # busy patterns: kick, snare, hat and kick+hat steps are likely
+        model.decoder.head.bias.fill_(-6.0)
+        model.decoder.head.bias[[0, 1, 2, 4, 5]] = 3.0
+    export_model(model, tmp_path / "drums", preset="tiny", dataset_hash="0" * 64)
+    env = {"JACK_DEFAULT_SERVER": f"mbtest-none-{uuid.uuid4().hex[:8]}"}
+    daemon = Daemon(["--clock", "internal", "--bpm", str(BPM), "--model", str(tmp_path / "drums")], env=env)
+    osc = OscPeer(daemon.osc_port, daemon.reply_port)
+    daemon.start()
+    try:
+        daemon.wait_ready(osc)
+        since = time.perf_counter()
+        for k in range(8):  # kick / hat / snare / hat on channel 10
+            pitch = (36, 42, 38, 42)[k % 4]
+            osc.send("/musicbridge/note", pitch, 100, 10)
+            time.sleep(0.06)
+            osc.send("/musicbridge/note", pitch, 0, 10)
+            time.sleep(0.065)
+        phrase = wait_until(lambda: complete_phrases(osc, since), 6, what="a drum answer")[0]
+        pitches = {n[1] for n in phrase["notes"]}
+        assert pitches and pitches <= {pitch for _, pitch, _ in DRUM_CLASSES}
+        assert all(n[4] == 0.25 for n in phrase["notes"])  # drum hits last one step
+    finally:
+        assert daemon.stop() == 0
+        osc.close()

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+
 from musicbridge import runtime
 from musicbridge.export.exporter import export_model
 from musicbridge.export.testing import tiny_model

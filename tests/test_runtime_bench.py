@@ -4,12 +4,13 @@ import json
 
 import pytest
 import torch
+from typer.testing import CliRunner
+
 from musicbridge import runtime
 from musicbridge.benchmarks.bench_runtime import op_flops
 from musicbridge.cli import app
 from musicbridge.export.testing import save_checkpoint, tiny_model
 from musicbridge.models import get_preset
-from typer.testing import CliRunner
 
 torch.set_num_threads(1)
 
@@ -45,7 +46,8 @@ def test_bench_needs_a_model_until_models_ship(monkeypatch, tmp_path):
 
 
 def test_flop_counts_follow_the_model_sizes():
-    config = vars(get_preset("mel_2bar").model)
+    config = vars(get_preset("mel_2bar", {"dec_size": 512, "enc_size": 256, "embed_size": 64, "z_size": 128,
+                                          "enc_layers": 1, "dec_layers": 2}).model)
     h, v, z, e, he = 512, 90, 128, 64, 256
     decode = 2 * (z * (2 * 2 * h + 4 * h) + 32 * (4 * h * h + 4 * h * 2 * h + h * v))
     encode = 2 * (2 * 4 * he * (e + he) * 32 + 2 * 2 * he * z)

@@ -237,9 +237,8 @@ def test_resume_continues_exactly(dataset, tmp_path):
 
 
 def test_train_cli_resume_takes_the_checkpoint_preset(dataset, tmp_path):
-    from typer.testing import CliRunner
-
     from musicbridge.cli import app
+    from typer.testing import CliRunner
 
     run = tmp_path / "run"
     sets = [part for key in ("embed_size", "enc_size", "dec_size", "z_size") for part in ("--set", f"{key}={TINY[key]}")]

@@ -38,9 +38,14 @@ def mix_targets(targets: torch.Tensor, sampled: torch.Tensor, probability: float
 
 
 def token_dropout(inputs: torch.Tensor, rate: float, start_token: int, mask_token: int,
-                  generator: torch.Generator | None) -> torch.Tensor:
-    """Replace a fraction `rate` of decoder inputs (never the start tokens) by the mask token."""
+                  generator: torch.Generator | None, vocab_size: int | None = None) -> torch.Tensor:
+    """Replace a fraction `rate` of decoder inputs (never the start tokens) by the mask token (word dropout),
+    or, given `vocab_size`, by a uniformly random token of the vocabulary (the decoder cannot tell which)."""
     if rate <= 0:
         return inputs
     drop = (torch.rand(inputs.shape, generator=generator, device=inputs.device) < rate) & (inputs != start_token)
-    return torch.where(drop, torch.full_like(inputs, mask_token), inputs)
+    if vocab_size is None:
+        replacement = torch.full_like(inputs, mask_token)
+    else:
+        replacement = torch.randint(0, vocab_size, inputs.shape, generator=generator, device=inputs.device)
+    return torch.where(drop, replacement, inputs)

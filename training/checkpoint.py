@@ -14,6 +14,7 @@ import pickle
 from pathlib import Path
 
 import torch
+
 from musicbridge.codecs import UnknownRepresentationError, codec_from_description
 from musicbridge.models import MusicVAE, Preset, build_model, preset_from_dict
 

@@ -56,7 +56,8 @@ def resolve_preset(preset_name, out: Path, resume: bool, config_file, sets, step
 
 
 def train(
-    preset: str = typer.Option(None, "--preset", "-p", help="Named preset: mel_2bar, mel_16bar_hier, mel_16bar_flat, drums_2bar."),
+    preset: str = typer.Option(None, "--preset", "-p", help="Named preset: mel_2bar, mel_16bar_hier, mel_16bar_flat, drums_2bar, "
+                                "mel_2bar_transformer, mel_16bar_transformer."),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset directory from `musicbridge data build`."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/PRESET)."),
     steps: int = typer.Option(None, "--steps", help="Total optimiser steps (overrides the preset)."),
@@ -69,7 +70,7 @@ def train(
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads per process (0 = torch's default)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Train a MusicVAE preset on a dataset; checkpoints, metrics.jsonl and curves go to the run directory."""
+    """Train a preset (MusicVAE or Transformer VAE) on a dataset; checkpoints, metrics.jsonl and curves go to the run directory."""
     if out is None:
         if not preset:
             _fail("say where the run lives: --out DIR (or --preset NAME for runs/NAME)")
@@ -88,6 +89,7 @@ def train(
         raise typer.Exit(relaunch(nproc_per_node, arguments))
 
     import torch
+
     from musicbridge.data import DatasetError, load_dataset
     from musicbridge.training import distributed
     from musicbridge.training.checkpoint import CheckpointError
@@ -113,8 +115,13 @@ def train(
     distributed.stop()
 
 
-def load_for_evaluation(model_path: Path, device: str):
-    """(sampling model, description) for MODEL: a checkpoint file or a run directory."""
+def load_for_evaluation(model_path: Path, device: str, variant: str | None = None):
+    """(sampling model, description) for MODEL: a checkpoint file or a run directory — or an exported model
+    directory / shipped model name, measured through the torch-free runtime (export stage)."""
+    from musicbridge.runtime import is_exported_model
+
+    if is_exported_model(model_path):
+        return load_exported_for_evaluation(model_path, device, variant)
     from musicbridge.training.checkpoint import load_model
     from musicbridge.training.distributed import choose_device
     from musicbridge.training.evaluate import TorchModel
@@ -127,8 +134,21 @@ def load_for_evaluation(model_path: Path, device: str):
     return TorchModel(model, torch_device), info
 
 
+def load_exported_for_evaluation(model_path: Path, device: str, variant: str | None):
+    """(runtime Model, description) of an exported model; it has the sampling API evaluate needs."""
+    from musicbridge.runtime import load_model as load_exported
+
+    model = load_exported(model_path, variant=variant, device=device, threads=0)  # offline: every core
+    meta = model.metadata
+    info = {"preset": meta["preset"], "representation": meta["representation"], "dataset_hash": meta["dataset_hash"],
+            "step": meta.get("checkpoint_step"), "steps_per_bar": meta["steps_per_bar"],
+            "engine": f"onnxruntime-{model.variant}"}
+    return model, info
+
+
 def evaluate(
-    model: Path = typer.Argument(..., help="A checkpoint (.pt) or a run directory (uses best.pt, else last.pt)."),
+    model: Path = typer.Argument(..., help="A checkpoint (.pt), a run directory (uses best.pt, else last.pt), or an "
+                                 "exported model directory / shipped model name."),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset directory."),
     split: str = typer.Option("test", "--split", help="train, valid, test or all."),
     limit: int = typer.Option(0, "--limit", help="Evaluate a seeded random subset of this many windows (0 = all)."),
@@ -140,20 +160,20 @@ def evaluate(
     device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(512, "--batch-size", help="Sequences per model call."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subset, the shuffled-z pairing and prior samples."),
+    variant: str = typer.Option(None, "--variant", help="Exported models: fp32, int8 or fp16 (default: the model's)."),
 ) -> None:
     """Reconstruction accuracy (teacher-forced, sampled, onsets), the collapse check, KL and active units."""
     import numpy as np
-    from musicbridge.codecs import UnknownRepresentationError
-    from musicbridge.data import DatasetError, load_dataset
-    from musicbridge.training.checkpoint import CheckpointError
+
+    from musicbridge.data import load_dataset
     from musicbridge.training.evaluate import interpolation_metrics, prior_metrics, reconstruction_metrics
 
     started = time.perf_counter()
     try:
-        sampler, info = load_for_evaluation(model, device)
+        sampler, info = load_for_evaluation(model, device, variant)
         dataset = load_dataset(data)
         tokens = dataset.split(split)
-    except (CheckpointError, UnknownRepresentationError, DatasetError, ValueError) as error:
+    except ValueError as error:  # CheckpointError, UnknownRepresentationError, DatasetError are ValueErrors
         _fail(str(error))
     if dataset.codec.name != info["representation"]["name"]:
         _fail(f"the model speaks {info['representation']['name']!r}, the dataset {dataset.codec.name!r}")

@@ -27,12 +27,31 @@ def reconstruction_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return nll.view(targets.shape).sum(dim=-1)
 
 
-def vae_loss(logits, targets, mu, sigma, beta: float, free_bits: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def kl_cost(mu: torch.Tensor, sigma: torch.Tensor, free_bits: float, groups: int = 1) -> torch.Tensor:
+    """max(KL − free bits, 0) per sequence (B,), in nats. groups > 1 splits z into that many equal contiguous
+    groups (z_size: per dimension; latent_frames: per frame of a matrix latent), each with free_bits / groups
+    of its own, so no group can spend another's budget — every dimension or frame is free to carry a little."""
+    log_sigma = torch.log(sigma.clamp_min(1e-8))
+    per_dim = 0.5 * (mu.square() + sigma.square() - 1.0 - 2.0 * log_sigma)
+    per_group = per_dim.view(mu.shape[0], groups, -1).sum(dim=-1)
+    return torch.clamp(per_group - free_bits * LN2 / groups, min=0.0).sum(dim=-1)
+
+
+def free_bits_groups(per: str, z_size: int, frames: int = 1) -> int:
+    """Groups of z for `kl_cost` from TrainConfig.free_bits_per: sequence (1), dimension (z_size), frame."""
+    groups = {"sequence": 1, "dimension": z_size, "frame": frames}.get(per)
+    if groups is None:
+        raise ValueError(f"unknown free_bits_per {per!r}; choose sequence, dimension or frame")
+    return groups
+
+
+def vae_loss(logits, targets, mu, sigma, beta: float, free_bits: float,
+             groups: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The scalar training loss (mean over the batch) and detached per-batch statistics."""
     recon = reconstruction_loss(logits, targets)
     kl = kl_divergence(mu, sigma)
-    kl_cost = torch.clamp(kl - free_bits * LN2, min=0.0)  # per sequence, as Magenta does
-    loss = (recon + beta * kl_cost).mean()
+    cost = kl_cost(mu, sigma, free_bits, groups)  # per sequence, as Magenta does (groups = 1)
+    loss = (recon + beta * cost).mean()
     with torch.no_grad():
         stats = {
             "loss": loss.detach(),

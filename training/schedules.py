@@ -8,6 +8,7 @@ from musicbridge.models.presets import TrainConfig
 
 BETA_SCHEDULES = ("exponential", "linear", "cyclical", "constant")
 SAMPLING_SCHEDULES = ("inverse_sigmoid", "constant", "none")
+TOKEN_DROPOUT_KINDS = ("mask", "random")
 
 
 def beta(step: int, config: TrainConfig) -> float:
@@ -52,6 +53,13 @@ def sampling_probability(step: int, config: TrainConfig) -> float:
     return 0.0 if p < config.sampling_min else min(p, config.sampling_max)
 
 
+def token_dropout_rate(step: int, config: TrainConfig) -> float:
+    """Fraction of decoder inputs dropped: token_dropout, reached linearly over token_dropout_warmup_steps (the
+    decoder first learns the sequence, then has to lean on z for what it no longer sees)."""
+    ramp = min(1.0, step / config.token_dropout_warmup_steps) if config.token_dropout_warmup_steps > 0 else 1.0
+    return config.token_dropout * ramp
+
+
 def learning_rate(step: int, config: TrainConfig) -> float:
     """Exponential decay to a floor: (lr − lr_min) · decay^step + lr_min."""
     return (config.lr - config.lr_min) * config.lr_decay**step + config.lr_min
@@ -63,3 +71,8 @@ def check(config: TrainConfig) -> None:
     sampling_probability(0, config)
     if config.beta_schedule == "cyclical" and config.beta_cycle_steps < 1:
         raise ValueError("beta_cycle_steps must be ≥ 1")
+    if not 0.0 <= config.token_dropout < 1.0:
+        raise ValueError(f"token_dropout must be in [0, 1), got {config.token_dropout}")
+    if config.token_dropout_kind not in TOKEN_DROPOUT_KINDS:
+        raise ValueError(f"unknown token_dropout_kind {config.token_dropout_kind!r}; choose one of "
+                         f"{', '.join(TOKEN_DROPOUT_KINDS)}")

@@ -19,17 +19,18 @@ import threading
 import time
 from pathlib import Path
 
-import musicbridge
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
+
+import musicbridge
 from musicbridge.data import Dataset
-from musicbridge.models import Preset, build_model, count_parameters
+from musicbridge.models import Preset, build_model, count_parameters, preset_from_dict
 from musicbridge.training import augment, distributed, schedules
 from musicbridge.training.batches import BatchStream
 from musicbridge.training.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from musicbridge.training.evaluate import TorchModel, reconstruction_metrics
-from musicbridge.training.loss import vae_loss
-from torch.nn.parallel import DistributedDataParallel
+from musicbridge.training.loss import free_bits_groups, vae_loss
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -63,6 +64,8 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         self.model = build_model(preset.model).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.free_bits_groups = free_bits_groups(self.config.free_bits_per, self.model.z_size,
+                                                 getattr(self.model, "latent_frames", 1))
         self.step, self.best_val_loss, self.elapsed = 0, float("inf"), 0.0
         if resume:
             self._restore(self.out / "last.pt")
@@ -105,8 +108,9 @@ class Trainer:
             targets = tokens
             if guide is not None:
                 targets = augment.mix_targets(tokens, augment.sample_tokens(guide, rng), p_sample, rng)
-            return augment.token_dropout(model.decoder_inputs(targets), config.token_dropout,
-                                         model.decoder.start_token, model.decoder.mask_token, rng)
+            random_vocab = model.decoder.vocab_size if config.token_dropout_kind == "random" else None
+            return augment.token_dropout(model.decoder_inputs(targets), schedules.token_dropout_rate(step, config),
+                                         model.decoder.start_token, model.decoder.mask_token, rng, random_vocab)
 
         lr, beta = schedules.learning_rate(step, config), schedules.beta(step, config)
         for group in self.optimizer.param_groups:
@@ -115,7 +119,8 @@ class Trainer:
             out = self.ddp(tokens, eps=eps, resample=decoder_inputs)
         else:
             out = self.ddp(tokens, decoder_inputs(None), eps)
-        loss, stats = vae_loss(out["logits"], tokens, out["mu"], out["sigma"], beta, config.free_bits)
+        loss, stats = vae_loss(out["logits"], tokens, out["mu"], out["sigma"], beta, config.free_bits,
+                               self.free_bits_groups)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -137,7 +142,8 @@ class Trainer:
             tokens = torch.as_tensor(self.valid[start:start + 512], device=self.device)
             eps = torch.randn(tokens.shape[0], model.z_size, generator=rng, device=self.device)
             out = model(tokens, eps=eps)
-            _, stats = vae_loss(out["logits"], tokens, out["mu"], out["sigma"], config.beta_max, config.free_bits)
+            _, stats = vae_loss(out["logits"], tokens, out["mu"], out["sigma"], config.beta_max, config.free_bits,
+                                self.free_bits_groups)
             weight = tokens.shape[0]
             losses.append(float(stats["loss"]) * weight)
             recons.append(float(stats["recon"]) * weight)
@@ -185,7 +191,9 @@ class Trainer:
                             f"acc {record['acc']:.3f} p {record['sampling_prob']:.2f} {rate:.2f} it/s"))
                     window, window_started = [], time.perf_counter()
                 if self.step % config.eval_every == 0 or self.step == config.steps:
+                    evaluation_started = time.perf_counter()
                     self._evaluate_and_save()
+                    window_started += time.perf_counter() - evaluation_started  # steps/s counts training only
         finally:
             if progress is not None:
                 progress.stop()
@@ -241,7 +249,8 @@ class Trainer:
         if checkpoint["dataset_hash"] != self.data.hash:
             raise CheckpointError(f"{path} was trained on dataset {checkpoint['dataset_hash'][:12]}…, not on "
                                   f"{self.data.path} ({self.data.hash[:12]}…)")
-        if checkpoint["config"]["model"] != self.preset.to_dict()["model"]:
+        # Compared as rebuilt configs: fields added since the checkpoint was written take their defaults.
+        if preset_from_dict(checkpoint["config"]).model != self.preset.model:
             raise CheckpointError(f"{path} holds a different model than preset {self.preset.name!r} describes")
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+
 from musicbridge.codecs import Codec, OutOfRangeError, get_codec
 from musicbridge.data.sources import Piece, WorkUnit, default_cache_dir, parse_unit, work_units
 from musicbridge.notes import Note

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from musicbridge.codecs import Codec, codec_from_description
 
 SPLIT_NAMES = ("train", "valid", "test")

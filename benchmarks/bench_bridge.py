@@ -1,0 +1,314 @@
+"""Timing of `musicbridge serve` through a real JACK server, played by a separate client process (this one).
+
+For each scheduler (the precise one with real-time priority, the same at normal priority, and the naive
+time.sleep baseline at normal priority, all in the same run), tempo (120, 180 bpm)
+and input (quiet, or a flood of ~9000 MIDI messages a second from another process):
+- this process plays MIDI clock and a melody into "musicbridge in" (continue mode answers every bar) and records
+  "musicbridge out" with JACK's own arrival timestamps;
+- output timing error = arrival of each answer note − the clock's time of its beat (the beat is known from the
+  /musicbridge/gen/* replies); the JACK floor is the same measure for the clock's own ticks looped back
+  (what the MIDI system alone adds: a period of 64 frames is 1.33 ms);
+- from the daemon's --stats-json: generation latency (trigger → phrase ready), the scheduler's send error
+  (MIDI handed to the port − due time) and late-dropped notes; answers on the next bar = answers that started
+  on the bar line right after the bar that triggered them, with none of their notes dropped.
+
+    python -m musicbridge.benchmarks.bench_bridge [--model DIR] [--bars 8] [--json-out FILE]
+
+Without --model, an untrained mel_2bar model is exported first (the latency of a trained one is the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+TICKS_PER_BEAT = 24
+MELODY = (60, 64, 67, 72)  # four quarter notes a bar
+FLOOD = """
+import random, sys, time, rtmidi
+out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="flood")
+out.open_virtual_port("out")
+print("ready", flush=True)
+sys.stdin.readline()
+rng, sent = random.Random(1), 0
+while True:
+    for _ in range(3):
+        pitch = rng.randrange(40, 90)
+        out.send_message([0x90, pitch, 80]); out.send_message([0x80, pitch, 0]); out.send_message([0xB0, 1, 7])
+        sent += 3
+    time.sleep(0.001)
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentiles(values) -> dict:
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        return {"p50": None, "p99": None, "max": None, "n": 0}
+    return {"p50": round(float(np.percentile(data, 50)), 3), "p99": round(float(np.percentile(data, 99)), 3),
+            "max": round(float(data.max()), 3), "n": int(data.size)}
+
+
+class Jack:
+    """A private jackd (dummy driver, 48 kHz, 64 frames, synchronous) under a unique name."""
+
+    def __init__(self):
+        self.name = f"mbbench-{uuid.uuid4().hex[:8]}"
+        self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
+        os.environ.update(JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")  # this process's own clients
+        self.process = subprocess.Popen(["jackd", "--sync", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "64"],
+                                        env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(150):
+            if "system:" in subprocess.run(["jack_lsp"], env=self.env, capture_output=True, text=True).stdout:
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("jackd did not start")
+
+    def connect(self, source: str, destination: str) -> None:
+        for _ in range(200):
+            ports = subprocess.run(["jack_lsp"], env=self.env, capture_output=True, text=True).stdout.splitlines()
+            src = [p for p in ports if source in p]
+            dst = [p for p in ports if destination in p]
+            if src and dst:
+                subprocess.run(["jack_connect", src[0], dst[0]], env=self.env, check=True)
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"no ports {source!r} / {destination!r}")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(10)
+
+
+class Recorder:
+    """An rtmidi JACK input, polled; arrival times from JACK's own timestamps (rtmidi's deltas), not the poll."""
+
+    def __init__(self, name: str):
+        import rtmidi
+
+        self.port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=name)
+        self.port.ignore_types(timing=False)
+        self.port.open_virtual_port("in")
+        self.events: list[tuple[float, list[int]]] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        elapsed, offset = 0.0, float("inf")
+        while self.running:
+            event = self.port.get_message()
+            if event is None:
+                time.sleep(0.0005)
+                continue
+            elapsed += event[1]
+            offset = min(offset, time.perf_counter() - elapsed)
+            self.events.append((offset + elapsed, event[0]))
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join()
+        self.port.close_port()
+        self.port.delete()
+
+
+def play(out, bpm: float, bars: int, t0: float, tick_times: list[float]) -> None:
+    """MIDI clock from t0 (Start just before), a melody note on every beat, Stop at the end."""
+    interval = 60.0 / (bpm * TICKS_PER_BEAT)
+    out.send_message([0xFA])
+    for tick in range(bars * 4 * TICKS_PER_BEAT + 1):
+        t = t0 + tick * interval
+        remaining = t - time.perf_counter()
+        if remaining > 0.002:
+            time.sleep(remaining - 0.0015)
+        while time.perf_counter() < t:
+            pass
+        out.send_message([0xF8])
+        tick_times.append(t)
+        if tick % TICKS_PER_BEAT == 0 and tick < bars * 4 * TICKS_PER_BEAT:
+            beat = tick // TICKS_PER_BEAT
+            out.send_message([0x80, MELODY[(beat - 1) % 4], 0])
+            out.send_message([0x90, MELODY[beat % 4], 90])
+    out.send_message([0xFC])
+
+
+VARIANTS = {  # name: serve options
+    "precise": ["--scheduler", "precise", "--realtime"],
+    "precise-normal-priority": ["--scheduler", "precise", "--no-realtime"],
+    "sleep": ["--scheduler", "sleep", "--no-realtime"],  # the naive baseline: time.sleep until due, then send
+}
+
+
+def run_once(jack: Jack, model: str, scheduler: str, bpm: float, flood: bool, bars: int, workdir: Path) -> dict:
+    import rtmidi
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    osc_port, reply_port = free_port(), free_port()
+    stats = workdir / f"stats-{scheduler}-{bpm:g}-{int(flood)}.json"
+    log = open(workdir / f"serve-{scheduler}-{bpm:g}-{int(flood)}.log", "w")  # noqa: SIM115
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "musicbridge", "serve", "--midi-api", "jack", "--clock", "midi", "--model", model,
+         "--seed", "1", *VARIANTS[scheduler], "--stats-json", str(stats), "--no-status", "--log-level", "warning",
+         "--osc-port", str(osc_port), "--osc-reply-port", str(reply_port)],
+        env=jack.env, stdout=log, stderr=subprocess.STDOUT)
+    gen: list[tuple[str, tuple]] = []
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda address, *args: gen.append((address, args)))
+    server = ThreadingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench")
+    out.open_virtual_port("clock")
+    answers, floor = Recorder("bench-answers"), Recorder("bench-floor")
+    flooder = None
+    try:
+        jack.connect("bench:clock", "musicbridge in")
+        jack.connect("musicbridge out", "bench-answers:in")
+        jack.connect("bench:clock", "bench-floor:in")
+        if flood:
+            flooder = subprocess.Popen([sys.executable, "-c", FLOOD], env=jack.env, stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True)
+            flooder.stdout.readline()
+            jack.connect("flood:out", "musicbridge in")
+            flooder.stdin.write("go\n")
+            flooder.stdin.flush()
+        time.sleep(0.5)  # the first message after a new connection can be lost
+        tick_times: list[float] = []
+        t0 = time.perf_counter() + 0.2
+        play(out, bpm, bars, t0, tick_times)
+        time.sleep(0.3)
+    finally:
+        if flooder is not None:
+            flooder.terminate()
+            flooder.wait(10)
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+        log.close()
+        answers.close()
+        floor.close()
+        out.close_port()
+        out.delete()
+        server.shutdown()
+        server.server_close()
+    spb = 60.0 / bpm
+    phrases: dict[int, dict] = {}
+    for address, args in gen:
+        entry = phrases.setdefault(args[0], {"notes": []})
+        if address.endswith("/begin"):
+            entry["start"] = args[2]
+        elif address.endswith("/note"):
+            entry["notes"].append(args)
+    ordered = sorted((p for p in phrases.values() if "start" in p), key=lambda p: p["start"])
+    ons = [(t, m[1]) for t, m in answers.events if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0]
+    errors, missing = [], 0
+    end_beat = bars * 4
+    for i, phrase in enumerate(ordered):
+        cut = min(ordered[i + 1]["start"] if i + 1 < len(ordered) else end_beat, end_beat)
+        for _, pitch, _, rel, _ in phrase["notes"]:
+            beat = phrase["start"] + rel
+            if beat >= cut:
+                continue
+            intended = t0 + beat * spb
+            near = [t for t, p in ons if p == pitch and abs(t - intended) < 0.05]
+            if near:
+                errors.append((min(near, key=lambda t: abs(t - intended)) - intended) * 1000)
+            else:
+                missing += 1
+    ticks = [t for t, m in floor.events if m == [0xF8]]
+    floor_ms = [(a - b) * 1000 for a, b in zip(ticks, tick_times, strict=False)] if len(ticks) == len(tick_times) else []
+    daemon_stats = json.loads(stats.read_text())
+    starts = [p["start"] for p in ordered]
+    on_next_bar = sum(1 for k, s in enumerate(starts) if s == 4.0 * (k + 1))  # bar k+1 answers bar k
+    errors_arr = np.asarray(errors)
+    return {
+        "scheduler": scheduler, "bpm": bpm, "flood": flood, "bars": bars,
+        "generation_latency_ms": daemon_stats["generation_latency_ms"],
+        "send_error_ms": daemon_stats["timing_error_ms"],
+        "arrival_error_ms": percentiles(np.abs(errors_arr)),
+        "arrival_error_signed_median_ms": round(float(np.median(errors_arr)), 3) if errors else None,
+        "arrival_jitter_ms": percentiles(np.abs(errors_arr - np.median(errors_arr))) if errors else percentiles([]),
+        "jack_floor_ms": percentiles(np.abs(floor_ms)),
+        "answers": len(starts), "answers_on_next_bar": on_next_bar, "expected_answers": bars,
+        "late_dropped": daemon_stats["late_dropped"], "notes_missing": missing,
+        "midi_in": daemon_stats["midi_in"], "scheduler_realtime": daemon_stats["scheduler"]["realtime"],
+    }
+
+
+def default_model(workdir: Path) -> str:
+    """An untrained mel_2bar exported with the real exporter (torch only here, never in the daemon)."""
+    import torch
+
+    from musicbridge.export.exporter import export_model
+    from musicbridge.models import build_model, get_preset
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("mel_2bar").model).eval()
+    out = workdir / "mel_2bar-untrained"
+    export_model(model, out, preset="mel_2bar", variants=("fp32", "int8"))
+    return str(out)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="exported model directory (default: an untrained mel_2bar)")
+    parser.add_argument("--bars", type=int, default=16, help="bars of clock per run")
+    parser.add_argument("--bpm", type=float, nargs="+", default=[120.0, 180.0])
+    parser.add_argument("--json-out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
+    model = args.model or default_model(workdir)
+    jack = Jack()
+    runs = []
+    try:
+        for bpm in args.bpm:
+            for flood in (False, True):
+                for scheduler in VARIANTS:
+                    runs.append(run_once(jack, model, scheduler, bpm, flood, args.bars, workdir))
+                    print(json.dumps(runs[-1]), file=sys.stderr)
+    finally:
+        jack.stop()
+    ratios = []
+    for bpm in args.bpm:
+        for flood in (False, True):
+            pick = {r["scheduler"]: r for r in runs if r["bpm"] == bpm and r["flood"] == flood}
+            entry = {"bpm": bpm, "flood": flood}
+            for key in ("send_error_ms", "arrival_error_ms", "arrival_jitter_ms"):
+                base = pick["sleep"][key]["p99"]
+                for variant in ("precise", "precise-normal-priority"):
+                    ours = pick[variant][key]["p99"]
+                    entry[f"{key}_p99_sleep_over_{variant}"] = round(base / ours, 2) if base and ours else None
+            ratios.append(entry)
+    result = {
+        "benchmark": "bridge", "model": model, "jack": {"driver": "dummy", "rate": 48000, "period": 64,
+                                                        "period_ms": round(64 / 48, 3), "sync": True},
+        "machine": {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "targets": {"send_error_p99_ms": 1.0, "generation_p99_ms": 3.0},
+        "runs": runs, "ratios_vs_naive_sleep": ratios,
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json_out:
+        args.json_out.write_text(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
