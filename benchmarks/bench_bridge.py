@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--bars", type=int, default=16, help="bars of clock per run")
     parser.add_argument("--bpm", type=float, nargs="+", default=[120.0, 180.0])
     parser.add_argument("--json-out", type=Path, help="also write the JSON here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (model, daemon logs)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
     model = args.model or default_model(workdir)
@@ -285,6 +287,8 @@ def main(argv: list[str] | None = None) -> dict:
                     print(json.dumps(runs[-1]), file=sys.stderr)
     finally:
         jack.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     ratios = []
     for bpm in args.bpm:
         for flood in (False, True):
@@ -297,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
                     entry[f"{key}_p99_sleep_over_{variant}"] = round(base / ours, 2) if base and ours else None
             ratios.append(entry)
     result = {
-        "benchmark": "bridge", "model": model, "jack": {"driver": "dummy", "rate": 48000, "period": 64,
+        "benchmark": "bridge", "model": args.model or "mel_2bar (untrained, exported fp32 + int8: int8 served)", "jack": {"driver": "dummy", "rate": 48000, "period": 64,
                                                         "period_ms": round(64 / 48, 3), "sync": True},
         "machine": {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
         "targets": {"send_error_p99_ms": 1.0, "generation_p99_ms": 3.0},

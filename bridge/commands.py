@@ -13,6 +13,8 @@ from rich.table import Table
 
 from musicbridge.bridge.config import CLOCKS, ENDINGS, MIDI_APIS, MODES, SCHEDULERS, Params, ServeConfig
 
+DEFAULT_MODEL = "mel_2bar"
+
 
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
     if value not in choices:
@@ -37,7 +39,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         model: list[str] = typer.Option([], "--model", "-m", help="Exported model directory or shipped model name "
-                                        "(repeatable; the first is active)."),
+                                        "(repeatable; the first is active; default: the shipped mel_2bar)."),
         models_dir: list[Path] = typer.Option([], "--models-dir", help="Directory /musicbridge/model/load may load "
                                               "models from (repeatable; default: the folders of the --model paths)."),
         midi_api: str = typer.Option("auto", help="MIDI system: auto, alsa, jack, coremidi or winmm."),
@@ -77,7 +79,11 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         logging.basicConfig(level=log_level.upper(), format="%(message)s", datefmt="%X",
                             handlers=[RichHandler(console=console, show_path=False)])
+        from musicbridge.runtime import SHIPPED_DIR
+
+        model = list(model) or [DEFAULT_MODEL]  # the shipped default: works offline out of the box
         dirs = list(models_dir) or sorted({Path(m).resolve().parent for m in model if Path(m).exists()})
+        dirs.append(SHIPPED_DIR)  # shipped models can always be switched to by name
         config = ServeConfig(
             models=list(model), models_dirs=[str(d) for d in dirs],
             midi_api=_choice(midi_api, MIDI_APIS, "--midi-api"), midi_in=midi_in, midi_out=midi_out,
@@ -102,8 +108,6 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:  # Ctrl-C while models load
             bridge.shutdown()
             raise typer.Exit(130) from None
-        if not config.models:
-            logging.getLogger(__name__).warning("no --model given: MIDI thru only until /musicbridge/model/load")
         result = bridge.run(console=console)
         _print_summary(console, result)
         if stats_json:

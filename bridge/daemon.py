@@ -397,6 +397,7 @@ class Bridge:
         threading.Thread(target=self._load_model, args=(name_or_path, host), name="model-load", daemon=True).start()
 
     def _load_model(self, name_or_path: str, host: str | None) -> None:
+        priority.become_normal()  # a second of loading must not crowd the real-time threads
         before = self.store.active
         try:
             self.store.switch(name_or_path)  # onnxruntime session + warm-up; the clock keeps running

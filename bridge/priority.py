@@ -25,3 +25,11 @@ def become_realtime(priority: int, name: str) -> bool:
         log.debug("%s thread at normal priority: %s", name, error)
         return False
     return True
+
+
+def become_normal() -> None:
+    """Back to ordinary scheduling for slow, unhurried work (loading a model) started from a real-time thread."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass

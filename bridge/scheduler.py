@@ -1,9 +1,11 @@
 """The scheduler: notes in beats → MIDI at precise wall-clock times, on its own thread.
 
 Events are kept in beats, not seconds, and converted with the clock just before they are due, so tempo changes
-and a MIDI clock's phase corrections move them. The thread waits until ~1.5 ms before an event, then spins on
-perf_counter for the rest (a plain sleep wakes up late by a scheduler tick or more). Sending happens under the
-scheduler's lock, so flush() can never be overtaken by a note-on: after a flush nothing is left sounding.
+and a MIDI clock's phase corrections move them. The thread waits until 0.5 ms before an event, then spins on
+perf_counter for the rest (a plain sleep wakes up tens to hundreds of µs late), at real-time priority where the
+system allows (bridge/priority.py). Sending happens under the scheduler's lock, so flush() can never be
+overtaken by a note-on: after a flush nothing is left sounding. The "sleep" mode is the naive baseline the
+benchmark compares against: time.sleep until due, then send.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ subprocess.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +25,8 @@ from pythonosc.osc_server import ThreadingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
 TICKS_PER_BEAT = 24
+LOG_DIR = Path(tempfile.mkdtemp(prefix="musicbridge-test-logs-"))  # daemon logs, removed when the run ends
+atexit.register(shutil.rmtree, LOG_DIR, ignore_errors=True)
 sys.setswitchinterval(0.0002)  # the clock player spins: let the recording callback in quickly
 
 
@@ -259,7 +263,7 @@ class Daemon:
         self.reply_port = reply_port or free_udp_port()
         self.args = [sys.executable, "-m", "musicbridge", "serve", "--no-status", "--osc-port", str(self.osc_port),
                      "--osc-reply-port", str(self.reply_port), *args]
-        self.log_path = log_path or Path(tempfile.mkstemp(prefix="musicbridge-serve-", suffix=".log")[1])
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="serve-", suffix=".log", dir=LOG_DIR)[1])
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
 

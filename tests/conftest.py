@@ -137,6 +137,7 @@ class JackServer:
                 self.process.wait()
         self.process = None
         clean_stale_jack_shm()
+        self.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,47 @@
+"""Copy one variant of an exported model into the package's shipped models (maintainers' tool).
+
+    python -m musicbridge.export.ship exported/mel_2bar core/shipped/mel_2bar --variant int8
+
+Only the chosen variant's graphs travel (the package stays a few MB); model.json is rewritten to list just
+them, and the copy is loaded back through the runtime before the command says it is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from musicbridge.runtime import load_model
+
+
+def ship(exported: Path, target: Path, variant: str) -> Path:
+    metadata = json.loads((exported / "model.json").read_text())
+    if variant not in metadata["variants"]:
+        raise SystemExit(f"{exported} has no {variant} variant; it has {', '.join(metadata['variants'])}")
+    files = metadata["variants"][variant]
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob("*.onnx"):
+        stale.unlink()
+    for name in files.values():
+        shutil.copy2(exported / name, target / name)
+    metadata["variants"] = {variant: files}
+    metadata["default_variant"] = variant
+    metadata["sha256"] = {name: digest for name, digest in metadata["sha256"].items() if name in files.values()}
+    (target / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    load_model(target)  # refuses a broken copy
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("exported", type=Path)
+    parser.add_argument("target", type=Path)
+    parser.add_argument("--variant", default="int8", choices=("fp32", "int8", "fp16"))
+    args = parser.parse_args()
+    print(ship(args.exported, args.target, args.variant))
+
+
+if __name__ == "__main__":
+    main()
