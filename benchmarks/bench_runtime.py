@@ -220,7 +220,7 @@ def bench(targets: list[Target], runs: int = 200, threads: int = 1, batches=BATC
         say(f"{target.name}: matvec bound {rows}×{cols}")
         bound_before = matvec_gflops(rows, cols)
         # Input phrases: the model's own samples (the timing does not depend on the tokens, only their count).
-        phrases = load_model(target.model_dir, variant="fp32", device="cpu").sample_prior(
+        phrases = load_model(target.model_dir, device="cpu").sample_prior(
             max(batches + (2,)), temperature=1.0, seed=0)
         factories = {}
         for engine in engines:

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from musicbridge.codecs import DRUM_CLASSES, OutOfRangeError, UnknownRepresentationError, get_codec
 from musicbridge.notes import Note, NoteSequence
 

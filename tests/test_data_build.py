@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 from midi_factory import write_corpus, write_not_midi
+
 from musicbridge.data import load_dataset
 from musicbridge.data.build import BuildError, build_dataset
 

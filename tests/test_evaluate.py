@@ -5,6 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_training import TINY, write_dataset
+from typer.testing import CliRunner
+
 from musicbridge.cli import app
 from musicbridge.data import load_dataset
 from musicbridge.models import get_preset
@@ -20,8 +23,6 @@ from musicbridge.training.evaluate import (
 )
 from musicbridge.training.loss import LN2, kl_divergence
 from musicbridge.training.trainer import Trainer
-from test_training import TINY, write_dataset
-from typer.testing import CliRunner
 
 torch.set_num_threads(1)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import mido
 import pytest
-
 from midi_factory import write_not_midi, write_type0, write_type1_multitrack
+
 from musicbridge.generate import continue_sequence, phrase_tokens
 from musicbridge.notes import Note, NoteSequence
 from musicbridge.runtime import load_model

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from musicbridge.models import (
     ModelConfig,
     apply_overrides,

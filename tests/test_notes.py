@@ -7,6 +7,7 @@ from midi_factory import (
     write_type0,
     write_type1_multitrack,
 )
+
 from musicbridge.notes import MidiFileError, Note, NoteSequence, TempoChange
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import typer
+
 from musicbridge.bridge.config import ServeConfig
 from musicbridge.bridge.osc import REPLIES, ROUTES
 

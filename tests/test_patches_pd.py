@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from test_patches import DEVICE_SENDS, atom, serve_defaults
+
 from musicbridge.bridge.config import ServeConfig
 from musicbridge.bridge.osc import REPLIES, ROUTES
-from test_patches import DEVICE_SENDS, atom, serve_defaults
 
 PATCHES = Path(__file__).resolve().parents[1] / "max_patches"
 PD_PATCH = PATCHES / "musicbridge.pd"
@@ -479,6 +480,7 @@ def driver_patch(osc_port: int, reply_port: int, bpm: float) -> str:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     import torch
+
     from musicbridge.export.testing import export_tiny
 
     torch.set_num_threads(1)

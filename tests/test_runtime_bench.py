@@ -57,3 +57,19 @@ def test_flop_counts_follow_the_model_sizes():
     assert op_flops(config, "interpolate", 5) == 2 * encode + 5 * decode
     hier = vars(get_preset("mel_16bar_hier").model)
     assert op_flops(hier, "sample_prior", 2) == 2 * op_flops(hier, "sample_prior", 1)
+
+
+def test_bench_an_exported_directory_with_one_variant(tmp_path):
+    """A shipped-style model (int8 graphs only, no checkpoint): runtime engines only, no torch baseline."""
+    from musicbridge.export.ship import ship
+    from musicbridge.export.testing import export_tiny
+
+    exported = export_tiny(tmp_path / "exported", variants=("int8",))
+    shipped = ship(exported, tmp_path / "shipped_like", "int8")
+    result = CliRunner().invoke(app, ["bench", "--model", str(shipped), "--runs", "2", "--batches", "1",
+                                      "--ops", "encode,sample_prior", "--json"])
+    assert result.exit_code == 0, result.output
+    records = [r for r in json.loads(result.stdout) if r["op"] != "matvec"]
+    assert {(r["op"], r["engine"]) for r in records} == {("encode", "onnxruntime-int8"),
+                                                         ("sample_prior", "onnxruntime-int8")}
+    assert all(r["model"] == "shipped_like" for r in records)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from musicbridge.codecs import UnknownRepresentationError, get_codec
 from musicbridge.data import load_dataset
 from musicbridge.data.build import dataset_hash
@@ -237,8 +238,9 @@ def test_resume_continues_exactly(dataset, tmp_path):
 
 
 def test_train_cli_resume_takes_the_checkpoint_preset(dataset, tmp_path):
-    from musicbridge.cli import app
     from typer.testing import CliRunner
+
+    from musicbridge.cli import app
 
     run = tmp_path / "run"
     sets = [part for key in ("embed_size", "enc_size", "dec_size", "z_size") for part in ("--set", f"{key}={TINY[key]}")]

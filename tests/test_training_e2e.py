@@ -5,8 +5,9 @@ import json
 import mido
 import numpy as np
 import torch
-from musicbridge.cli import app
 from typer.testing import CliRunner
+
+from musicbridge.cli import app
 
 torch.set_num_threads(1)
 

@@ -9,8 +9,9 @@ import textwrap
 import time
 
 import torch
-from musicbridge.training.checkpoint import load_checkpoint
 from test_training import TINY, write_dataset
+
+from musicbridge.training.checkpoint import load_checkpoint
 
 torch.set_num_threads(1)
 
