@@ -30,6 +30,8 @@ def export(
     split: str = typer.Option("test", help="Dataset split for the parity check."),
     sequences: int = typer.Option(512, "--parity-sequences", min=1, help="Sequences the parity check compares."),
     as_json: bool = typer.Option(False, "--json", help="Print the parity reports as JSON."),
+    decoding: str = typer.Option("cached", "--decoding", help="Transformer VAE sampler: cached (keys/values kept "
+                                 "per step) or recompute (the whole decoder every step); see docs/transformer.md."),
 ) -> None:
     """Export a checkpoint to ONNX and check the graphs against the torch model (non-zero exit if fp32 parity fails)."""
     from musicbridge.codecs import UnknownRepresentationError
@@ -60,7 +62,7 @@ def export(
         with console.status(f"exporting {checkpoint} → {out}"):
             metadata = export_model(model, out, preset=ckpt["preset"], representation=ckpt["representation"],
                                     dataset_hash=ckpt.get("dataset_hash"), checkpoint_step=ckpt.get("step"),
-                                    opset=opset, variants=variants)
+                                    opset=opset, variants=variants, decoding=decoding)
         with console.status(f"checking parity on {source}"):
             reports = [check_parity(model, out, np.asarray(windows), variant) for variant in variants]
     except (CheckpointError, DatasetError, UnknownRepresentationError, ModelLoadError, ValueError) as error:

@@ -17,12 +17,14 @@ import logging
 import os
 import tempfile
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import onnx
 
 import musicbridge
 from musicbridge.codecs import codec_from_description, get_codec
+from musicbridge.export import transformer
 from musicbridge.export.graph import Graph, make_model
 from musicbridge.export.musicvae import encoder_graph, sampler_graph, teacher_forced_graph, weights_of
 
@@ -38,12 +40,13 @@ GRAPH_KEYS = ("format", "kind", "representation", "bars", "steps_per_bar", "step
 
 def export_model(model, out_dir: str | os.PathLike, *, preset: str, representation: dict | None = None,
                  dataset_hash: str | None = None, checkpoint_step: int | None = None, opset: int = DEFAULT_OPSET,
-                 variants=("fp32",), default_variant: str | None = None) -> dict:
+                 variants=("fp32",), default_variant: str | None = None, decoding: str = "cached") -> dict:
     """Export a torch MusicVAE to `out_dir`; returns the metadata written to model.json.
 
     `representation` is the checkpoint's {"name", "version", ...} (default: this musicbridge's codec of the
     model's representation); `variants` adds int8 / fp16 graphs beside the fp32 ones; `default_variant` (default:
-    int8 when exported, else fp32) is what `load_model` picks when not told."""
+    int8 when exported, else fp32) is what `load_model` picks when not told; `decoding` picks a Transformer
+    VAE's sampler: "cached" keys/values or "recompute" every step (export/transformer.py)."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; use {OPSETS.start}–{OPSETS.stop - 1}")
     variants = ["fp32"] + [v for v in variants if v != "fp32"]
@@ -55,14 +58,22 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
     if default_variant not in variants:
         raise ValueError(f"default variant {default_variant!r} is not among the exported ones ({', '.join(variants)})")
     config = dataclasses.asdict(model.config)
-    if config.get("architecture", "musicvae") != "musicvae":
-        raise ValueError(f"exporting the {config['architecture']!r} architecture is not supported yet; "
-                         f"musicbridge export writes MusicVAE (LSTM) models")
+    architecture = config.get("architecture", "musicvae")
+    if architecture not in ("musicvae", "transformer"):
+        raise ValueError(f"exporting the {architecture!r} architecture is not supported; musicbridge export writes "
+                         f"MusicVAE and Transformer VAE models")
+    is_transformer = architecture == "transformer"
+    graphs = GRAPHS
+    if is_transformer:  # the same roles, inputs and outputs: the runtime drives both kinds unchanged
+        if decoding not in transformer.DECODINGS:
+            raise ValueError(f"unknown decoding {decoding!r}; choose one of {', '.join(transformer.DECODINGS)}")
+        graphs = transformer.GRAPHS | {"sampler": partial(transformer.sampler_graph, decoding=decoding)}
     codec = codec_from_description(representation or get_codec(config["representation"]).describe())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metadata = {
-        "format": FORMAT, "kind": "musicvae", "representation": codec.describe(),
+        "format": FORMAT, "kind": "transformer_vae" if is_transformer else "musicvae",
+        "representation": codec.describe(),
         "bars": config["bars"], "steps_per_bar": config["steps_per_bar"],
         "steps": config["bars"] * config["steps_per_bar"], "vocab_size": config["vocab_size"],
         "z_size": config["z_size"], "hierarchical": config["hierarchical"], "preset": preset, "config": config,
@@ -71,8 +82,10 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "opset": opset,
         "default_variant": default_variant, "variants": {}, "sha256": {},
     }
+    if is_transformer:
+        metadata["decoding"] = decoding
     weights = weights_of(model)
-    for role, build in GRAPHS.items():
+    for role, build in graphs.items():
         graph = Graph(role)
         build(graph, weights, config)
         fp32 = make_model(graph, opset, graph_props(metadata, role, "fp32"), doc=f"musicbridge {role}")
@@ -124,7 +137,9 @@ def convert(fp32: onnx.ModelProto, variant: str) -> onnx.ModelProto:
                              extra_options={"EnableSubgraph": True})
         finally:
             logging.getLogger().setLevel(quiet)
-        return onnx.load(target)
+        quantized = onnx.load(target)
+        _sort_nodes(quantized.graph)  # the quantiser may move a node a Loop body reads after the Loop
+        return quantized
 
 
 def _sort_nodes(graph: onnx.GraphProto) -> None:

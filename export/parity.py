@@ -17,6 +17,8 @@ TARGETS = {"mu_sigma_max_diff": 1e-4, "logits_max_diff": 1e-3, "greedy_identical
 @torch.no_grad()
 def torch_sample_with_noise(model, z: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """The reference of the sampler graph: argmax(logits + noise[:, step]) at every step (noise 0 = greedy)."""
+    if getattr(model.config, "architecture", "musicvae") == "transformer":
+        return model.decoder.sample(z, model.steps, noise=noise.reshape(z.shape[0], model.steps, -1))
     decoder = model.decoder
     cond = model.conditions(z)
     token_gates, cond_gates, layers, state = decoder.prepare(cond)

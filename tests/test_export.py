@@ -193,6 +193,6 @@ def test_export_command_refuses_bad_input_clearly(tmp_path):
 
 def test_other_architectures_are_refused_clearly(tmp_path):
     model = tiny_model("melody")
-    model.config.architecture = "transformer"
-    with pytest.raises(ValueError, match="'transformer' architecture is not supported"):
+    model.config.architecture = "gru"
+    with pytest.raises(ValueError, match="'gru' architecture is not supported"):
         export_model(model, tmp_path, preset="tiny")
