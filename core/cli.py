@@ -122,13 +122,7 @@ def _print_manifest(out: Path, manifest: dict) -> None:
 
 def _register_stage_commands() -> None:
     for module_name in STAGE_COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:  # the stage exists but something it needs is missing: say so
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(module_name).register(app)
 
 
 _register_stage_commands()
