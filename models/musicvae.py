@@ -188,20 +188,26 @@ class MusicVAE(nn.Module):
         whose logits `resample` turns into new decoder inputs for the real pass — inside one forward call, so
         the encoder runs once and DistributedDataParallel sees a single forward.
         """
-        mu, sigma = self.encode(tokens)
-        if eps is None:
-            eps = torch.randn_like(mu)
-        z = mu + sigma * eps
-        if inputs is None:
-            inputs = self.decoder_inputs(tokens)
-        if resample is not None:
-            with torch.no_grad():
-                inputs = resample(self.teacher_forced_logits(z, inputs))
-        return {"logits": self.teacher_forced_logits(z, inputs), "mu": mu, "sigma": sigma, "z": z}
+        return vae_forward(self, tokens, inputs, eps, resample)
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 2 or tokens.shape[1] != self.steps:
             raise ValueError(f"expected tokens of shape (batch, {self.steps}), got {tuple(tokens.shape)}")
+
+
+def vae_forward(model, tokens, inputs=None, eps=None, resample=None) -> dict:
+    """The training pass every VAE here shares: encode, z = μ + σ·eps, optional guide pass, logits.
+
+    `model` needs encode, decoder_inputs and teacher_forced_logits (MusicVAE, TransformerVAE).
+    """
+    mu, sigma = model.encode(tokens)
+    z = mu + sigma * (torch.randn_like(mu) if eps is None else eps)
+    if inputs is None:
+        inputs = model.decoder_inputs(tokens)
+    if resample is not None:
+        with torch.no_grad():
+            inputs = resample(model.teacher_forced_logits(z, inputs))
+    return {"logits": model.teacher_forced_logits(z, inputs), "mu": mu, "sigma": sigma, "z": z}
 
 
 def build_model(config: ModelConfig | dict) -> nn.Module:

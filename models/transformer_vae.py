@@ -273,14 +273,9 @@ class TransformerVAE(nn.Module):
     def forward(self, tokens: torch.Tensor, inputs: torch.Tensor | None = None, eps: torch.Tensor | None = None,
                 resample=None):
         """One training pass, as MusicVAE.forward: encode, z = μ + σ·eps, (optional guide pass), logits."""
-        mu, sigma = self.encode(tokens)
-        z = mu + sigma * (torch.randn_like(mu) if eps is None else eps)
-        if inputs is None:
-            inputs = self.decoder_inputs(tokens)
-        if resample is not None:
-            with torch.no_grad():
-                inputs = resample(self.teacher_forced_logits(z, inputs))
-        return {"logits": self.teacher_forced_logits(z, inputs), "mu": mu, "sigma": sigma, "z": z}
+        from musicbridge.models.musicvae import vae_forward  # musicvae imports this module lazily too
+
+        return vae_forward(self, tokens, inputs, eps, resample)
 
 
 def check_config(config: ModelConfig) -> None:
