@@ -32,7 +32,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Build training datasets from MIDI files and music21 corpora.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines: paths and errors are not broken
 
 # Stages that add commands, in the order they appear in --help.
 STAGE_COMMANDS = (

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 DEFAULT_MODEL = "mel_2bar"
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines: paths and errors are not broken
 
 generate_app = typer.Typer(help="Generate MIDI files offline with an exported or shipped model.", no_args_is_help=True)
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines: paths and errors are not broken
 
 
 def register(app: typer.Typer) -> None:
