@@ -96,7 +96,8 @@ def runtime_call(model: Model, op: str, batch: int, phrases: np.ndarray) -> Call
     if op == "continue":
         return lambda: model.continue_(tokens, temperature=1.0)
     if op == "interpolate":
-        return lambda: model.interpolate(phrases[0], phrases[1], steps=batch)
+        # Every point decoded (the ends too): the same work as the torch call and op_flops count.
+        return lambda: model.interpolate(phrases[0], phrases[1], steps=batch, ends="decoded")
     if op == "sample_prior":
         return lambda: model.sample_prior(batch, temperature=1.0)
     raise ValueError(op)

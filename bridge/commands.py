@@ -22,6 +22,15 @@ def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
     return value
 
 
+def _scale(spec: str | None):
+    from musicbridge.scales import ScaleError, parse_scale
+
+    try:
+        return parse_scale(spec)
+    except ScaleError as error:
+        raise typer.BadParameter(str(error), param_hint="--scale") from None
+
+
 def _print_summary(console: Console, result: dict) -> None:
     table = Table(title="musicbridge serve — summary", show_header=True)
     for column in ("", "p50", "p99", "max", "n"):
@@ -33,6 +42,7 @@ def _print_summary(console: Console, result: dict) -> None:
     console.print(table)
     console.print(", ".join(f"{k.replace('_', ' ')}: {result[k]}" for k in (
         "answers", "notes_sent", "late_dropped", "superseded", "stale", "midi_in", "osc_in", "osc_errors")))
+    console.print(f"scale lock at exit: {result.get('scale') or 'off'}")
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +52,8 @@ def register(app: typer.Typer) -> None:
                                         "(repeatable; the first is active; default: the shipped mel_2bar)."),
         models_dir: list[Path] = typer.Option([], "--models-dir", help="Directory /musicbridge/model/load may load "
                                               "models from (repeatable; default: the folders of the --model paths)."),
+        files_dir: list[Path] = typer.Option([], "--files-dir", help="Directory /musicbridge/capture/file may read "
+                                             "MIDI files from (repeatable; default: the working directory)."),
         midi_api: str = typer.Option("auto", help="MIDI system: auto, alsa, jack, coremidi or winmm."),
         midi_in: str = typer.Option(None, help="Connect to this existing input port (substring) instead of the "
                                     "virtual port 'musicbridge in'."),
@@ -58,7 +70,10 @@ def register(app: typer.Typer) -> None:
                                                "compensate latency."),
         osc_host: str = typer.Option("127.0.0.1", help="Interface to listen on for OSC (0.0.0.0 = all: think first)."),
         osc_port: int = typer.Option(9000, min=0, max=65535, help="OSC port to listen on."),
-        osc_reply_port: int = typer.Option(9001, min=1, max=65535, help="Port on the sender's host that replies go to."),
+        osc_reply_host: str = typer.Option("127.0.0.1", help="Host that replies always go to (other hosts get "
+                                           "replies after /musicbridge/subscribe)."),
+        osc_reply_port: int = typer.Option(9001, min=1, max=65535, help="Port replies go to on --osc-reply-host "
+                                           "(and the default port of a subscription)."),
         mode: str = typer.Option("continue", help=f"Starting mode: {', '.join(MODES)}."),
         temperature: float = typer.Option(1.0, min=0.0, max=2.0, help="Sampling temperature (0 = greedy)."),
         bars: int = typer.Option(2, min=1, max=16, help="Bars per answer."),
@@ -67,6 +82,9 @@ def register(app: typer.Typer) -> None:
         silence: float = typer.Option(0.5, min=0.0, max=16.0, help="call-response: beats of silence before answering."),
         steps: int = typer.Option(8, min=2, max=64, help="interpolate: phrases from A to B."),
         ending: str = typer.Option("hold", help=f"interpolate: after B, {', '.join(ENDINGS)}."),
+        scale: str = typer.Option(None, help="Scale lock: no answer leaves it. ROOT:MODE (D:dorian, A:minor, "
+                                  "C:major_pentatonic, E:blues, …) or pitch classes (0,2,4,7,9 or C,D,E,G,A); "
+                                  "/musicbridge/param/scale changes it live."),
         seed: int = typer.Option(None, help="Seed for reproducible answers."),
         status: bool = typer.Option(True, "--status/--no-status", help="Show the live status line."),
         stats_json: Path = typer.Option(None, help="Also write the exit summary to this JSON file."),
@@ -90,10 +108,11 @@ def register(app: typer.Typer) -> None:
             in_channel=in_channel, out_channel=out_channel, thru=thru, clock=_choice(clock, CLOCKS, "--clock"),
             bpm=bpm, output_offset_ms=output_offset_ms, scheduler=_choice(scheduler, SCHEDULERS, "--scheduler"),
             realtime=realtime,
-            osc_host=osc_host, osc_port=osc_port, osc_reply_port=osc_reply_port, seed=seed, status_line=status,
+            osc_host=osc_host, osc_port=osc_port, osc_reply_port=osc_reply_port, osc_reply_host=osc_reply_host,
+            files_dirs=[str(d) for d in files_dir], seed=seed, status_line=status,
             stats_json=str(stats_json) if stats_json else None,
             params=Params(_choice(mode, MODES, "--mode"), temperature, bars, novelty, variations, silence, steps,
-                          _choice(ending, ENDINGS, "--ending")),
+                          _choice(ending, ENDINGS, "--ending"), scale=_scale(scale)),
         )
         from musicbridge.bridge.daemon import Bridge
         from musicbridge.bridge.midi_io import MidiError

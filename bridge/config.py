@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from musicbridge.scales import Scale
+
 MODES = ("continue", "call-response", "interpolate", "sample", "loop", "mutate", "off")
 ENDINGS = ("hold", "loop", "pingpong")
 CLOCKS = ("auto", "internal", "midi", "osc")
@@ -23,12 +25,14 @@ class Params:
     silence: float = 0.5  # call-response: beats of silence before answering
     steps: int = 8  # interpolate: phrases from A to B, both included
     ending: str = "hold"  # interpolate: after B
+    scale: Scale | None = None  # scale lock: no note-on outside it in any answer (None = every note)
 
 
 @dataclass
 class ServeConfig:
     models: list[str] = field(default_factory=list)  # --model, the first is active
     models_dirs: list[str] = field(default_factory=list)  # where /musicbridge/model/load may load from
+    files_dirs: list[str] = field(default_factory=list)  # where /musicbridge/capture/file may read; [] = the cwd
     midi_api: str = "auto"
     midi_in: str | None = None  # substring of an existing input port; None = virtual "musicbridge in"
     midi_out: str | None = None  # substring of an existing output port; None = virtual "musicbridge out"
@@ -43,6 +47,7 @@ class ServeConfig:
     osc_host: str = "127.0.0.1"
     osc_port: int = 9000
     osc_reply_port: int = 9001
+    osc_reply_host: str = "127.0.0.1"  # the fixed reply address (with osc_reply_port); others must subscribe
     seed: int | None = None
     status_line: bool = True
     stats_json: str | None = None  # write the exit summary here as JSON

@@ -4,7 +4,8 @@ One pass: note in → capture buffer (beats) → trigger at a bar's last 16th �
 decodes the answer → a phrase in beats → scheduler → MIDI out (and /musicbridge/gen/* over OSC).
 
 Threads: the MIDI input poller and the OSC server (I/O), the scheduler (precise output), the trigger loop (bar
-lines), the generation worker (model calls) and the main thread's housekeeping (port reconnection).
+lines), the generation worker (model calls), the model-load worker (one load at a time, bridge/model_store.py)
+and the main thread's housekeeping (port reconnection).
 Lock order, never reversed: bridge lock → scheduler lock → clock lock / output lock.
 Every way out — Stop, relocation, mode change, model switch, panic, SIGINT/SIGTERM, an exception — ends in
 scheduler.flush(), which sends a note-off for every note still sounding.
@@ -13,8 +14,10 @@ scheduler.flush(), which sends a note-off for every note still sounding.
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -25,11 +28,14 @@ from musicbridge.bridge.capture import CaptureBuffer
 from musicbridge.bridge.clock import Clock
 from musicbridge.bridge.config import ServeConfig
 from musicbridge.bridge.generator import GenerationWorker, Phrase, Request
-from musicbridge.bridge.model_store import ModelStore, RefusedPath
+from musicbridge.bridge.model_store import LoadRequest, LoadWorker, ModelStore, RefusedPath
 from musicbridge.bridge.modes import BEATS_PER_BAR, STEP_BEATS, Modes, encode_window, trigger_beat
 from musicbridge.bridge.osc import OscInputError, OscServer, P
+from musicbridge.bridge.osc_packet import show
+from musicbridge.bridge.paths import MAX_MIDI_FILE_BYTES, Refused, confine, read_regular_file, resolve_dirs
 from musicbridge.bridge.scheduler import Scheduler
 from musicbridge.bridge.status import StatusLine, summary
+from musicbridge.scales import ScaleError, parse_scale
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,8 @@ class Bridge:
         self.last_latency_ms = -1.0
         self.counts = {"answers": 0, "stale": 0}
         self.store = store or ModelStore(config.models_dirs)
+        self.loader = LoadWorker(self.store, self._on_model_loaded, self._on_model_failed, self._on_model_dropped)
+        self.files_dirs = resolve_dirs(config.files_dirs or [os.getcwd()])  # where capture/file may read
         self.capture = CaptureBuffer()
         self.modes = Modes(self.capture, self.params)
         self.clock = Clock(config.clock, config.bpm, on_event=self._on_clock)
@@ -66,7 +74,8 @@ class Bridge:
         self._open_midi()
         self.scheduler = Scheduler(self.clock, self.output, self.config.output_offset_ms, self.config.scheduler,
                                    self.config.realtime)
-        self.osc = OscServer(self, self.config.osc_host, self.config.osc_port, self.config.osc_reply_port)
+        self.osc = OscServer(self, self.config.osc_host, self.config.osc_port, self.config.osc_reply_port,
+                             self.config.osc_reply_host)
 
     def _open_midi(self) -> None:
         cfg = self.config
@@ -114,13 +123,14 @@ class Bridge:
     def start(self) -> None:
         self.scheduler.start()
         self.worker.start()
+        self.loader.start()
         self.osc.start()
         trigger = threading.Thread(target=self._trigger_loop, name="trigger", daemon=True)
         trigger.start()
         self.threads.append(trigger)
         self.clock.start_internal(time.perf_counter())
-        log.info("serving: %s; OSC on %s:%d (replies to port %d)", self.midi_note, self.config.osc_host,
-                 self.osc.port, self.config.osc_reply_port)
+        log.info("serving: %s; OSC on %s:%d (replies to %s:%d and subscribers)", self.midi_note,
+                 self.config.osc_host, self.osc.port, self.config.osc_reply_host, self.config.osc_reply_port)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -134,6 +144,7 @@ class Bridge:
                 self.input.stop()
                 self.midi_in_count = self.input.received
             self.worker.stop()
+            self.loader.stop()
             if self.scheduler is not None:
                 self.scheduler.stop()
                 self.scheduler.flush((self.out_channel(),))
@@ -210,6 +221,7 @@ class Bridge:
             if isinstance(request, Request):
                 request.epoch = self.epoch
                 request.seed = None if self.config.seed is None else self.config.seed + self.gen_id
+                request.scale = self.params.scale
         if isinstance(request, Request):
             self.worker.submit(request)
             return None
@@ -326,6 +338,17 @@ class Bridge:
     def osc_ending(self, name: str, host=None) -> None:
         self._set("ending", name)
 
+    def osc_scale(self, spec: str, host=None) -> None:
+        try:
+            scale = parse_scale(spec)  # "off" / "" → None: unlocked
+        except ScaleError as error:
+            raise OscInputError("out_of_range", str(error)) from None
+        with self.lock:
+            if scale != self.params.scale:  # the device sends its scale again on every reconnect
+                self.params.scale = scale
+                self.modes.state.path = []  # an interpolation path is decoded again under the new lock
+        log.info("scale lock: %s", scale.name if scale is not None else "off")
+
     def osc_capture(self, slot: str, host=None) -> None:
         model = self._require_model()
         _, beat, _ = self.clock.state(time.perf_counter())
@@ -336,17 +359,26 @@ class Bridge:
         self._store_slot(slot, tokens)
 
     def osc_capture_file(self, slot: str, path: str, host=None) -> None:
+        import mido
+
         from musicbridge.notes import NoteSequence
 
         model = self._require_model()
+        # One refusal for every path it cannot use (outside, missing, a FIFO or device, too big): a sender
+        # learns nothing about what exists. The read never blocks (bridge/paths.py).
+        refusal = f"{show(path)} is not a MIDI file in the files directories (--files-dir)"
         try:
-            sequence = NoteSequence.from_midi(path)
-        except (OSError, ValueError) as error:
-            raise OscInputError("load_failed", f"cannot read MIDI file {path!r}: {error}") from None
+            data = read_regular_file(confine(path, self.files_dirs, refusal), MAX_MIDI_FILE_BYTES, refusal)
+        except Refused as error:
+            raise OscInputError("refused", str(error)) from None
+        try:  # clip=True, as notes.py reads files: sloppy data bytes are clipped, not fatal
+            sequence = NoteSequence.from_midi(mido.MidiFile(file=io.BytesIO(data), clip=True))
+        except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError):
+            raise OscInputError("load_failed", f"{show(path)} is not a readable MIDI file") from None
         drums = model.codec.name == "drums"
         notes = [n for n in sequence.slice(0, model.bars * BEATS_PER_BAR).notes if n.is_drum == drums]
         if not notes:
-            raise OscInputError("load_failed", f"{path!r} has no {'drum' if drums else 'melody'} notes in its "
+            raise OscInputError("load_failed", f"{show(path)} has no {'drum' if drums else 'melody'} notes in its "
                                                f"first {model.bars} bars")
         self._store_slot(slot, encode_window(model.codec, notes, model.steps))
 
@@ -377,10 +409,15 @@ class Bridge:
             rows, start_beat, n_bars = self.candidates
             if index >= len(rows):
                 raise OscInputError("out_of_range", f"index {index}: the last generation has {len(rows)} candidate(s)")
-            self.gen_id += 1
-            phrase_id = self.gen_id
         notes = self._require_model().codec.decode(rows[index])
-        self._send_phrase(phrase_id, notes, n_bars, start_beat)
+
+        def send() -> None:  # the packet's one answer: a bundle of 1,000 requests sends one phrase, not 1,000
+            with self.lock:
+                self.gen_id += 1
+                phrase_id = self.gen_id
+            self._send_phrase(phrase_id, notes, n_bars, start_beat)
+
+        self.osc.replier.answer(send)
 
     def osc_panic(self, host=None) -> None:
         self.flush("panic")
@@ -389,23 +426,20 @@ class Bridge:
 
     def osc_model_load(self, name_or_path: str, host=None) -> None:
         try:
-            self.store.resolve(name_or_path)  # refuse early, on the OSC thread
+            resolved = self.store.resolve(name_or_path)  # refuse early, on the OSC thread
         except RefusedPath as error:
             raise OscInputError("refused", str(error)) from None
-        except LookupError as error:
-            raise OscInputError("load_failed", str(error)) from None
-        threading.Thread(target=self._load_model, args=(name_or_path, host), name="model-load", daemon=True).start()
+        self.loader.submit(LoadRequest(name_or_path, resolved, host))  # one worker; a newer request wins
 
-    def _load_model(self, name_or_path: str, host: str | None) -> None:
-        priority.become_normal()  # a second of loading must not crowd the real-time threads
-        before = self.store.active
-        try:
-            self.store.switch(name_or_path)  # onnxruntime session + warm-up; the clock keeps running
-        except Exception as error:
-            log.warning("model load %r failed: %s", name_or_path, error)
-            self.osc.replier.error("load_failed", f"{name_or_path}: {error} (the previous model stays active)", host)
-            return
-        after = self.store.active
+    def _on_model_dropped(self, request: LoadRequest) -> None:
+        self.osc.replier.error("load_failed", f"model/load {show(request.text)} was superseded by a newer request "
+                                              "before it started", request.requester)
+
+    def _on_model_failed(self, request: LoadRequest, message: str) -> None:
+        self.osc.replier.error("load_failed", f"{message} (the previous model stays active)", request.requester)
+
+    def _on_model_loaded(self, request: LoadRequest, before, after) -> None:
+        host = request.requester
         with self.lock:
             state = self.modes.state
             state.path = []
@@ -414,6 +448,11 @@ class Bridge:
                 state.last_tokens = state.mutate_source = self.candidates = None
         self.flush("model switch")
         self.osc_status(host=host)
+
+    def osc_subscribe(self, port: int | None = None, seconds: float | None = None, host=None) -> None:
+        self.osc.subscribe(host, port, seconds)
+        if seconds != 0:
+            self.osc_status(host=host)  # the confirmation, sent to the new subscription
 
     def osc_status(self, host=None) -> None:
         playing, _, bpm = self.clock.state(time.perf_counter())

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from musicbridge.notes import Note
+from musicbridge.scales import Scale, applies_to
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Request:
     replace: bool = True  # cut what earlier phrases have pending from start_beat on
     reply: bool = True  # send /musicbridge/gen/* for it
     seed: int | None = None
+    scale: Scale | None = None  # the scale lock of the moment (the daemon sets it; drum models ignore it)
     epoch: int = 0  # the bridge's flush counter when requested: a flush since makes the answer stale
     created: float = field(default_factory=time.perf_counter)
 
@@ -89,22 +91,26 @@ def model_window(tokens: np.ndarray, model) -> np.ndarray:
 def run_model(model, request: Request) -> tuple[np.ndarray, list[np.ndarray]]:
     """The model calls of one request: (K candidates (K, T), interpolation path or [])."""
     k = request.variations
+    scale = request.scale if applies_to(model.codec) else None  # a drum kit has no pitches to lock
     if request.kind == "continue":  # the runtime chains phrases for answers longer than the model
         out = model.continue_(request.tokens[None, :], bars=request.bars, temperature=request.temperature,
-                              variations=k, novelty=request.novelty, seed=request.seed)
+                              variations=k, novelty=request.novelty, seed=request.seed, scale=scale)
         return np.asarray(out), []
     if request.kind == "sample":
         chunks = -(-request.bars // model.bars)  # longer answers: consecutive samples, one batch
-        out = np.asarray(model.sample_prior(k * chunks, temperature=request.temperature, seed=request.seed))
+        out = np.asarray(model.sample_prior(k * chunks, temperature=request.temperature, seed=request.seed,
+                                            scale=scale))
         return out.reshape(k, chunks * out.shape[-1]), []
     if request.kind == "mutate":
         mu, sigma = model.encode(model_window(request.tokens, model)[None, :])
         rng = np.random.default_rng(request.seed)
         z = mu + request.novelty * sigma * rng.standard_normal((k, mu.shape[-1])).astype(mu.dtype)
-        return np.asarray(model.sample(z.astype(np.float32), temperature=request.temperature, seed=request.seed)), []
+        return np.asarray(model.sample(z.astype(np.float32), temperature=request.temperature, seed=request.seed,
+                                       scale=scale)), []
     if request.kind == "interpolate":  # greedy (the runtime's default): each point the most likely phrase
+        # The path starts on slot A and ends on slot B themselves; the points between are decoded.
         a, b = model_window(request.tokens, model), model_window(request.other, model)
-        path = np.asarray(model.interpolate(a, b, request.steps)).reshape(-1, model.steps)
+        path = np.asarray(model.interpolate(a, b, request.steps, scale=scale)).reshape(-1, model.steps)
         return path[:1], list(path)
     if request.kind == "replay":
         return request.tokens[None, :], []

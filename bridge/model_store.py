@@ -1,7 +1,10 @@
 """The models the daemon can play: those given with --model, and others loaded later from the models directories.
 
-OSC may only switch to a loaded model or load a directory inside a configured models directory (symlinks
-resolved), never an arbitrary path. A failed load leaves the active model as it was.
+OSC may switch to a loaded model by name, or load a model folder that lies inside a configured models directory
+with every file in it too (symlinks and `..` resolved: bridge/paths.py); anything else gets one uniform refusal.
+Loads run on one worker thread, one at a time: a newer request replaces a pending one, and at most MAX_LOADED
+models stay loaded (least recently used evicted, never the active one), so a burst of requests costs neither
+threads nor memory. A failed load leaves the active model as it was.
 """
 
 from __future__ import annotations
@@ -9,13 +12,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from pathlib import Path
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from musicbridge.bridge import priority
+from musicbridge.bridge.osc_packet import show
+from musicbridge.bridge.paths import Refused, confine, folder_confined, resolve_dirs
 
 log = logging.getLogger(__name__)
 
+MAX_LOADED = 3  # the active model and the two used before it: switching back among them costs no load
 
-class RefusedPath(ValueError):
-    """A model path outside the configured models directories."""
+
+class RefusedPath(Refused):
+    """A model name or path that is not a loaded model nor a model folder inside the models directories."""
 
 
 class ModelLoadError(ValueError):
@@ -31,62 +42,176 @@ def _load(spec: str):
         raise ModelLoadError(f"cannot load model {spec!r}: {error}") from error
 
 
+def refusal(text: str) -> str:
+    """The one message for every model/load that cannot be used, whatever the reason."""
+    return f"{show(text)} is not a loaded model nor a model folder in the models directories (--models-dir)"
+
+
 def model_name(spec: str) -> str:
-    path = Path(spec)
-    return path.resolve().name if path.exists() else spec
+    return os.path.basename(os.path.realpath(spec)) if os.path.exists(spec) else spec
+
+
+@dataclass(frozen=True)
+class Resolved:
+    key: str  # the model folder's real path (a loaded model's key)
+    name: str  # what status replies and messages show
+    path: str | None  # the folder to load; None when the model is loaded already
+
+
+@dataclass
+class _Entry:
+    name: str
+    model: object
 
 
 class ModelStore:
-    def __init__(self, models_dirs: list[str], loader=_load):
-        self.dirs = [Path(d).resolve() for d in models_dirs]
+    def __init__(self, models_dirs: list[str], loader=_load, capacity: int = MAX_LOADED):
+        self.dirs = resolve_dirs(models_dirs)
         self.loader = loader
-        self.models: dict[str, object] = {}
-        self.active_name: str | None = None
+        self.capacity = capacity
+        self.models: OrderedDict[str, _Entry] = OrderedDict()  # key -> entry, least recently used first
+        self.active_key: str | None = None
+        self.loads = 0  # models read from disk (the LRU keeps this down)
         self.lock = threading.Lock()
 
     @property
     def active(self):
         with self.lock:
-            return self.models.get(self.active_name) if self.active_name else None
+            entry = self.models.get(self.active_key) if self.active_key else None
+            return entry.model if entry else None
+
+    @property
+    def active_name(self) -> str | None:
+        with self.lock:
+            entry = self.models.get(self.active_key) if self.active_key else None
+            return entry.name if entry else None
 
     def add(self, spec: str, activate: bool = False) -> str:
         """Load a model named on the command line (trusted: any path or shipped name)."""
         model = self.loader(spec)
+        path = getattr(model, "path", None)
+        key = os.path.realpath(path) if path is not None else spec
         name = model_name(spec)
-        with self.lock:
-            self.models[name] = model
-            if activate or self.active_name is None:
-                self.active_name = name
+        self._insert(key, name, model, activate=activate or self.active_key is None)
         return name
 
-    def resolve(self, name_or_path: str) -> tuple[str, Path | None]:
-        """(name, None) for a loaded model, or (name, path) of a directory to load; RefusedPath / LookupError."""
+    def _insert(self, key: str, name: str, model, activate: bool) -> None:
         with self.lock:
-            if name_or_path in self.models:
-                return name_or_path, None
-        candidate = Path(name_or_path).expanduser()
-        if not candidate.is_absolute() and len(candidate.parts) == 1:  # a bare name: look in the models dirs
-            for directory in self.dirs:
-                if (directory / candidate).exists():
-                    return candidate.name, (directory / candidate).resolve()
-            raise LookupError(f"no loaded model and no model directory called {name_or_path!r} in "
-                              f"{', '.join(map(str, self.dirs)) or '(no --models-dir configured)'}")
-        path = candidate.resolve()
-        if not any(path == d or d in path.parents for d in self.dirs):
-            raise RefusedPath(f"{name_or_path!r} is outside the models directories "
-                              f"({', '.join(map(str, self.dirs)) or 'none configured: pass --models-dir'})")
-        if not path.exists():
-            raise LookupError(f"no model at {path}")
-        return path.name, path
+            self.loads += 1
+            self.models[key] = _Entry(name, model)
+            self.models.move_to_end(key)
+            if activate:
+                self.active_key = key
+            while len(self.models) > self.capacity:  # the least recently used one that is not active goes
+                victim = next((k for k in self.models if k != self.active_key), None)
+                if victim is None:
+                    break
+                log.info("model %s unloaded (at most %d stay loaded)", self.models.pop(victim).name, self.capacity)
 
-    def switch(self, name_or_path: str) -> str:
+    def resolve(self, name_or_path: str) -> Resolved:
+        """A loaded model (by name or path) or a model folder to load; RefusedPath for anything else, the same
+        message whatever the reason (missing, outside, a symlink out, not a model folder, too long)."""
+        refused = refusal(name_or_path)
+        with self.lock:
+            for key in reversed(self.models):  # the most recently used of that name
+                if self.models[key].name == name_or_path:
+                    return Resolved(key, name_or_path, None)
+        try:
+            real = confine(name_or_path, self.dirs, refused)
+        except Refused:
+            raise RefusedPath(refused) from None
+        with self.lock:
+            if real in self.models:
+                return Resolved(real, self.models[real].name, None)
+        usable = (os.path.isdir(real) and os.path.isfile(os.path.join(real, "model.json"))
+                  and folder_confined(real, self.dirs))
+        if not usable:
+            raise RefusedPath(refused)
+        return Resolved(real, os.path.basename(real), real)
+
+    def switch(self, target: Resolved | str) -> str:
         """Activate a loaded model, or load one from a models directory (slow: call off the I/O threads)."""
-        name, path = self.resolve(name_or_path)
-        if path is not None:
-            model = self.loader(os.fspath(path))  # raises on a bad model: the old one stays active
+        resolved = target if isinstance(target, Resolved) else self.resolve(target)
+        if resolved.path is not None:
+            if not folder_confined(resolved.path, self.dirs):  # checked again: a link may have been swapped in
+                raise RefusedPath(refusal(resolved.name))
+            log.info("loading model %s", resolved.name)
+            try:
+                model = self.loader(resolved.path)  # raises on a bad model: the old one stays active
+            except Exception as error:
+                raise ModelLoadError(self.scrub(str(error), resolved)) from None
+            self._insert(resolved.key, resolved.name, model, activate=True)
+        else:
             with self.lock:
-                self.models[name] = model
-        with self.lock:
-            self.active_name = name
-        log.info("model %s active", name)
-        return name
+                if resolved.key not in self.models:  # evicted since it was resolved
+                    raise ModelLoadError(f"{resolved.name} was unloaded meanwhile; load it again")
+                self.models.move_to_end(resolved.key)
+                self.active_key = resolved.key
+        log.info("model %s active", resolved.name)
+        return resolved.name
+
+    def scrub(self, message: str, resolved: Resolved) -> str:
+        """A load error without absolute paths: the folder becomes its name, a models directory `<models dir>`."""
+        message = message.replace(resolved.key, resolved.name)
+        for directory in self.dirs:
+            message = message.replace(directory, "<models dir>")
+        return message
+
+
+@dataclass
+class LoadRequest:
+    text: str  # as the sender wrote it
+    resolved: Resolved
+    requester: object = None  # the client address replies go to
+
+
+class LoadWorker:
+    """Loads models on one thread; one request waits at most: a newer one replaces it (newest wins)."""
+
+    def __init__(self, store: ModelStore, on_loaded: Callable[[LoadRequest, object, object], None],
+                 on_failed: Callable[[LoadRequest, str], None], on_dropped: Callable[[LoadRequest], None]):
+        self.store = store
+        self.on_loaded, self.on_failed, self.on_dropped = on_loaded, on_failed, on_dropped
+        self.cond = threading.Condition()
+        self.pending: LoadRequest | None = None
+        self.running = False
+        self.dropped = 0
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.running = True
+        self.thread = threading.Thread(target=self._run, name="model-load", daemon=True)
+        self.thread.start()
+
+    def submit(self, request: LoadRequest) -> None:
+        with self.cond:
+            dropped, self.pending = self.pending, request
+            self.cond.notify()
+        if dropped is not None:
+            self.dropped += 1
+            self.on_dropped(dropped)
+
+    def stop(self) -> None:
+        with self.cond:
+            self.running = False
+            self.pending = None
+            self.cond.notify()
+        # Not joined: a load in progress finishes on its own (a daemon thread); shutdown must not wait for it.
+
+    def _run(self) -> None:
+        priority.become_normal()  # a second of loading must not crowd the real-time threads
+        while True:
+            with self.cond:
+                while self.running and self.pending is None:
+                    self.cond.wait()
+                if not self.running:
+                    return
+                request, self.pending = self.pending, None
+            before = self.store.active
+            try:
+                self.store.switch(request.resolved)  # onnxruntime session + warm-up; the clock keeps running
+            except Exception as error:
+                log.warning("model load %s failed: %s", show(request.text), error)
+                self.on_failed(request, str(error))
+                continue
+            self.on_loaded(request, before, self.store.active)

@@ -1,25 +1,24 @@
-"""OSC in and out (python-osc over UDP). ROUTES is the dispatcher table, docs/osc.md its documentation.
+"""OSC in and out over UDP. ROUTES is the dispatcher table, docs/osc.md its documentation.
 
-Every argument is checked against its Arg before a handler runs; anything malformed, unknown or out of range
-is answered on /musicbridge/error and changes nothing. Address patterns (wildcards) are refused rather than
-fanned out to several handlers, and bundle time tags are not waited for (the daemon plays in musical time).
+Datagrams (up to 64 KB) are parsed by the bounded parser in bridge/osc_packet.py, then every argument is
+checked against its Arg before a handler runs; anything malformed, unknown or out of range is answered on
+/musicbridge/error (one reply per datagram: bridge/replies.py) and changes nothing. Address patterns
+(wildcards) are refused rather than fanned out to several handlers, and bundle time tags are not waited for
+(the daemon plays in musical time).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import select
 import socket
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from pythonosc import osc_packet
-from pythonosc.dispatcher import Dispatcher
-from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_server import BlockingOSCUDPServer
-
 from musicbridge.bridge.config import ENDINGS, MODES
+from musicbridge.bridge.osc_packet import MAX_DATAGRAM, Message, PacketError, parse_packet, show
+from musicbridge.bridge.replies import Replier, Target
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +59,17 @@ class Arg:
             raise OscInputError("bad_arguments", f"{self.name}: expected {self.type}, got {type(value).__name__}")
         if self.type == "s":
             if not isinstance(value, str):
-                raise OscInputError("bad_arguments", f"{self.name}: expected a string, got {value!r}")
+                raise OscInputError("bad_arguments", f"{self.name}: expected a string, got {show(value)}")
             if self.choices and value not in self.choices:
-                raise OscInputError("out_of_range", f"{self.name} {value!r} is not one of {', '.join(self.choices)}")
+                raise OscInputError("out_of_range", f"{self.name} {show(value)} is not one of {', '.join(self.choices)}")
             return value
         if isinstance(value, str):
-            raise OscInputError("bad_arguments", f"{self.name}: expected a number, got {value!r}")
+            raise OscInputError("bad_arguments", f"{self.name}: expected a number, got {show(value)}")
         if not math.isfinite(value):
             raise OscInputError("out_of_range", f"{self.name} must be finite")
         if self.type == "i":
             if value != int(value):
-                raise OscInputError("bad_arguments", f"{self.name}: expected an integer, got {value!r}")
+                raise OscInputError("bad_arguments", f"{self.name}: expected an integer, got {show(value)}")
             value = int(value)
         else:
             value = float(value)
@@ -119,6 +118,7 @@ ROUTES: tuple[Route, ...] = (
     Route(f"{P}/param/silence", (Arg("beats", "f", 0, 16),), "osc_silence", "call-response silence"),
     Route(f"{P}/param/steps", (Arg("n", "i", 2, 64),), "osc_steps", "interpolation steps"),
     Route(f"{P}/param/ending", (Arg("name", "s", choices=ENDINGS),), "osc_ending", "interpolation ending"),
+    Route(f"{P}/param/scale", (Arg("spec", "s"),), "osc_scale", "scale lock"),
     Route(f"{P}/capture", (Arg("slot", "s", choices=("a", "b")),), "osc_capture", "capture a slot"),
     Route(f"{P}/capture/file", (Arg("slot", "s", choices=("a", "b")), Arg("path", "s")), "osc_capture_file",
           "slot from a MIDI file"),
@@ -127,6 +127,8 @@ ROUTES: tuple[Route, ...] = (
     Route(f"{P}/panic", (), "osc_panic", "all notes off"),
     Route(f"{P}/model/load", (Arg("name_or_path", "s"),), "osc_model_load", "switch model"),
     Route(f"{P}/status", (), "osc_status", "status reply"),
+    Route(f"{P}/subscribe", (Arg("port", "i", 1, 65535, optional=True), Arg("seconds", "f", 0, 3600, optional=True)),
+          "osc_subscribe", "replies to this host"),
 )
 
 
@@ -147,125 +149,101 @@ ERROR_CODES = ("unknown_address", "bad_arguments", "out_of_range", "refused", "l
 _REPLY_TYPES = {r.address: [part.split(":")[1] for part in r.signature.split()] for r in REPLIES}
 
 
-class Replier:
-    """Sends replies to the sender's host on the reply port; gen/* go to localhost and every host heard from."""
-
-    def __init__(self, reply_port: int):
-        self.port = reply_port
-        self.hosts: set[str] = {"127.0.0.1"}
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.lock = threading.Lock()
-        self.sent = 0
-        self.errors = 0
-
-    def remember(self, host: str) -> None:
-        with self.lock:
-            self.hosts.add(host)
-
-    def send(self, address: str, *args, host: str | None = None) -> None:
-        builder = OscMessageBuilder(address)
-        for kind, value in zip(_REPLY_TYPES[address], args, strict=True):
-            builder.add_arg({"i": int, "f": float, "s": str}[kind](value), kind)
-        data = builder.build().dgram
-        with self.lock:
-            hosts = [host] if host else sorted(self.hosts)
-        for target in hosts:
-            try:
-                self.socket.sendto(data, (target, self.port))
-                self.sent += 1
-            except OSError as error:  # nobody listening is fine; a broken network is logged
-                log.debug("OSC reply to %s:%d failed: %s", target, self.port, error)
-
-    def error(self, code: str, message: str, host: str | None) -> None:
-        log.warning("OSC error %s: %s", code, message)
-        self.errors += 1
-        self.send(f"{P}/error", code, message, host=host or "127.0.0.1")
-
-    def close(self) -> None:
-        self.socket.close()
-
-
-class BridgeDispatcher(Dispatcher):
-    """python-osc's dispatcher, answering malformed packets instead of dropping them silently."""
-
-    def __init__(self, replier: Replier, on_unknown: Callable[[tuple[str, int], str], None]):
-        super().__init__()
-        self.replier = replier
-        self.on_unknown = on_unknown
-        self.handled = 0
-
-    def call_handlers_for_packet(self, data: bytes, client_address: tuple[str, int]) -> list:
-        self.replier.remember(client_address[0])
-        try:
-            messages = [timed.message for timed in osc_packet.OscPacket(data).messages]
-        except osc_packet.ParseError as error:
-            self.replier.error("bad_arguments", f"malformed OSC packet ({error})", client_address[0])
-            return []
-        for message in messages:
-            self.handled += 1
-            if any(c in message.address for c in "*?[]{}"):
-                self.replier.error("unknown_address", f"address patterns are not accepted: {message.address}",
-                                   client_address[0])
-                continue
-            handlers = list(self.handlers_for_address(message.address))
-            if not handlers:
-                self.on_unknown(client_address, message.address)
-            for handler in handlers:
-                handler.invoke(client_address, message)
-        return []
-
-
-class _Server(BlockingOSCUDPServer):
-    def verify_request(self, request, client_address) -> bool:
-        return True  # python-osc drops non-OSC datagrams silently; we answer them with an error
+POLL_S = 0.1  # how often the receive loop looks at the closing flag
+CLOSE_WAIT_S = 0.5  # shutdown waits this long for a handler to finish, then leaves the (daemon) thread behind
+PATTERN_CHARS = "*?[]{}"
 
 
 class OscServer:
-    """Binds host:port and calls controller.<route.handler>(*args, host=...) for each valid message."""
+    """Binds host:port, reads whole datagrams and calls controller.<route.handler>(*args, host=client) for each
+    valid message, where client is the sender's (address, port); replies go through self.replier."""
 
-    def __init__(self, controller, host: str, port: int, reply_port: int):
+    def __init__(self, controller, host: str, port: int, reply_port: int, reply_host: str = "127.0.0.1"):
         self.controller = controller
-        self.replier = Replier(reply_port)
-        self.dispatcher = BridgeDispatcher(self.replier, self._unknown)
-        for route in ROUTES:
-            self.dispatcher.map(route.address, self._handler(route), needs_reply_address=True)
+        self.routes = {route.address: route for route in ROUTES}
         try:
-            self.server = _Server((host, port), self.dispatcher)
+            reply_ip = socket.gethostbyname(reply_host)
         except OSError as error:
+            raise OSError(f"cannot resolve --osc-reply-host {reply_host!r} ({error}); give an IPv4 address") from None
+        self.replier = Replier(_REPLY_TYPES, f"{P}/error", reply_ip, reply_port)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.socket.bind((host, port))
+        except OSError as error:
+            self.socket.close()
             self.replier.close()
             raise OSError(f"cannot listen for OSC on {host}:{port} ({error.strerror}); "
                           "is another musicbridge running? Use --osc-port") from error
+        self.closing = threading.Event()
         self.thread: threading.Thread | None = None
+        self.packets = 0
+        self.handled = 0  # messages
 
     @property
     def port(self) -> int:
-        return self.server.server_address[1]
+        return self.socket.getsockname()[1]
 
-    def _unknown(self, client_address, address: str) -> None:
-        self.replier.error("unknown_address", f"unknown address {address}", client_address[0])
+    def subscribe(self, client: Target, port: int | None, seconds: float | None) -> None:
+        if self.replier.subscribe(client, port, seconds) == "full":
+            raise OscInputError("refused", "too many subscribers; try again when one has expired")
 
-    def _handler(self, route: Route):
-        def handle(client_address, address, *args):
-            host = client_address[0]
+    def _serve(self) -> None:
+        # Our own loop rather than socketserver's: it reads 64 KB (socketserver reads 8,192 bytes and cuts the
+        # rest), and shutdown never waits on a handler (socketserver's shutdown() blocks until it returns).
+        while not self.closing.is_set():
             try:
-                values = route.parse(args)
-                getattr(self.controller, route.handler)(*values, host=host)
-            except OscInputError as error:
-                self.replier.error(error.code, f"{address}: {error}", host)
-            except Exception as error:  # the daemon never dies of input
-                log.exception("error handling %s", address)
-                self.replier.error("internal", f"{address}: {type(error).__name__}: {error}", host)
+                ready, _, _ = select.select([self.socket], [], [], POLL_S)
+                if not ready:
+                    continue
+                data, client = self.socket.recvfrom(MAX_DATAGRAM)
+            except (OSError, ValueError):  # the socket closed under us at shutdown, or a transient error
+                if self.closing.is_set():
+                    return
+                continue
+            try:
+                self.handle_packet(data, client)
+            except Exception:  # the daemon never dies of input
+                self.replier.log.log(logging.ERROR, "error handling an OSC packet", exc_info=True)
 
-        return handle
+    def handle_packet(self, data: bytes, client: Target) -> None:
+        """One datagram: parsed with bounds, its messages dispatched in order, then at most one reply."""
+        self.packets += 1
+        with self.replier.packet(client) as packet:
+            try:
+                messages = parse_packet(data)
+            except PacketError as error:
+                self.replier.error("bad_arguments", f"malformed OSC packet: {error}", client)
+                return
+            packet.messages = len(messages)
+            for message in messages:
+                self._dispatch(message, client)
+
+    def _dispatch(self, message: Message, client: Target) -> None:
+        self.handled += 1
+        address = message.address
+        route = self.routes.get(address)
+        if route is None:
+            if any(c in address for c in PATTERN_CHARS):
+                self.replier.error("unknown_address", f"address patterns are not accepted: {show(address)}", client)
+            else:
+                self.replier.error("unknown_address", f"unknown address {show(address)}", client)
+            return
+        try:
+            values = route.parse(message.args)
+            getattr(self.controller, route.handler)(*values, host=client)
+        except OscInputError as error:
+            self.replier.error(error.code, f"{address}: {error}", client)
+        except Exception as error:  # the daemon never dies of input
+            self.replier.log.log(logging.ERROR, "error handling %s", address, exc_info=True)
+            self.replier.error("internal", f"{address}: {type(error).__name__}: {error}", client)
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                       name="osc", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="osc", daemon=True)
         self.thread.start()
 
     def close(self) -> None:
+        self.closing.set()
         if self.thread:
-            self.server.shutdown()
-            self.thread.join(timeout=2)
-        self.server.server_close()
+            self.thread.join(timeout=CLOSE_WAIT_S)
+        self.socket.close()
         self.replier.close()

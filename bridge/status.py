@@ -36,10 +36,11 @@ def summary(bridge) -> dict:
         "stale": bridge.counts["stale"],
         "generation_failed": bridge.worker.failed,
         "midi_in": bridge.input.received if bridge.input else bridge.midi_in_count,
-        "osc_in": bridge.osc.dispatcher.handled if bridge.osc else 0,
+        "osc_in": bridge.osc.handled if bridge.osc else 0,
         "osc_errors": bridge.osc.replier.errors if bridge.osc else 0,
         "lost_clock_ticks": bridge.clock.ticks.lost_ticks,
         "scheduler": {"mode": scheduler.mode, "realtime": scheduler.realtime} if scheduler else None,
+        "scale": bridge.params.scale.spec if bridge.params.scale is not None else None,  # at exit
     }
 
 
@@ -53,6 +54,7 @@ def status_text(bridge) -> Text:
         (f"{bridge.params.mode}", "bold"),
         (f" │ {bpm:6.1f} bpm │ {int(bar) + 1}:{int(math.floor(in_bar)) + 1}", ""),
         (f" │ {bridge.store.active_name or 'no model'}", "cyan"),
+        (f" │ scale {bridge.params.scale.name if bridge.params.scale is not None else 'off'}", "magenta"),
         (f" │ gen {latency}", ""),
         (f" │ late {scheduler.late_dropped if scheduler else 0}", ""),
         (f" │ superseded {bridge.worker.superseded}", ""),

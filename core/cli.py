@@ -78,13 +78,20 @@ def ports(
 
 @data_app.command("build")
 def data_build(
-    sources: list[str] = typer.Argument(..., help="MIDI directories/globs/files, or music21:essenFolksong|ryansMammoth|bach."),
+    sources: list[str] = typer.Argument(..., help="MIDI directories/globs/files, or music21:NAME (NAME: essenFolksong, "
+                                        "ryansMammoth, bach, nottingham-dataset, palestrina, monteverdi, trecento)."),
     out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to write."),
     representation: str = typer.Option("melody", help="melody or drums."),
     bars: int = typer.Option(2, min=1, help="Bars (4 beats each) per window."),
     hop: int = typer.Option(1, min=1, help="Bars between window starts."),
     workers: int = typer.Option(0, min=0, help="Worker processes (0 = all cores)."),
     cache_dir: Path = typer.Option(None, help="Cache of parsed music21 scores (default ~/.cache/musicbridge/parsed)."),
+    normalize_time: bool = typer.Option(True, "--normalize-time/--notated-time",
+                                        help="Read pieces whose median note is a quarter or longer at double speed."),
+    min_onsets_per_bar: float = typer.Option(0.0, min=0.0, help="Drop windows with fewer note-ons per bar (0 = keep)."),
+    max_empty_bars: int = typer.Option(-1, min=-1, help="Drop windows with more bars without a note-on (-1 = keep)."),
+    max_windows_per_piece: int = typer.Option(0, min=0, help="Keep at most this many windows of a piece, evenly "
+                                              "spaced, so long pieces do not outweigh short ones (0 = all)."),
 ) -> None:
     """Cut sources into N-bar token windows, split 90/5/5 by piece, and write arrays + manifest.json."""
     from musicbridge.codecs import UnknownRepresentationError
@@ -98,6 +105,9 @@ def data_build(
             manifest = build_dataset(
                 sources, out, representation, bars, hop, workers or None, cache_dir,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                normalize_time=normalize_time, min_onsets_per_bar=min_onsets_per_bar,
+                max_empty_bars=None if max_empty_bars < 0 else max_empty_bars,
+                max_windows_per_piece=max_windows_per_piece,
             )
         except (BuildError, SourceError, UnknownRepresentationError) as error:
             console.print(f"[red]error:[/red] {error}")
@@ -112,12 +122,24 @@ def _print_manifest(out: Path, manifest: dict) -> None:
     for split, counts in manifest["splits"].items():
         table.add_row(split, str(counts["windows"]), str(counts["pieces"]))
     Console().print(table)
+    sources = Table(title="what the windows hold, per source")
+    for column in ("source", "pieces", "sped up", "windows", "onsets/bar", "hold share"):
+        sources.add_column(column, justify="left" if column == "source" else "right")
+    rows = list(manifest["statistics"]["sources"].items()) + [("all", manifest["statistics"]["all"])]
+    for name, stats in rows:
+        sources.add_row(name, str(stats.get("pieces", manifest["pieces"])), str(stats.get("pieces_sped_up", "")),
+                        str(stats["windows"]), _number(stats["onsets_per_bar"]), _number(stats["hold_share"]))
+    Console().print(sources)
     skipped = manifest["skipped"]
     if skipped["count"]:
         console.print(f"[yellow]skipped {skipped['count']} unreadable files/tunes[/yellow], first reasons:")
         for reason in skipped["reasons"][:5]:
             console.print(f"  - {reason}")
     console.print(f"dropped windows: {manifest['windows_dropped']}; built in {manifest['build_seconds']} s")
+
+
+def _number(value) -> str:
+    return "–" if value is None else f"{value:.3g}"
 
 
 def _register_stage_commands() -> None:

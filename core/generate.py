@@ -1,7 +1,8 @@
 """Offline generation on MIDI files: continue a phrase, interpolate between two, or sample new ones.
 
 Every function takes a runtime `Model` and returns a NoteSequence that holds the input (instrument 0) and what
-the model made (instrument 1, 2, …), laid out one phrase after another, each on a bar line.
+the model made (instrument 1, 2, …), laid out one phrase after another, each on a bar line. `scale` (a
+musicbridge.scales spec or Scale; None = free) locks what the model writes to a scale.
 """
 
 from __future__ import annotations
@@ -60,14 +61,15 @@ def _input_part(sequence: NoteSequence) -> list[Note]:
 
 def continue_sequence(
     model, sequence: NoteSequence, bars: int | None = None, temperature: float = 1.0, variations: int = 1,
-    novelty: float = 1.0, seed: int | None = None,
+    novelty: float = 1.0, seed: int | None = None, scale=None,
 ) -> NoteSequence:
     """The input, then `bars` bars of answer per variation (one variation after another).
 
     Answers longer than the model chain phrases: each is the model's answer to the phrase before it.
     """
     bars = bars or model.bars
-    tokens = model.continue_(phrase_tokens(model, sequence), bars, temperature, variations, novelty, seed)
+    tokens = model.continue_(phrase_tokens(model, sequence), bars, temperature, variations, novelty, seed,
+                             scale=scale)
     start = _bar_after(sequence)
     notes = _input_part(sequence)
     for variation, row in enumerate(tokens):
@@ -75,21 +77,35 @@ def continue_sequence(
     return NoteSequence(notes, list(sequence.tempos), sequence.time_signature, sequence.ppq)
 
 
-def interpolate_sequences(model, first: NoteSequence, second: NoteSequence, steps: int = 5) -> NoteSequence:
-    """A's window, the `steps` phrases of the slerp from A to B, then B's window — one after another."""
+def interpolation_path(model, first: NoteSequence, second: NoteSequence, steps: int = 5, scale=None) -> np.ndarray:
+    """(steps + 2, T): A's window itself, the `steps` phrases decoded (greedy) from the slerp between μ(A) and
+    μ(B), B's window itself."""
     a, b = phrase_tokens(model, first), phrase_tokens(model, second)
-    path = model.interpolate(a, b, steps)  # (steps, T), greedy
+    return model.interpolate(a, b, steps + 2, scale=scale)
+
+
+def path_sequence(model, path: np.ndarray, template: NoteSequence) -> NoteSequence:
+    """An interpolation path (n, T) one phrase after another: its ends (A and B) as the input instrument, each
+    point between on its own instrument; tempo and meter from `template`."""
     phrase_beats = model.bars * BEATS_PER_BAR
-    notes = _place(model, a, 0.0, INPUT_INSTRUMENT)
+    notes = []
     for index, row in enumerate(path):
-        notes += _place(model, row, (index + 1) * phrase_beats, 1 + index)
-    notes += _place(model, b, (len(path) + 1) * phrase_beats, INPUT_INSTRUMENT)
-    return NoteSequence(sorted(notes, key=lambda n: n.start), list(first.tempos), first.time_signature, first.ppq)
+        instrument = INPUT_INSTRUMENT if index in (0, len(path) - 1) else index
+        notes += _place(model, row, index * phrase_beats, instrument)
+    return NoteSequence(sorted(notes, key=lambda n: n.start), list(template.tempos), template.time_signature,
+                        template.ppq)
 
 
-def sample_sequences(model, n: int = 4, temperature: float = 1.0, seed: int | None = None) -> NoteSequence:
+def interpolate_sequences(model, first: NoteSequence, second: NoteSequence, steps: int = 5,
+                          scale=None) -> NoteSequence:
+    """A's window, the `steps` phrases of the slerp from A to B, then B's window — one after another."""
+    return path_sequence(model, interpolation_path(model, first, second, steps, scale), first)
+
+
+def sample_sequences(model, n: int = 4, temperature: float = 1.0, seed: int | None = None,
+                     scale=None) -> NoteSequence:
     """`n` phrases from the prior, one after another."""
-    tokens = model.sample_prior(n, temperature=temperature, seed=seed)
+    tokens = model.sample_prior(n, temperature=temperature, seed=seed, scale=scale)
     phrase_beats = model.bars * BEATS_PER_BAR
     notes = [note for index, row in enumerate(tokens) for note in _place(model, row, index * phrase_beats, 1 + index)]
     return NoteSequence(notes)

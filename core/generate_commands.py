@@ -16,6 +16,8 @@ MODEL = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Shipped model name or
 TEMPERATURE = typer.Option(1.0, min=0.0, max=5.0, help="Sampling temperature (0 = greedy).")
 SEED = typer.Option(None, help="Random seed, for repeatable output.")
 PNG = typer.Option(False, "--png", help="Also write a piano-roll PNG beside the MIDI file.")
+SCALE = typer.Option(None, help="Lock what the model writes to a scale: ROOT:MODE (D:dorian, A:minor, "
+                     "C:major_pentatonic, E:blues, …) or pitch classes (0,2,4,7,9 or C,D,E,G,A).")
 
 
 def _load(model: str):
@@ -26,6 +28,29 @@ def _load(model: str):
     except ModelLoadError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
+
+
+def _scale(spec: str | None, model):
+    """The Scale of --scale for this model (None without one); a clear error for a bad spec or a drum model."""
+    from musicbridge.scales import ScaleError, applies_to, parse_scale
+
+    try:
+        scale = parse_scale(spec)
+    except ScaleError as error:
+        raise typer.BadParameter(str(error), param_hint="--scale") from None
+    if scale is not None and not applies_to(model.codec):
+        console.print(f"[red]error:[/red] --scale locks pitches, and a {model.codec.name} model has none; "
+                      f"leave --scale out or use a melody model")
+        raise typer.Exit(1)
+    return scale
+
+
+def distance_lines(to_a, to_b, phrase_steps: int) -> list[str]:
+    """The Hamming distances along an interpolation path as three aligned lines: phrase, to A, to B."""
+    labels = ["A", *(str(k) for k in range(1, len(to_a) - 1)), "B"]
+    width = max(4, len(str(phrase_steps)) + 2)
+    rows = [("phrase", labels), ("to A", to_a), ("to B", to_b)]
+    return [f"{title:<8}" + "".join(f"{value!s:>{width}}" for value in values) for title, values in rows]
 
 
 def _read(path: Path):
@@ -67,6 +92,7 @@ def continue_command(
     variations: int = typer.Option(1, min=1, max=16, help="Answers to write, one after another."),
     novelty: float = typer.Option(1.0, min=0.0, max=4.0, help="Scale of σ when drawing z around the input's μ."),
     seed: int = SEED,
+    scale: str = SCALE,
     model: str = MODEL,
     png: bool = PNG,
 ) -> None:
@@ -74,7 +100,8 @@ def continue_command(
     from musicbridge.generate import continue_sequence
 
     loaded = _load(model)
-    result = _run(continue_sequence, loaded, _read(midi_in), bars or None, temperature, variations, novelty, seed)
+    result = _run(continue_sequence, loaded, _read(midi_in), bars or None, temperature, variations, novelty, seed,
+                  _scale(scale, loaded))
     _write(result, out, png, f"{midi_in.name} → continue ({model}, T={temperature})")
 
 
@@ -84,15 +111,24 @@ def interpolate_command(
     second: Path = typer.Argument(..., exists=True, dir_okay=False, help="MIDI file B (its last bars)."),
     out: Path = typer.Option(..., "-o", "--out", help="MIDI file to write: A, the path, B."),
     steps: int = typer.Option(5, min=1, max=64, help="Phrases between A and B."),
+    scale: str = SCALE,
     model: str = MODEL,
     png: bool = PNG,
 ) -> None:
-    """Morph from one phrase to another along the slerp between their latent codes."""
-    from musicbridge.generate import interpolate_sequences
+    """Morph from one phrase to another along the slerp between their latent codes: A itself, the phrases
+    decoded between, B itself. Prints how many steps of each phrase differ from A and from B."""
+    from musicbridge.generate import interpolation_path, path_sequence
+    from musicbridge.runtime import path_distances
 
     loaded = _load(model)
-    result = _run(interpolate_sequences, loaded, _read(first), _read(second), steps)
-    _write(result, out, png, f"{first.name} → {second.name} ({steps} steps, {model})")
+    a_sequence = _read(first)
+    path = _run(interpolation_path, loaded, a_sequence, _read(second), steps, _scale(scale, loaded))
+    title = f"{first.name} → {second.name} ({steps} steps, {model})"
+    _write(path_sequence(loaded, path, a_sequence), out, png, title)
+    to_a, to_b = path_distances(path, path[0], path[-1])
+    console.print(f"steps (of {loaded.steps}) that differ from A and from B along the path:")
+    for line in distance_lines(to_a.tolist(), to_b.tolist(), loaded.steps):
+        console.print(line, markup=False, highlight=False)
 
 
 @generate_app.command("sample")
@@ -101,13 +137,15 @@ def sample_command(
     n: int = typer.Option(4, "-n", min=1, max=64, help="Phrases to sample."),
     temperature: float = TEMPERATURE,
     seed: int = SEED,
+    scale: str = SCALE,
     model: str = MODEL,
     png: bool = PNG,
 ) -> None:
     """Sample new phrases from the model's prior."""
     from musicbridge.generate import sample_sequences
 
-    result = sample_sequences(_load(model), n, temperature, seed)
+    loaded = _load(model)
+    result = sample_sequences(loaded, n, temperature, seed, _scale(scale, loaded))
     _write(result, out, png, f"{n} samples ({model}, T={temperature})")
 
 

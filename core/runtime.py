@@ -3,12 +3,16 @@
     model = load_model("exports/mel_2bar")       # or a shipped model's name
     mu, sigma = model.encode(tokens)              # (B, T) → (B, Z), (B, Z)
     tokens = model.sample(z, temperature=0.5, seed=1)
-    answers = model.continue_(phrase, variations=4, novelty=0.5)
+    answers = model.continue_(phrase, variations=4, novelty=0.5, scale="D:dorian")
 
 Sampling: token = argmax(logits + temperature · Gumbel noise) at every step (greedy at temperature 0), the
 noise drawn here with numpy from `seed`, so a seed gives the same tokens on every run and every machine, and the
 same as the torch reference fed the same noise (export/parity.py). Every call is batch-first; one session.run
 decodes every step of every sequence of a batch.
+
+Scale lock: every sampling call takes `scale` (a musicbridge.scales spec, Scale or pitch classes; None = free);
+its mask (musicbridge.scales.logit_mask) goes into the sampler's `logit_mask` input, so no note-on outside the
+scale can win an argmax. Graphs exported before that input existed get the same mask added to their noise.
 
 Never imports torch (tests/test_no_torch.py): the live bridge loads this.
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from musicbridge.codecs import UnknownRepresentationError, codec_from_description
+from musicbridge.scales import Scale, as_scale, logit_mask
 
 FORMAT = 1
 SHIPPED_DIR = Path(__file__).parent / "shipped"
@@ -33,6 +38,10 @@ ROLES = ("encoder", "sampler", "teacher_forced")
 REQUIRED = {"format": int, "representation": dict, "bars": int, "steps_per_bar": int, "steps": int,
             "vocab_size": int, "z_size": int, "hierarchical": bool, "variants": dict, "default_variant": str}
 CHECKED_IN_GRAPHS = ("representation", "bars", "steps", "vocab_size", "z_size", "hierarchical")
+MASK_INPUT = "logit_mask"  # the sampler's scale-lock input (export/musicvae.py sampler_noise)
+# Model.interpolate: "inputs" = the path starts on a and ends on b themselves; "decoded" = every point decoded.
+INTERPOLATION_ENDS = ("inputs", "decoded")
+CONTINUATION_DIR = "continuation"  # a model directory's optional sub-model that writes what comes next
 
 
 class ModelLoadError(ValueError):
@@ -126,6 +135,7 @@ def load_model(path_or_name: str | os.PathLike, variant: str | None = None, devi
                                  f"(got {name!r})")
     model = Model(path, metadata, codec, variant, {role: path / files[role] for role in ROLES},
                   choose_providers(device), threads)
+    model.continuation = _load_continuation(model, device, threads, warmup)
     model.session("encoder")
     model.session("sampler")  # teacher_forced loads on first use: only evaluation needs it
     if warmup:
@@ -135,6 +145,25 @@ def load_model(path_or_name: str | os.PathLike, variant: str | None = None, devi
             raise ModelLoadError(f"{path}: the {variant} graphs fail on a test input ({type(error).__name__}: "
                                  f"{str(error).strip()[:300]})") from None
     return model
+
+
+def _load_continuation(model: Model, device: str, threads: int, warmup: bool) -> Model | None:
+    """The model directory's continuation/ sub-model (trained to write the phrase after the one it encodes),
+    in the same variant where it has one; None when there is none. It must speak the model's representation
+    at the model's length, or the whole model is refused."""
+    folder = model.path / CONTINUATION_DIR
+    if not (folder / "model.json").is_file():
+        return None
+    metadata = read_metadata(folder)
+    variant = model.variant if model.variant in metadata.get("variants", {}) else None
+    follower = load_model(folder, variant=variant, device=device, threads=threads, warmup=warmup)
+    if follower.metadata.get("task") != "continue":
+        raise ModelLoadError(f"{folder} is not a continuation model (its task is {follower.metadata.get('task')!r}); "
+                             f"export one with `musicbridge export … --continuation CHECKPOINT`")
+    if (follower.codec.describe(), follower.steps) != (model.codec.describe(), model.steps):
+        raise ModelLoadError(f"{folder} continues {follower.codec.name} phrases of {follower.steps} steps; the model "
+                             f"plays {model.codec.name} phrases of {model.steps} — export them together")
+    return follower
 
 
 def read_metadata(path: Path) -> dict:
@@ -183,6 +212,11 @@ class Model:
         self.hierarchical = metadata["hierarchical"]
         self.start_token = self.vocab_size
         self._sessions: dict[str, object] = {}
+        self._masks: dict[Scale | None, np.ndarray] = {}
+        self._takes_mask: bool | None = None  # whether the sampler graph has the logit_mask input
+        # The continuation/ sub-model when the directory has one (load_model sets it): continue_ then plays
+        # what comes next instead of a variation of the input.
+        self.continuation: Model | None = None
 
     def __repr__(self) -> str:
         return (f"Model({self.path.name!r}, {self.codec.name} v{self.codec.version}, bars={self.bars}, "
@@ -226,55 +260,97 @@ class Model:
         mu, sigma = self.session("encoder").run(None, {"tokens": self._tokens(tokens)})
         return mu, sigma
 
-    def sample(self, z, temperature: float = 1.0, seed: int | None = None, rng=None) -> np.ndarray:
-        """Tokens (B, T) int64 decoded from z (B, Z): greedy at temperature 0, else sampled at that temperature."""
+    def sample(self, z, temperature: float = 1.0, seed: int | None = None, rng=None, scale=None) -> np.ndarray:
+        """Tokens (B, T) int64 decoded from z (B, Z): greedy at temperature 0, else sampled at that temperature;
+        no note-on outside `scale` (None = every note allowed)."""
         z = np.ascontiguousarray(np.atleast_2d(np.asarray(z, dtype=np.float32)))
         if z.ndim != 2 or z.shape[1] != self.z_size:
             raise ValueError(f"expected z of shape (batch, {self.z_size}), got {z.shape}")
         noise = self.noise(z.shape[0], temperature, rng if rng is not None else np.random.default_rng(seed))
-        return self.session("sampler").run(None, {"z": z, "noise": noise})[0]
+        return self.run_sampler(z, noise, scale)
+
+    def run_sampler(self, z: np.ndarray, noise: np.ndarray, scale=None) -> np.ndarray:
+        """The sampler graph on z (B, Z) float32 and noise (B, T, V) float32, locked to `scale`: tokens (B, T).
+
+        The mask is the graph's logit_mask input; a graph exported before that input existed gets it added to
+        the noise instead — the very sum the newer graph does before its loop (logits + (noise + mask))."""
+        mask = self.scale_mask(scale)
+        session = self.session("sampler")
+        if self._takes_mask is None:
+            self._takes_mask = MASK_INPUT in {i.name for i in session.get_inputs()}
+        if self._takes_mask:
+            return session.run(None, {"z": z, "noise": noise, MASK_INPUT: mask})[0]
+        if scale is not None:
+            noise = noise + mask  # (B, T, V) + (V,)
+        return session.run(None, {"z": z, "noise": noise})[0]
+
+    def scale_mask(self, scale=None) -> np.ndarray:
+        """The (V,) float32 logit mask of `scale` for this model's representation (zeros for None), cached."""
+        scale = as_scale(scale)
+        if scale not in self._masks:
+            self._masks[scale] = logit_mask(self.codec, scale)
+        return self._masks[scale]
 
     def continue_(self, tokens, bars: int | None = None, temperature: float = 1.0, variations: int = 1,
-                  novelty: float = 1.0, seed: int | None = None) -> np.ndarray:
+                  novelty: float = 1.0, seed: int | None = None, scale=None) -> np.ndarray:
         """Answers to phrases: (B * variations, bars * steps_per_bar) int64, rows grouped by input phrase.
 
         The last `self.bars` bars of each phrase (shorter phrases are repeated to fill them) are encoded; each
-        variation decodes z = μ + novelty · σ · ε (ε ~ N(0, I); novelty 0 = μ itself). `bars` (default: the
-        model's) longer than the model continues chunk by chunk, each chunk encoded to make the next."""
+        variation decodes z = μ + novelty · σ · ε (ε ~ N(0, I); novelty 0 = μ itself). With a continuation
+        sub-model, encoder and decoder are its own: z codes the phrase that follows, so the answer is the next
+        bars; without one, the model's own (a variation of the input). `bars` (default: the model's) longer
+        than the model continues chunk by chunk, each chunk encoded to make the next."""
         bars = self.bars if bars is None else int(bars)
         if bars < 1 or variations < 1:
             raise ValueError(f"bars and variations must be ≥ 1, got {bars} and {variations}")
         rng = np.random.default_rng(seed)
+        writer = self.continuation or self
         window = self._window(tokens)
         chunks = []
         for _ in range(-(-bars // self.bars)):
-            mu, sigma = self.encode(window)
+            mu, sigma = writer.encode(window)
             if not chunks:  # the variations fan out from the input phrase
                 mu, sigma = np.repeat(mu, variations, axis=0), np.repeat(sigma, variations, axis=0)
             z = mu + float(novelty) * sigma * rng.standard_normal(mu.shape).astype(np.float32)
-            window = self.sample(z, temperature, rng=rng)
+            window = writer.sample(z, temperature, rng=rng, scale=scale)
             chunks.append(window)
         return np.concatenate(chunks, axis=1)[:, : bars * self.steps_per_bar]
 
-    def interpolate(self, a, b, steps: int, temperature: float = 0.0, seed: int | None = None) -> np.ndarray:
-        """Tokens along the slerp from μ(a) to μ(b): (steps, T) for two phrases (T,), (B, steps, T) for batches.
-        Greedy by default, so the path is the model's most likely phrase at each point."""
+    def interpolate(self, a, b, steps: int, temperature: float = 0.0, seed: int | None = None, scale=None,
+                    ends: str = "inputs") -> np.ndarray:
+        """The path from phrase a to phrase b: (steps, T) for two phrases (T,), (B, steps, T) for batches.
+
+        ends="inputs" (default): the first and last phrases are a and b themselves, verbatim — decoding μ(a)
+        already changes a quarter to a third of its steps on the shipped models — and the steps − 2 between
+        them are decoded from the slerp between μ(a) and μ(b), at α = 1/(steps − 1), …, (steps − 2)/(steps − 1).
+        ends="decoded": every point is decoded, the ends too (the latent path alone; steps ≥ 1).
+        Greedy by default, so each point is the model's most likely phrase there; `scale` locks the decoded
+        points (the ends given stay as they were played)."""
+        if ends not in INTERPOLATION_ENDS:
+            raise ValueError(f"unknown ends {ends!r}; choose one of {', '.join(INTERPOLATION_ENDS)}")
         single = np.ndim(a) == 1
         a, b = self._tokens(a), self._tokens(b)
         if a.shape != b.shape:
             raise ValueError(f"a and b differ in shape: {a.shape} vs {b.shape}")
-        if steps < 1:
-            raise ValueError(f"steps must be ≥ 1, got {steps}")
-        mu, _ = self.encode(np.concatenate([a, b]))
+        verbatim = ends == "inputs"
+        if steps < 1 + verbatim:
+            raise ValueError(f"steps must be ≥ {1 + verbatim} (ends={ends!r}), got {steps}")
         alphas = np.linspace(0.0, 1.0, steps)
-        z = np.concatenate([slerp(mu[i], mu[len(a) + i], alphas) for i in range(len(a))]).astype(np.float32)
-        out = self.sample(z, temperature, seed).reshape(len(a), steps, self.steps)
+        inner = slice(1, -1) if verbatim else slice(None)
+        out = np.empty((len(a), steps, self.steps), np.int64)  # (B, steps, T)
+        out[:, 0], out[:, -1] = a, b  # overwritten by the decoded ends when ends="decoded"
+        if len(alphas[inner]):
+            mu, _ = self.encode(np.concatenate([a, b]))
+            z = np.concatenate([slerp(mu[i], mu[len(a) + i], alphas[inner]) for i in range(len(a))])
+            decoded = self.sample(z.astype(np.float32), temperature, seed, scale=scale)
+            out[:, inner] = decoded.reshape(len(a), -1, self.steps)
         return out[0] if single else out
 
-    def sample_prior(self, n: int, temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
+    def sample_prior(self, n: int, temperature: float = 1.0, seed: int | None = None, scale=None) -> np.ndarray:
         """n phrases (n, T) decoded from z ~ N(0, I)."""
         rng = np.random.default_rng(seed)
-        return self.sample(rng.standard_normal((int(n), self.z_size)).astype(np.float32), temperature, rng=rng)
+        return self.sample(rng.standard_normal((int(n), self.z_size)).astype(np.float32), temperature, rng=rng,
+                           scale=scale)
 
     # -- evaluation -------------------------------------------------------------------------------------------
 
@@ -333,6 +409,15 @@ class Model:
         np.clip(uniform, 1e-10, 1.0 - 1e-7, out=uniform)
         # Gumbel(0, 1) = -log(-log(U)), scaled: argmax(logits + t·g) = argmax(logits / t + g).
         return (-temperature) * np.log(-np.log(uniform))
+
+
+def path_distances(path, a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Hamming distances (steps whose tokens differ) of each phrase of an interpolation path (…, steps, T) to its
+    ends a and b (…, T): two (…, steps) int arrays. On an ends="inputs" path they start and end at 0."""
+    path = np.asarray(path)
+    to_a = (path != np.asarray(a)[..., None, :]).sum(axis=-1)
+    to_b = (path != np.asarray(b)[..., None, :]).sum(axis=-1)
+    return to_a, to_b
 
 
 def slerp(a: np.ndarray, b: np.ndarray, alphas: np.ndarray) -> np.ndarray:

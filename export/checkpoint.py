@@ -23,7 +23,12 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, out_dir: str | os.Path
     model, checkpoint = load_checkpoint(checkpoint_path)
     return export_model(model, out_dir, preset=checkpoint["preset"], representation=checkpoint["representation"],
                         dataset_hash=checkpoint.get("dataset_hash"), checkpoint_step=checkpoint.get("step"),
-                        **options)
+                        task=checkpoint_task(checkpoint), **options)
 
 
-__all__ = ["CheckpointError", "export_checkpoint", "load_checkpoint"]
+def checkpoint_task(checkpoint: dict) -> str:
+    """What the checkpoint's model was trained for (TrainConfig.task; checkpoints before it: reconstruct)."""
+    return checkpoint["config"].get("train", {}).get("task", "reconstruct")
+
+
+__all__ = ["CheckpointError", "checkpoint_task", "export_checkpoint", "load_checkpoint"]

@@ -32,11 +32,14 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print the parity reports as JSON."),
     decoding: str = typer.Option("cached", "--decoding", help="Transformer VAE sampler: cached (keys/values kept "
                                  "per step) or recompute (the whole decoder every step); see docs/transformer.md."),
+    continuation: Path = typer.Option(None, "--continuation", help="A continuation checkpoint (task=continue, e.g. "
+                                      "runs/mel_2bar_next/best.pt) exported into OUT/continuation: `continue` then "
+                                      "plays the next bars instead of a variation."),
 ) -> None:
     """Export a checkpoint to ONNX and check the graphs against the torch model (non-zero exit if fp32 parity fails)."""
     from musicbridge.codecs import UnknownRepresentationError
     from musicbridge.data import DatasetError, load_dataset
-    from musicbridge.export.checkpoint import CheckpointError, load_checkpoint
+    from musicbridge.export.checkpoint import CheckpointError, checkpoint_task, load_checkpoint
     from musicbridge.export.exporter import export_model, write_metadata
     from musicbridge.export.parity import TARGETS, check_parity, prior_sequences
     from musicbridge.runtime import ModelLoadError
@@ -59,21 +62,40 @@ def export(
         else:
             windows = prior_sequences(model, sequences)
             source = f"{len(windows)} samples from the model's prior"
+        if continuation is not None:
+            follower, follower_ckpt = load_checkpoint(continuation)
+            _check_continuation(continuation, follower, follower_ckpt, model, ckpt, checkpoint_task)
         with console.status(f"exporting {checkpoint} → {out}"):
             metadata = export_model(model, out, preset=ckpt["preset"], representation=ckpt["representation"],
                                     dataset_hash=ckpt.get("dataset_hash"), checkpoint_step=ckpt.get("step"),
-                                    opset=opset, variants=variants, decoding=decoding)
+                                    opset=opset, variants=variants, decoding=decoding, task=checkpoint_task(ckpt))
         with console.status(f"checking parity on {source}"):
             reports = [check_parity(model, out, np.asarray(windows), variant) for variant in variants]
+        if continuation is not None:
+            with console.status(f"exporting the continuation {continuation} → {out / 'continuation'}"):
+                export_model(follower, out / "continuation", preset=follower_ckpt["preset"],
+                             representation=follower_ckpt["representation"],
+                             dataset_hash=follower_ckpt.get("dataset_hash"), checkpoint_step=follower_ckpt.get("step"),
+                             opset=opset, variants=variants, decoding=decoding, task="continue")
+                follower_windows = np.asarray(windows)[:, : follower.steps]
+                follower_reports = [check_parity(follower, out / "continuation", follower_windows, variant)
+                                    for variant in variants]
+            metadata["continuation"] = {"preset": follower_ckpt["preset"], "step": follower_ckpt.get("step")}
     except (CheckpointError, DatasetError, UnknownRepresentationError, ModelLoadError, ValueError) as error:
         _fail(str(error))
     metadata["parity"] = {report["variant"]: report for report in reports} | {"checked_on": source}
-    write_metadata(out, metadata)
     passed = reports[0]["passed"]
+    if continuation is not None:
+        metadata["continuation"]["parity"] = {report["variant"]: report for report in follower_reports}
+        passed = passed and follower_reports[0]["passed"]
+    write_metadata(out, metadata)
     if as_json:
-        print(json.dumps({"out": str(out), "parity": reports, "passed": passed}, indent=2))
+        print(json.dumps({"out": str(out), "parity": reports, "passed": passed} | (
+            {"continuation_parity": follower_reports} if continuation is not None else {}), indent=2))
     else:
         _print_reports(reports, source, TARGETS)
+    if continuation is not None and not as_json:
+        _print_reports(follower_reports, f"{source}, continuation", TARGETS)
     if not passed:
         console.print("[red]fp32 parity FAILED[/red]: the exported graphs do not compute what the checkpoint does")
         raise typer.Exit(1)
@@ -93,6 +115,16 @@ def _print_reports(reports: list[dict], source: str, targets: dict) -> None:
     Console().print(table)
     console.print(f"targets (fp32): μ/σ ≤ {targets['mu_sigma_max_diff']:g}, logits ≤ {targets['logits_max_diff']:g}, "
                   f"greedy identical ≥ {targets['greedy_identical']:.0%}")
+
+
+def _check_continuation(path: Path, follower, follower_ckpt: dict, model, ckpt: dict, task_of) -> None:
+    """A continuation must be trained for it and speak the model's language at the model's length."""
+    if task_of(follower_ckpt) != "continue":
+        _fail(f"{path} was trained to {task_of(follower_ckpt)}, not to continue; train a continuation with "
+              f"--preset mel_2bar_next (or --set task=continue) on windows twice the model's length")
+    if follower_ckpt["representation"] != ckpt["representation"] or follower.steps != model.steps:
+        _fail(f"{path} continues {follower_ckpt['representation']['name']} phrases of {follower.steps} steps; the "
+              f"model plays {ckpt['representation']['name']} phrases of {model.steps}")
 
 
 def _fail(message: str):

@@ -40,13 +40,16 @@ GRAPH_KEYS = ("format", "kind", "representation", "bars", "steps_per_bar", "step
 
 def export_model(model, out_dir: str | os.PathLike, *, preset: str, representation: dict | None = None,
                  dataset_hash: str | None = None, checkpoint_step: int | None = None, opset: int = DEFAULT_OPSET,
-                 variants=("fp32",), default_variant: str | None = None, decoding: str = "cached") -> dict:
+                 variants=("fp32",), default_variant: str | None = None, decoding: str = "cached",
+                 task: str = "reconstruct") -> dict:
     """Export a torch MusicVAE to `out_dir`; returns the metadata written to model.json.
 
     `representation` is the checkpoint's {"name", "version", ...} (default: this musicbridge's codec of the
     model's representation); `variants` adds int8 / fp16 graphs beside the fp32 ones; `default_variant` (default:
     int8 when exported, else fp32) is what `load_model` picks when not told; `decoding` picks a Transformer
-    VAE's sampler: "cached" keys/values or "recompute" every step (export/transformer.py)."""
+    VAE's sampler: "cached" keys/values or "recompute" every step (export/transformer.py); `task` is what the
+    model was trained for (the checkpoint's train.task): "reconstruct" (a VAE) or "continue" (its z codes the
+    phrase that follows the encoded one — the runtime uses such a model as another's continuation/)."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; use {OPSETS.start}–{OPSETS.stop - 1}")
     variants = ["fp32"] + [v for v in variants if v != "fp32"]
@@ -77,7 +80,7 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
         "bars": config["bars"], "steps_per_bar": config["steps_per_bar"],
         "steps": config["bars"] * config["steps_per_bar"], "vocab_size": config["vocab_size"],
         "z_size": config["z_size"], "hierarchical": config["hierarchical"], "preset": preset, "config": config,
-        "dataset_hash": dataset_hash, "checkpoint_step": checkpoint_step,
+        "dataset_hash": dataset_hash, "checkpoint_step": checkpoint_step, "task": task,
         "musicbridge_version": musicbridge.__version__,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "opset": opset,
         "default_variant": default_variant, "variants": {}, "sha256": {},

@@ -2,9 +2,11 @@
 
 Three graphs, all batch-dynamic:
 - encoder:        tokens (B, T) int64 → mu (B, Z), sigma (B, Z)
-- sampler:        z (B, Z), noise (B, T, V) → tokens (B, T) int64: every step of the autoregressive decoder in
-                  ONE session.run; token = argmax(logits + noise), so noise = 0 is greedy and noise =
-                  temperature · Gumbel is a categorical sample at that temperature (argmax(l/t + g) = argmax(l + t·g)).
+- sampler:        z (B, Z), noise (B, T, V), logit_mask (V,) → tokens (B, T) int64: every step of the
+                  autoregressive decoder in ONE session.run; token = argmax(logits + noise + logit_mask), so noise
+                  = 0 is greedy and noise = temperature · Gumbel is a categorical sample at that temperature
+                  (argmax(l/t + g) = argmax(l + t·g)); logit_mask is 0 (free) or musicbridge.scales.LOCKED on
+                  the tokens a scale lock forbids.
 - teacher_forced: z (B, Z), inputs (B, T) int64 → logits (B, T, V), for parity and evaluation.
 
 Recurrences (see docs/export.md for the measurements behind these choices):
@@ -166,12 +168,21 @@ def _segment(config: dict) -> int:
     return config["steps_per_bar"] if config["hierarchical"] else config["bars"] * config["steps_per_bar"]
 
 
+def sampler_noise(g: Graph, steps: int, vocab: int) -> str:
+    """The sampler's inputs noise (B, T, V) and logit_mask (V,), summed once, before the decoder's Loop: what every
+    step adds to its logits before the ArgMax. A zero mask leaves the noise bit for bit as it was; the runtime
+    does the same sum in numpy for graphs exported before this input existed."""
+    noise = g.input("noise", FLOAT, ["batch", steps, vocab])
+    mask = g.input("logit_mask", FLOAT, [vocab])
+    return g.op("Add", noise, mask)  # (B, T, V) + (V,)
+
+
 def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False) -> None:
     """The autoregressive decoder in one ONNX Loop (unroll=True writes the steps out instead: measured no faster,
     and 25–60× slower to load — docs/export.md)."""
     vocab, steps, segment = config["vocab_size"], config["bars"] * config["steps_per_bar"], _segment(config)
     z = g.input("z", FLOAT, ["batch", config["z_size"]])
-    noise = g.input("noise", FLOAT, ["batch", steps, vocab])
+    noise = sampler_noise(g, steps, vocab)
     cond = _conditions(g, w, config, z)
     cell = _DecoderCell(g, w, config, cond)
     noise = g.op("Reshape", noise, g.const([-1, segment, vocab], dtype=np.int64))  # (N, segment, V)

@@ -57,7 +57,7 @@ def check_parity(model, model_dir, sequences: np.ndarray, variant: str = "fp32",
         token_same += int((ort_greedy == greedy).sum())
         noise = runtime.noise(len(tokens), 1.0, rng)
         sampled = torch_sample_with_noise(model, mu, torch.from_numpy(noise)).numpy()
-        ort_sampled = runtime.session("sampler").run(None, {"z": mu.numpy(), "noise": noise})[0]
+        ort_sampled = runtime.run_sampler(mu.numpy(), noise)  # logit_mask zeros: unlocked
         sampled_same += int((ort_sampled == sampled).all(axis=1).sum())
     n = len(sequences)
     report = {

@@ -13,10 +13,21 @@ import json
 import shutil
 from pathlib import Path
 
-from musicbridge.runtime import load_model
+from musicbridge.runtime import CONTINUATION_DIR, load_model
 
 
 def ship(exported: Path, target: Path, variant: str) -> Path:
+    _copy_variant(exported, target, variant)
+    follower = exported / CONTINUATION_DIR
+    if (follower / "model.json").is_file():  # the continuation sub-model travels with its model
+        _copy_variant(follower, target / CONTINUATION_DIR, variant)
+    elif (target / CONTINUATION_DIR).exists():
+        shutil.rmtree(target / CONTINUATION_DIR)
+    load_model(target)  # refuses a broken copy
+    return target
+
+
+def _copy_variant(exported: Path, target: Path, variant: str) -> None:
     metadata = json.loads((exported / "model.json").read_text())
     if variant not in metadata["variants"]:
         raise SystemExit(f"{exported} has no {variant} variant; it has {', '.join(metadata['variants'])}")
@@ -30,8 +41,6 @@ def ship(exported: Path, target: Path, variant: str) -> Path:
     metadata["default_variant"] = variant
     metadata["sha256"] = {name: digest for name, digest in metadata["sha256"].items() if name in files.values()}
     (target / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    load_model(target)  # refuses a broken copy
-    return target
 
 
 def main() -> None:

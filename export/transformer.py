@@ -2,8 +2,9 @@
 
 The same three graphs, inputs and outputs as export/musicvae.py, so the runtime drives either model unchanged:
 - encoder:        tokens (B, T) int64 → mu (B, Z), sigma (B, Z)
-- sampler:        z (B, Z), noise (B, T, V) → tokens (B, T) int64, every step in ONE session.run (an ONNX Loop);
-                  token = argmax(logits + noise) (noise 0 = greedy, temperature · Gumbel = sampling)
+- sampler:        z (B, Z), noise (B, T, V), logit_mask (V,) → tokens (B, T) int64, every step in ONE
+                  session.run (an ONNX Loop); token = argmax(logits + noise + logit_mask) (noise 0 = greedy,
+                  temperature · Gumbel = sampling; the mask is the scale lock, 0 = free)
 - teacher_forced: z (B, Z), inputs (B, T) int64 → logits (B, T, V): one causal pass, no loop.
 
 Two samplers (docs/transformer.md has the measurements that chose the default):
@@ -24,6 +25,7 @@ import numpy as np
 from onnx import helper
 
 from musicbridge.export.graph import BOOL, FLOAT, INT64, Graph
+from musicbridge.export.musicvae import sampler_noise
 from musicbridge.models.transformer_vae import sinusoidal
 
 NEGATIVE = -1e9  # attention bias of positions a query may not see
@@ -256,7 +258,7 @@ def sampler_graph(g: Graph, w: dict, config: dict, decoding: str = "cached") -> 
     p, steps, vocab = _Params(g, w, config), config["bars"] * config["steps_per_bar"], config["vocab_size"]
     layers, heads = config["dec_layers"], config["heads"]
     z = g.input("z", FLOAT, ["batch", config["z_size"]])
-    noise = g.input("noise", FLOAT, ["batch", steps, vocab])
+    noise = sampler_noise(g, steps, vocab)  # (B, T, V): the noise plus the scale lock's mask
     condition = _Condition(g, p, config, z)
     positions = p.positions("decoder")
     rows = g.op("Slice", g.op("Shape", z), g.const([0], dtype=np.int64), g.const([1], dtype=np.int64))

@@ -1791,6 +1791,169 @@
 					"patching_rect" : [ 1280.0, 910.0, 360.0, 48.0 ],
 					"text" : "musicbridge_clip.js keeps the last complete answer and, on Write clip,\ncreates a clip of its length in the next empty slot of this track\n(ClipSlot.create_clip, Clip.add_new_notes)."
 				}
+			},
+			{
+				"box" : {
+					"id" : "obj-144",
+					"maxclass" : "comment",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 1120.0, 450.0, 360.0, 20.0 ],
+					"text" : "8 . Live's song scale -> /musicbridge/param/scale (Live 12)"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-145",
+					"maxclass" : "live.toggle",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"parameter_enable" : 1,
+					"patching_rect" : [ 1120.0, 480.0, 20.0, 20.0 ],
+					"presentation" : 1,
+					"presentation_rect" : [ 322.0, 90.0, 15.0, 15.0 ],
+					"saved_attribute_attributes" : {
+						"valueof" : {
+							"parameter_longname" : "Live scale",
+							"parameter_shortname" : "Live scale",
+							"parameter_type" : 2,
+							"parameter_mmax" : 1,
+							"parameter_enum" : [ "off", "on" ],
+							"parameter_initial" : [ 0 ],
+							"parameter_initial_enable" : 1
+						}
+					},
+					"varname" : "Live scale"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-146",
+					"maxclass" : "comment",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 1145.0, 480.0, 70.0, 20.0 ],
+					"presentation" : 1,
+					"presentation_rect" : [ 338.0, 88.0, 70.0, 18.0 ],
+					"text" : "Live scale"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-147",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 3,
+					"outlettype" : [ "bang", "int", "int" ],
+					"patching_rect" : [ 1230.0, 480.0, 100.0, 22.0 ],
+					"text" : "live.thisdevice"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-148",
+					"maxclass" : "message",
+					"numinlets" : 2,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 1230.0, 515.0, 45.0, 22.0 ],
+					"text" : "ready"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-149",
+					"maxclass" : "newobj",
+					"numinlets" : 0,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 1340.0, 480.0, 80.0, 22.0 ],
+					"text" : "r ---mb-push"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-150",
+					"maxclass" : "message",
+					"numinlets" : 2,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 1340.0, 515.0, 40.0, 22.0 ],
+					"text" : "push"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-151",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 2,
+					"outlettype" : [ "", "" ],
+					"patching_rect" : [ 1120.0, 550.0, 160.0, 22.0 ],
+					"saved_object_attributes" : {
+						"filename" : "musicbridge_scale.js",
+						"parameter_enable" : 0
+					},
+					"text" : "js musicbridge_scale.js"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-152",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 1120.0, 585.0, 200.0, 22.0 ],
+					"text" : "prepend /musicbridge/param/scale"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-153",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"outlettype" : [ ],
+					"patching_rect" : [ 1120.0, 620.0, 80.0, 22.0 ],
+					"text" : "s ---mb-osc"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-154",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 1330.0, 585.0, 70.0, 22.0 ],
+					"text" : "prepend set"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-155",
+					"maxclass" : "message",
+					"numinlets" : 2,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 1330.0, 620.0, 150.0, 22.0 ],
+					"presentation" : 1,
+					"presentation_rect" : [ 322.0, 108.0, 110.0, 20.0 ],
+					"text" : "scale: not followed"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-156",
+					"linecount" : 5,
+					"maxclass" : "comment",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 1440.0, 480.0, 310.0, 90.0 ],
+					"text" : "On: musicbridge_scale.js reads the song's scale\n(Song.root_note, Song.scale_intervals) and observes it:\nevery change sends the pitch classes, root first,\nto /musicbridge/param/scale, so no answer leaves\nthe scale. Off sends \"off\". On reconnect it is sent again."
+				}
 			}
 		],
 		"lines" : [
@@ -2584,6 +2747,60 @@
 				"patchline" : {
 					"destination" : [ "obj-142", 0 ],
 					"source" : [ "obj-141", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-151", 0 ],
+					"source" : [ "obj-145", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-148", 0 ],
+					"source" : [ "obj-147", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-151", 0 ],
+					"source" : [ "obj-148", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-150", 0 ],
+					"source" : [ "obj-149", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-151", 0 ],
+					"source" : [ "obj-150", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-152", 0 ],
+					"source" : [ "obj-151", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-153", 0 ],
+					"source" : [ "obj-152", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-154", 0 ],
+					"source" : [ "obj-151", 1 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-155", 0 ],
+					"source" : [ "obj-154", 0 ]
 				}
 			}
 		],

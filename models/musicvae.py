@@ -181,26 +181,29 @@ class MusicVAE(nn.Module):
         return logits.reshape(z.shape[0], self.steps, -1)
 
     def forward(self, tokens: torch.Tensor, inputs: torch.Tensor | None = None, eps: torch.Tensor | None = None,
-                resample=None):
+                resample=None, source: torch.Tensor | None = None):
         """One training pass: encode, z = μ + σ·eps (eps ~ N(0, I) unless given), teacher-forced logits.
+
+        `source` (B, T), when given, is what the encoder reads instead of `tokens` (the continuation task:
+        encode bars 1–2, decode bars 3–4).
 
         `resample(logits) -> inputs` (scheduled sampling): first a gradient-free teacher-forced decoder pass,
         whose logits `resample` turns into new decoder inputs for the real pass — inside one forward call, so
         the encoder runs once and DistributedDataParallel sees a single forward.
         """
-        return vae_forward(self, tokens, inputs, eps, resample)
+        return vae_forward(self, tokens, inputs, eps, resample, source)
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 2 or tokens.shape[1] != self.steps:
             raise ValueError(f"expected tokens of shape (batch, {self.steps}), got {tuple(tokens.shape)}")
 
 
-def vae_forward(model, tokens, inputs=None, eps=None, resample=None) -> dict:
+def vae_forward(model, tokens, inputs=None, eps=None, resample=None, source=None) -> dict:
     """The training pass every VAE here shares: encode, z = μ + σ·eps, optional guide pass, logits.
 
     `model` needs encode, decoder_inputs and teacher_forced_logits (MusicVAE, TransformerVAE).
     """
-    mu, sigma = model.encode(tokens)
+    mu, sigma = model.encode(tokens if source is None else source)
     z = mu + sigma * (torch.randn_like(mu) if eps is None else eps)
     if inputs is None:
         inputs = model.decoder_inputs(tokens)

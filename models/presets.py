@@ -88,6 +88,10 @@ class TrainConfig:
     token_dropout_warmup_steps: int = 0  # the rate rises linearly from 0 over these steps (0 = from the start)
     free_bits_per: str = "sequence"  # sequence | dimension | frame: free bits shared, or split per group of z
     transpose: int = 5  # melodies: random shift in [-transpose, transpose] semitones on the fly (0 = off)
+    # What the model learns: "reconstruct" its input (a VAE), or "continue" — encode the first half of each
+    # dataset window (2 × bars long) and decode the second half, so z is a code of what comes next.
+    task: str = "reconstruct"
+    init_from: str = ""  # a checkpoint whose weights start the run (same model config), e.g. the VAE it continues
     # Bookkeeping.
     log_every: int = 50
     eval_every: int = 500
@@ -153,6 +157,15 @@ PRESETS: dict[str, Preset] = {
         TrainConfig(batch_size=32, steps=20_000, lr=5e-4, beta_schedule="linear", beta_warmup_steps=5_000,
                     beta_max=0.2, free_bits=256.0, free_bits_per="frame", sampling_schedule="none",
                     token_dropout=0.3, token_dropout_warmup_steps=1_000),
+    ),
+    # The continuation of mel_2bar: the same model, trained to write bars 3–4 of 4-bar windows from bars 1–2
+    # (a dataset built with --bars 4), started from mel_2bar's weights (--set init_from=…/best.pt) so it
+    # inherits a decoder that already writes melodies. Shipped as the VAE's continuation/ sub-model.
+    "mel_2bar_next": Preset(
+        "mel_2bar_next",
+        _model("melody", 2, embed_size=64, enc_size=256, z_size=128, dec_size=256, dec_layers=2),
+        TrainConfig(batch_size=64, steps=6_000, lr=5e-4, beta_schedule="constant", beta_max=0.2,
+                    free_bits=48.0, sampling_rate=1000.0, task="continue"),
     ),
     # 2-bar drum patterns, 9 classes → 512 categories (Magenta cat-drums_2bar_small at CPU size).
     "drums_2bar": Preset(

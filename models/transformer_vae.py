@@ -271,11 +271,11 @@ class TransformerVAE(nn.Module):
         return self.decoder(z, inputs)
 
     def forward(self, tokens: torch.Tensor, inputs: torch.Tensor | None = None, eps: torch.Tensor | None = None,
-                resample=None):
-        """One training pass, as MusicVAE.forward: encode, z = μ + σ·eps, (optional guide pass), logits."""
+                resample=None, source: torch.Tensor | None = None):
+        """One training pass, as MusicVAE.forward: encode (`source` if given), z = μ + σ·eps, (guide pass), logits."""
         from musicbridge.models.musicvae import vae_forward  # musicvae imports this module lazily too
 
-        return vae_forward(self, tokens, inputs, eps, resample)
+        return vae_forward(self, tokens, inputs, eps, resample, source)
 
 
 def check_config(config: ModelConfig) -> None:

@@ -57,10 +57,10 @@ def test_osc_only_fallback_says_how_to_enable_midi(osc_rig):
     ("/musicbridge/note", [60, 100, 17], "out_of_range"),
     ("/musicbridge/transport/tempo", [10.0], "out_of_range"),
     ("/musicbridge/capture", ["c"], "out_of_range"),
-    ("/musicbridge/capture/file", ["a", "/nonexistent.mid"], "load_failed"),
+    ("/musicbridge/capture/file", ["a", "/nonexistent.mid"], "refused"),  # outside the files dir, or missing: alike
     ("/musicbridge/model/load", ["/etc"], "refused"),
     ("/musicbridge/model/load", ["../../../etc"], "refused"),
-    ("/musicbridge/model/load", ["no_such_model"], "load_failed"),
+    ("/musicbridge/model/load", ["no_such_model"], "refused"),  # missing or outside: the same refusal
 ])
 def test_bad_input_is_answered_and_changes_nothing(osc_rig, address, args, code):
     _, osc = osc_rig

@@ -79,3 +79,62 @@ def test_music21_corpus_source_is_parsed_and_cached(tmp_path):
     again, _ = parse_unit(units[0], tmp_path / "cache")
     assert again[0].sequence.notes == pieces[0].sequence.notes
     assert len(work_units("music21:bach")) > 300
+
+
+def _notes_sequence(durations, pitch=60):
+    from musicbridge.notes import Note, NoteSequence
+
+    notes, beat = [], 0.0
+    for index, duration in enumerate(durations):
+        notes.append(Note(pitch + index % 5, 90, beat, beat + duration))
+        beat += duration
+    return NoteSequence(notes)
+
+
+def test_slow_notation_is_read_at_double_speed_and_fast_is_kept():
+    from musicbridge.data.build import normalized_time
+
+    halves = _notes_sequence([2.0] * 16)  # a voice in half notes: median 2 beats → read 4× faster
+    sped, speed_ups = normalized_time(halves)
+    assert speed_ups == 2 and [n.start for n in sped.notes[:3]] == [0.0, 0.5, 1.0]
+    assert sped.notes[-1].end == 8.0
+    eighths = _notes_sequence([0.5] * 16)
+    same, none = normalized_time(eighths)
+    assert none == 0 and same.notes == eighths.notes
+
+
+def test_density_rules_drop_sparse_windows_and_count_them():
+    from musicbridge.codecs import get_codec
+    from musicbridge.data.build import BuildReport, WindowRules, sequence_to_windows
+    from musicbridge.notes import Note, NoteSequence
+
+    codec = get_codec("melody")
+    # 4 bars of quarters, then 4 bars of whole notes (1 note-on per bar): 2-bar windows every 2 bars.
+    sequence = _notes_sequence([1.0] * 16 + [4.0] * 4)
+    report = BuildReport()
+    dense = WindowRules(bars=2, hop=2, normalize_time=False, min_onsets_per_bar=2.0)
+    assert len(list(sequence_to_windows(sequence, codec, dense, report))) == 2
+    assert report.windows_dropped["sparse"] == 2
+    # Bar 1 full, bar 2 silent, a note in bar 3: the one 2-bar window has an empty bar.
+    gap = NoteSequence([Note(60 + i, 90, float(i), i + 1.0) for i in range(4)] + [Note(60, 90, 8.0, 9.0)])
+    report = BuildReport()
+    assert len(list(sequence_to_windows(gap, codec, WindowRules(2, 1, False), report))) == 1
+    assert list(sequence_to_windows(gap, codec, WindowRules(2, 1, False, max_empty_bars=0), report)) == []
+    assert report.windows_dropped["empty_bars"] == 1
+
+
+def test_manifest_reports_onsets_per_bar_and_hold_share_per_source(tmp_path):
+    write_corpus(tmp_path / "midi")
+    manifest = build_dataset([str(tmp_path / "midi")], tmp_path / "ds", "melody", bars=2, workers=1)
+    stats = manifest["statistics"]
+    windows = load_dataset(tmp_path / "ds").split("all")
+    from musicbridge.codecs import get_codec
+
+    onsets = get_codec("melody").onsets(windows).sum() / (len(windows) * 2)
+    assert stats["all"]["windows"] == len(windows)
+    assert stats["all"]["onsets_per_bar"] == round(float(onsets), 3)
+    assert stats["all"]["hold_share"] == round(float((windows == 0).mean()), 4)
+    (source,) = stats["sources"]
+    assert source == str(tmp_path / "midi") and stats["sources"][source]["windows"] == len(windows)
+    assert stats["sources"][source]["pieces"] == manifest["pieces"]
+    assert manifest["rules"]["normalize_time"] is True

@@ -44,7 +44,7 @@ def test_sampler_with_noise_matches_torch_reference_exactly(tmp_path, hierarchic
     runtime = load_model(tmp_path)
     z = np.random.default_rng(1).standard_normal((8, model.z_size)).astype(np.float32)
     noise = runtime.noise(8, 0.8, np.random.default_rng(2))
-    ours = runtime.session("sampler").run(None, {"z": z, "noise": noise})[0]
+    ours = runtime.run_sampler(z, noise)
     reference = torch_sample_with_noise(model, torch.from_numpy(z), torch.from_numpy(noise)).numpy()
     assert np.array_equal(ours, reference)
     assert np.array_equal(runtime.sample(z, temperature=0.0), model.decode(torch.from_numpy(z), temperature=0.0).numpy())
@@ -117,7 +117,7 @@ def test_unrolled_decoder_computes_the_same_as_the_loop():
         sessions[unroll] = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feed = {"z": rng.standard_normal((3, 6)).astype(np.float32),
-            "noise": rng.gumbel(size=(3, model.steps, 512)).astype(np.float32)}
+            "noise": rng.gumbel(size=(3, model.steps, 512)).astype(np.float32), "logit_mask": np.zeros(512, np.float32)}
     assert np.array_equal(sessions[False].run(None, feed)[0], sessions[True].run(None, feed)[0])
 
 

@@ -289,7 +289,7 @@ DEVICE_SENDS = {
     "/musicbridge/note", "/musicbridge/transport/tempo", "/musicbridge/transport/play", "/musicbridge/transport/stop",
     "/musicbridge/transport/position", "/musicbridge/mode", "/musicbridge/param/temperature", "/musicbridge/param/bars",
     "/musicbridge/param/novelty", "/musicbridge/param/variations", "/musicbridge/capture", "/musicbridge/generate",
-    "/musicbridge/panic", "/musicbridge/status",
+    "/musicbridge/panic", "/musicbridge/status", "/musicbridge/param/scale",
 }
 
 
@@ -438,9 +438,14 @@ def _downstream(graph: MaxGraph, starts: list[str]) -> set[str]:
     return seen
 
 
+def _js_box(graph: MaxGraph, script: str) -> str:
+    (box,) = [b for b in graph.named("js") if _arguments(graph.boxes[b]["text"]) == [script]]
+    return box
+
+
 def test_write_to_clip_script_handles_what_the_patch_sends_it(maxpat):
     graph = MaxGraph(maxpat)
-    (js,) = graph.named("js")
+    js = _js_box(graph, "musicbridge_clip.js")
     script = PATCHES / _arguments(graph.boxes[js]["text"])[0]
     assert graph.boxes[js]["saved_object_attributes"]["filename"] == script.name
     source = script.read_text()
@@ -453,3 +458,22 @@ def test_write_to_clip_script_handles_what_the_patch_sends_it(maxpat):
     assert selectors <= functions
     for call in ("create_clip", "add_new_notes"):  # the Live 11+ clip API
         assert f'call("{call}"' in source
+
+
+def test_live_scale_script_handles_what_the_patch_sends_it(maxpat):
+    """The Live scale toggle, live.thisdevice and the reconnect push reach musicbridge_scale.js, whose first outlet
+    becomes /musicbridge/param/scale; it reads and observes Live 12's song scale."""
+    graph = MaxGraph(maxpat)
+    js = _js_box(graph, "musicbridge_scale.js")
+    source = (PATCHES / "musicbridge_scale.js").read_text()
+    functions = set(re.findall(r"^function (\w+)\(", source, re.M))
+    feeding = {graph.boxes[src].get("varname") or graph.boxes[src]["text"] for src, _, _ in graph.into[js]}
+    assert feeding == {"Live scale", "ready", "push"}
+    assert {"msg_int", "ready", "push"} <= functions  # the toggle sends ints
+    (toggle,) = [b for b in graph.named("live.toggle") if graph.boxes[b]["varname"] == "Live scale"]
+    assert graph.boxes[toggle]["saved_attribute_attributes"]["valueof"]["parameter_initial"] == [0]  # off: no lock
+    outlets = {outlet: graph.boxes[dst]["text"] for outlet, dst, _ in graph.edges[js]}
+    assert outlets[0] == "prepend /musicbridge/param/scale" and outlets[1] == "prepend set"
+    for prop in ("root_note", "scale_intervals"):
+        assert f'"{prop}"' in source
+    assert ".property = " in source  # observed, not only read once

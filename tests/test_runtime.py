@@ -92,9 +92,13 @@ def test_interpolate_walks_from_a_to_b(exported):
     a, b = windows(2)
     path = rt.interpolate(a, b, 5)
     assert path.shape == (5, 32)
+    assert np.array_equal(path[0], a) and np.array_equal(path[-1], b)  # the phrases themselves
     mu, _ = rt.encode(np.stack([a, b]))
-    assert np.array_equal(path[0], rt.sample(mu[:1], 0.0)[0])
-    assert np.array_equal(path[-1], rt.sample(mu[1:], 0.0)[0])
+    decoded = rt.interpolate(a, b, 5, ends="decoded")  # every point from the latent path, the ends too
+    assert np.array_equal(decoded[0], rt.sample(mu[:1], 0.0)[0])
+    assert np.array_equal(decoded[-1], rt.sample(mu[1:], 0.0)[0])
+    with pytest.raises(ValueError, match="steps must be ≥ 2"):
+        rt.interpolate(a, b, 1)
     assert rt.interpolate(windows(3), windows(3, seed=1), 4).shape == (3, 4, 32)
     unit = runtime.slerp(np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([0.5]))
     assert np.allclose(unit, [[np.sqrt(0.5), np.sqrt(0.5)]])

@@ -54,7 +54,7 @@ def test_both_samplers_equal_the_torch_reference(tmp_path, decoding):
     runtime = load_model(tmp_path)
     z = np.random.default_rng(1).standard_normal((6, model.z_size)).astype(np.float32)
     noise = runtime.noise(6, 0.8, np.random.default_rng(2))
-    ours = runtime.session("sampler").run(None, {"z": z, "noise": noise})[0]
+    ours = runtime.run_sampler(z, noise)
     reference = torch_sample_with_noise(model, torch.from_numpy(z), torch.from_numpy(noise)).numpy()
     assert np.array_equal(ours, reference)
     assert np.array_equal(runtime.sample(z, temperature=0.0), model.decode(torch.from_numpy(z), temperature=0.0).numpy())

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines: paths and errors are not broken
+MUSIC_COLUMNS = ("data", "prior", "continuation")  # the --music summaries, in the table's column order
 
 
 def _fail(message: str) -> None:
@@ -130,7 +131,7 @@ def load_for_evaluation(model_path: Path, device: str, variant: str | None = Non
     model, checkpoint = load_model(model_path, torch_device)
     info = {"preset": checkpoint["preset"], "representation": checkpoint["representation"],
             "dataset_hash": checkpoint["dataset_hash"], "step": checkpoint["step"],
-            "steps_per_bar": model.config.steps_per_bar, "engine": "torch"}
+            "steps_per_bar": model.config.steps_per_bar, "steps": model.config.steps, "engine": "torch"}
     return TorchModel(model, torch_device), info
 
 
@@ -141,7 +142,7 @@ def load_exported_for_evaluation(model_path: Path, device: str, variant: str | N
     model = load_exported(model_path, variant=variant, device=device, threads=0)  # offline: every core
     meta = model.metadata
     info = {"preset": meta["preset"], "representation": meta["representation"], "dataset_hash": meta["dataset_hash"],
-            "step": meta.get("checkpoint_step"), "steps_per_bar": meta["steps_per_bar"],
+            "step": meta.get("checkpoint_step"), "steps_per_bar": meta["steps_per_bar"], "steps": meta["steps"],
             "engine": f"onnxruntime-{model.variant}"}
     return model, info
 
@@ -155,18 +156,32 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     interpolation: bool = typer.Option(False, "--interpolation", help="Latent slerp vs data-space interpolation."),
     prior_stats: bool = typer.Option(False, "--prior-stats", help="Statistics of prior samples vs the data."),
-    prior_samples: int = typer.Option(1000, "--prior-samples", help="Samples drawn for --prior-stats."),
-    prior_temperature: float = typer.Option(1.0, "--prior-temperature", help="Sampling temperature for --prior-stats."),
+    prior_samples: int = typer.Option(1000, "--prior-samples", "--samples",
+                                      help="Samples drawn for --prior-stats and --music."),
+    prior_temperature: float = typer.Option(1.0, "--prior-temperature",
+                                            help="Sampling temperature for --prior-stats and --music."),
+    music: bool = typer.Option(False, "--music", help="Musical statistics (key fit, density, range, leaps, "
+                               "repetition) of the data, prior samples and continuations; see docs/evaluate.md."),
+    continuation: bool = typer.Option(False, "--continuation", help="How the model continues: bars 1–2 of each "
+                                      "window of a dataset built with twice the model's --bars in, its next bars "
+                                      "against the true ones (onset F1), beside repeating the input and a random "
+                                      "other phrase."),
     device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(512, "--batch-size", help="Sequences per model call."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subset, the shuffled-z pairing and prior samples."),
     variant: str = typer.Option(None, "--variant", help="Exported models: fp32, int8 or fp16 (default: the model's)."),
 ) -> None:
-    """Reconstruction accuracy (teacher-forced, sampled, onsets), the collapse check, KL and active units."""
+    """Reconstruction accuracy (teacher-forced, sampled, onsets), the collapse check, KL and active units;
+    --music adds musical statistics of the data, prior samples and continuations (docs/evaluate.md)."""
     import numpy as np
 
     from musicbridge.data import load_dataset
-    from musicbridge.training.evaluate import interpolation_metrics, prior_metrics, reconstruction_metrics
+    from musicbridge.training.evaluate import (
+        interpolation_metrics,
+        music_metrics,
+        prior_metrics,
+        reconstruction_metrics,
+    )
 
     started = time.perf_counter()
     try:
@@ -177,6 +192,8 @@ def evaluate(
         _fail(str(error))
     if dataset.codec.name != info["representation"]["name"]:
         _fail(f"the model speaks {info['representation']['name']!r}, the dataset {dataset.codec.name!r}")
+    if music and dataset.codec.name != "melody":
+        _fail(f"--music measures melodies and this model speaks {dataset.codec.name!r}; leave --music out")
     if limit and limit < len(tokens):
         tokens = tokens[np.sort(np.random.default_rng(seed).choice(len(tokens), limit, replace=False))]
     tokens = np.asarray(tokens, dtype=np.int64)
@@ -185,17 +202,36 @@ def evaluate(
 
     result = {"model": str(model), "preset": info["preset"], "engine": info["engine"], "data": str(data),
               "split": split, "dataset_hash_matches": info["dataset_hash"] == dataset.hash}
+    if continuation:
+        from musicbridge.training.continuation import continuation_metrics
+
+        try:
+            result["continuation"] = continuation_metrics(sampler, tokens, info["steps"], seed=seed,
+                                                          batch_size=batch_size)
+        except ValueError as error:
+            _fail(str(error))
+        result["seconds"] = round(time.perf_counter() - started, 2)
+        if as_json:
+            print(json.dumps(result))
+        else:
+            Console().print(_table(result | result["continuation"] | {"n_sequences": len(tokens)}))
+        return
     result.update(reconstruction_metrics(sampler, tokens, dataset.codec.onsets(tokens), seed, batch_size))
     if interpolation:
         result["interpolation"] = interpolation_metrics(sampler, tokens, seed=seed, batch_size=batch_size)
     if prior_stats:
         result["prior_stats"] = prior_metrics(sampler, tokens, dataset.codec.name, info["steps_per_bar"],
                                               prior_samples, prior_temperature, seed, batch_size)
+    if music:
+        result["music"] = music_metrics(sampler, tokens, info["steps_per_bar"], prior_samples, prior_temperature,
+                                        seed, batch_size)
     result["seconds"] = round(time.perf_counter() - started, 2)
     if as_json:
         print(json.dumps(result))
     else:
         Console().print(_table(result))
+        if "music" in result:
+            Console().print(_music_table(result["music"]))
 
 
 def _table(result: dict) -> Table:
@@ -203,7 +239,7 @@ def _table(result: dict) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
-        if key in ("interpolation", "prior_stats") or key in ("model", "data", "split", "preset"):
+        if key in ("interpolation", "prior_stats", "music", "continuation") or key in ("model", "data", "split", "preset"):
             continue
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     if "interpolation" in result:
@@ -215,6 +251,19 @@ def _table(result: dict) -> Table:
             if isinstance(stats, dict):
                 table.add_row(f"prior {name} (prior / data / overlap)",
                               " / ".join("–" if v is None else f"{v:.3f}" for v in stats.values()))
+    return table
+
+
+def _music_table(music: dict) -> Table:
+    """The --music statistics, one row each, data / prior / continuation side by side."""
+    table = Table(title=f"music: data, prior samples (temperature {music['prior_temperature']:g}), "
+                        f"continuations ({music['continuation_path']})")
+    table.add_column("statistic")
+    for column in MUSIC_COLUMNS:
+        table.add_column(column, justify="right")
+    for name in music["data"]:
+        cells = [music[column][name] for column in MUSIC_COLUMNS]
+        table.add_row(name, *("–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in cells))
     return table
 
 

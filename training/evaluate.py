@@ -5,8 +5,9 @@ A model is anything with (numpy in, numpy out):
     encode(tokens (B, T) int) -> (mu (B, Z), sigma (B, Z))
     sample(z (B, Z), temperature=1.0, seed=None) -> tokens (B, T)      # greedy at temperature 0
 and optionally teacher_forced_logits(tokens (B, T), z (B, Z)) -> logits (B, T, V) (without it
-recon_acc_teacher_forced is None). `TorchModel` adapts a MusicVAE to this; musicbridge.runtime.Model has the
-same encode/sample, so `evaluate(runtime_model, ...)` needs no torch.
+recon_acc_teacher_forced is None) and continue_(tokens, bars, temperature, variations, novelty, seed) (the
+continuation `music_metrics` measures; without it, the greedy decoding of μ). `TorchModel` adapts a MusicVAE
+to this; musicbridge.runtime.Model has the same encode/sample, so `evaluate(runtime_model, ...)` needs no torch.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from musicbridge.music_stats import MAJOR_SCALE, summarize
+
 LN2 = float(np.log(2.0))
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 ACTIVE_UNIT_VARIANCE = 0.01
 
 
@@ -105,6 +107,8 @@ def reconstruction_metrics(model: SamplingModel, tokens: np.ndarray, onsets: np.
         "recon_acc_sampled_onsets": float((greedy == tokens)[onsets].mean()) if onsets.any() else None,
         "recon_acc_sampled_shuffled_z": shuffled_acc,
         "delta_acc": sampled - shuffled_acc,
+        # Predicting token 0 (melody: hold, drums: no hit) at every step: the accuracy a drone gets for free.
+        "all_hold_baseline": float((tokens == 0).mean()),
         "kl_bits": float(kl_bits(mu, sigma).mean()),
         "active_units": int((variance > ACTIVE_UNIT_VARIANCE).sum()),
         "z_size": int(mu.shape[1]),
@@ -191,14 +195,19 @@ def overlap(a: np.ndarray, b: np.ndarray, bins: int = 20) -> float | None:
     return float(np.minimum(pa / len(a), pb / len(b)).sum())
 
 
+def prior_samples(model: SamplingModel, n_samples: int, temperature: float = 1.0, seed: int = 0,
+                  batch_size: int = 512) -> np.ndarray:
+    """Phrases (n_samples, T) decoded from seeded z ~ N(0, I) — the same draws for the same seed."""
+    z = np.random.default_rng(seed).standard_normal((n_samples, model.z_size)).astype(np.float32)
+    return np.concatenate([model.sample(z[i:i + batch_size], temperature=temperature, seed=seed + i)
+                           for i in range(0, n_samples, batch_size)])
+
+
 def prior_metrics(model: SamplingModel, data: np.ndarray, representation: str, steps_per_bar: int,
                   n_samples: int = 1000, temperature: float = 1.0, seed: int = 0,
                   batch_size: int = 512) -> dict[str, Any]:
     """Statistics of samples from the prior N(0, I) next to the data's, with their histogram overlap."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n_samples, model.z_size)).astype(np.float32)
-    samples = np.concatenate([model.sample(z[i:i + batch_size], temperature=temperature, seed=seed + i)
-                              for i in range(0, n_samples, batch_size)])
+    samples = prior_samples(model, n_samples, temperature, seed, batch_size)
     prior = sequence_stats(samples, representation, steps_per_bar)
     real = sequence_stats(data, representation, steps_per_bar)
     result: dict[str, Any] = {"n_samples": n_samples, "temperature": temperature}
@@ -211,3 +220,37 @@ def prior_metrics(model: SamplingModel, data: np.ndarray, representation: str, s
 def _nanmean(values: np.ndarray) -> float | None:
     values = values[~np.isnan(values)]
     return float(values.mean()) if len(values) else None
+
+
+CONTINUE_PATH = "continue_"  # the model's own continuation (the runtime's Model.continue_, what the bridge plays)
+GREEDY_MU_PATH = "greedy_mu"  # models without one: the greedy decoding of each window's μ
+
+
+def continuations(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int, seed: int = 0,
+                  batch_size: int = 512) -> tuple[np.ndarray, str]:
+    """The model's answer (B, T) to each window of `tokens` (B, T), greedy (temperature 0, novelty 0) so that
+    it measures the model rather than sampling noise, and which path made it (CONTINUE_PATH or GREEDY_MU_PATH)."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    continue_ = getattr(model, "continue_", None)
+    if continue_ is None:
+        greedy = _batched(lambda t: model.sample(model.encode(t)[0], temperature=0.0), [tokens], batch_size)
+        return greedy, GREEDY_MU_PATH
+    bars = tokens.shape[1] // steps_per_bar  # an answer as long as the window it answers
+    answers = [continue_(tokens[i:i + batch_size], bars=bars, temperature=0.0, variations=1, novelty=0.0,
+                         seed=seed + i) for i in range(0, len(tokens), batch_size)]
+    return np.concatenate(answers), CONTINUE_PATH
+
+
+def music_metrics(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int, n_samples: int = 1000,
+                  temperature: float = 1.0, seed: int = 0, batch_size: int = 512) -> dict[str, Any]:
+    """musicbridge.music_stats.summarize of the data windows, of seeded prior samples at `temperature` and of
+    the model's continuation of each window, side by side (keys documented in docs/evaluate.md)."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    answers, path = continuations(model, tokens, steps_per_bar, seed, batch_size)
+    return {
+        "data": summarize(tokens, steps_per_bar),
+        "prior": summarize(prior_samples(model, n_samples, temperature, seed, batch_size), steps_per_bar),
+        "continuation": summarize(answers, steps_per_bar),
+        "prior_temperature": float(temperature),
+        "continuation_path": path,
+    }

@@ -29,8 +29,11 @@ from musicbridge.models import Preset, build_model, count_parameters, preset_fro
 from musicbridge.training import augment, distributed, schedules
 from musicbridge.training.batches import BatchStream
 from musicbridge.training.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from musicbridge.training.continuation import continuation_metrics
 from musicbridge.training.evaluate import TorchModel, reconstruction_metrics
 from musicbridge.training.loss import free_bits_groups, vae_loss
+
+TASKS = ("reconstruct", "continue")
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -38,14 +41,23 @@ def step_generator(seed: int, step: int, rank: int, device: torch.device | str =
     return torch.Generator(device=device).manual_seed(int(state[0] >> np.uint64(1)))
 
 
+def window_steps(preset: Preset) -> int:
+    """Steps of the dataset windows a preset trains on: its model's, or twice that for the continuation task."""
+    if preset.train.task not in TASKS:
+        raise ValueError(f"unknown task {preset.train.task!r}; choose one of {', '.join(TASKS)}")
+    return preset.model.steps * (2 if preset.train.task == "continue" else 1)
+
+
 def check_dataset(preset: Preset, data: Dataset) -> None:
     model, codec = preset.model, data.codec
     if (model.representation, model.vocab_size, model.steps_per_bar) != (codec.name, codec.vocab_size, codec.steps_per_bar):
         raise ValueError(f"preset {preset.name!r} is for {model.representation!r} ({model.vocab_size} tokens), "
                          f"the dataset {data.path} holds {codec.name!r} ({codec.vocab_size} tokens)")
-    if data.steps != model.steps:
-        raise ValueError(f"preset {preset.name!r} models {model.bars}-bar windows ({model.steps} steps); the dataset "
-                         f"{data.path} has {data.steps}-step windows — build it with --bars {model.bars} or set bars")
+    if data.steps != window_steps(preset):
+        bars = window_steps(preset) // model.steps_per_bar
+        what = f"continues {model.bars} bars from {model.bars}" if preset.train.task == "continue" else "models"
+        raise ValueError(f"preset {preset.name!r} {what} ({bars}-bar windows, {window_steps(preset)} steps); the "
+                         f"dataset {data.path} has {data.steps}-step windows — build it with --bars {bars}")
 
 
 class Trainer:
@@ -69,6 +81,8 @@ class Trainer:
         self.step, self.best_val_loss, self.elapsed = 0, float("inf"), 0.0
         if resume:
             self._restore(self.out / "last.pt")
+        elif self.config.init_from:
+            self._initialise_from(Path(self.config.init_from))
         self.ddp = self.model
         if self.processes.distributed:
             device_ids = [self.device] if self.device.type == "cuda" else None
@@ -97,7 +111,7 @@ class Trainer:
         if self.preset.model.representation == "melody":
             data_rng = step_generator(config.seed, step, rank)
             tokens = augment.transpose_melodies(tokens, config.transpose, self.data.codec.vocab_size - 1, data_rng)
-        tokens = tokens.to(self.device)
+        source, tokens = self._source_and_target(tokens.to(self.device))
         rng = step_generator(config.seed + 1, step, rank, self.device)
         eps = torch.randn(tokens.shape[0], model.z_size, generator=rng, device=self.device)
 
@@ -116,9 +130,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if p_sample > 0:
-            out = self.ddp(tokens, eps=eps, resample=decoder_inputs)
+            out = self.ddp(tokens, eps=eps, resample=decoder_inputs, source=source)
         else:
-            out = self.ddp(tokens, decoder_inputs(None), eps)
+            out = self.ddp(tokens, decoder_inputs(None), eps, source=source)
         loss, stats = vae_loss(out["logits"], tokens, out["mu"], out["sigma"], beta, config.free_bits,
                                self.free_bits_groups)
         self.optimizer.zero_grad(set_to_none=True)
@@ -128,6 +142,14 @@ class Trainer:
         values = {name: float(value) for name, value in stats.items()}
         values.update(beta=beta, lr=lr, sampling_prob=p_sample, grad_norm=float(grad_norm))
         return values
+
+    def _source_and_target(self, windows: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(what the encoder reads, what the decoder writes): (None, windows) for a VAE — it reads its target —
+        and (first half, second half) for the continuation task."""
+        if self.config.task != "continue":
+            return None, windows
+        steps = self.preset.model.steps
+        return windows[:, :steps], windows[:, steps:]
 
     # -- validation -----------------------------------------------------------------------------------------
 
@@ -139,9 +161,9 @@ class Trainer:
         rng = step_generator(config.seed + 2, 0, 0, self.device)
         losses, recons, kls = [], [], []
         for start in range(0, len(self.valid), 512):
-            tokens = torch.as_tensor(self.valid[start:start + 512], device=self.device)
+            source, tokens = self._source_and_target(torch.as_tensor(self.valid[start:start + 512], device=self.device))
             eps = torch.randn(tokens.shape[0], model.z_size, generator=rng, device=self.device)
-            out = model(tokens, eps=eps)
+            out = model(tokens, eps=eps, source=source)
             _, stats = vae_loss(out["logits"], tokens, out["mu"], out["sigma"], config.beta_max, config.free_bits,
                                 self.free_bits_groups)
             weight = tokens.shape[0]
@@ -150,8 +172,12 @@ class Trainer:
             kls.append(float(stats["kl_bits"]) * weight)
         n = len(self.valid)
         result = {"loss": sum(losses) / n, "recon": sum(recons) / n, "kl_bits_sampled_z": sum(kls) / n}
-        result.update(reconstruction_metrics(TorchModel(model, self.device), self.valid,
-                                             self.data.codec.onsets(self.valid), seed=config.seed))
+        if config.task == "continue":
+            result.update(continuation_metrics(TorchModel(model, self.device), self.valid, self.preset.model.steps,
+                                               seed=config.seed))
+        else:
+            result.update(reconstruction_metrics(TorchModel(model, self.device), self.valid,
+                                                 self.data.codec.onsets(self.valid), seed=config.seed))
         model.train()
         return result
 
@@ -217,9 +243,15 @@ class Trainer:
             if self.valid is not None:
                 record = self.validate()
                 self._log("valid", record)
-                self._say(f"step {self.step}: valid loss {record['loss']:.2f}, acc sampled "
-                          f"{record['recon_acc_sampled']:.3f} (shuffled z {record['recon_acc_sampled_shuffled_z']:.3f}),"
-                          f" KL {record['kl_bits']:.1f} bits, {record['active_units']}/{record['z_size']} active")
+                if self.config.task == "continue":
+                    self._say(f"step {self.step}: valid loss {record['loss']:.2f}, next-bars onset F1 "
+                              f"{record['onset_f1']:.3f} (repeat {record['onset_f1_repeat']:.3f}, random "
+                              f"{record['onset_f1_random']:.3f}), KL {record['kl_bits_sampled_z']:.1f} bits")
+                else:
+                    self._say(f"step {self.step}: valid loss {record['loss']:.2f}, acc sampled "
+                              f"{record['recon_acc_sampled']:.3f} (shuffled z "
+                              f"{record['recon_acc_sampled_shuffled_z']:.3f}), KL {record['kl_bits']:.1f} bits, "
+                              f"{record['active_units']}/{record['z_size']} active")
                 if record["loss"] < self.best_val_loss:
                     self.best_val_loss = record["loss"]
                     self._save("best.pt")
@@ -257,6 +289,16 @@ class Trainer:
         self.step = int(checkpoint["step"])
         self.best_val_loss = float(checkpoint["best_val_loss"])
         self.elapsed = float(checkpoint["elapsed_seconds"])
+
+    def _initialise_from(self, path: Path) -> None:
+        """Start from another run's weights (the optimiser starts fresh): same model config required."""
+        checkpoint = load_checkpoint(path, map_location=self.device)
+        if preset_from_dict(checkpoint["config"]).model != self.preset.model:
+            raise CheckpointError(f"init_from {path} holds a different model than preset {self.preset.name!r}")
+        if checkpoint["representation"] != self.data.codec.describe():
+            raise CheckpointError(f"init_from {path} speaks {checkpoint['representation']['name']} "
+                                  f"v{checkpoint['representation']['version']}, the dataset another representation")
+        self.model.load_state_dict(checkpoint["model"])
 
     def _log(self, kind: str, record: dict) -> None:
         if not self.processes.is_main:

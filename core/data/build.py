@@ -2,10 +2,20 @@
 
 Splits go by piece (a stable hash of its notes), never by window, so no piece leaks across splits; the same
 tune found twice (in two corpora, say) lands in the same split.
+
+Two choices shape what the model learns (docs/data.md has the numbers behind them):
+- Notated time is normalised: a piece whose median inter-onset interval is a quarter note or longer (chorales
+  in quarters, Renaissance voices in halves and wholes) is read at double speed until it is shorter, so a bar
+  of every source holds a phrase's worth of notes rather than two or three held ones. The split hash is taken
+  before this, so splits never depend on it.
+- Windows can be filtered by density (`min_onsets_per_bar`) and by empty bars (`max_empty_bars`): long
+  windows of sparse voices (a 16-bar window with rests between a voice's entries) teach a model to hold.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import hashlib
 import json
 import os
@@ -20,12 +30,15 @@ import numpy as np
 
 from musicbridge.codecs import Codec, OutOfRangeError, get_codec
 from musicbridge.data.sources import Piece, WorkUnit, default_cache_dir, parse_unit, work_units
-from musicbridge.notes import Note
+from musicbridge.notes import Note, NoteSequence
 
 SPLITS = ("train", "valid", "test")
 SPLIT_PERCENT = {"train": 90, "valid": 5}  # the rest is test
 MANIFEST_FORMAT = 1
 MAX_REASONS = 20
+BEATS_PER_WINDOW_BAR = 4.0  # windows are cut in 4-beat bars whatever the piece's meter (codecs.STEPS_PER_BAR)
+SLOWEST_MEDIAN_IOI = 1.0  # beats: a piece whose median inter-onset interval is this or longer is sped up
+MAX_SPEED_UPS = 3  # at most 8× (a voice of Palestrina in breves)
 
 
 class BuildError(RuntimeError):
@@ -37,7 +50,24 @@ class BuildReport:
     units: int = 0
     pieces: int = 0
     skipped: list[str] = field(default_factory=list)
-    windows_dropped: dict[str, int] = field(default_factory=lambda: {"silent": 0, "out_of_range": 0, "duplicate": 0})
+    windows_dropped: dict[str, int] = field(
+        default_factory=lambda: {"silent": 0, "sparse": 0, "empty_bars": 0, "out_of_range": 0, "capped": 0,
+                                 "duplicate": 0}
+    )
+
+
+@dataclass(frozen=True)
+class WindowRules:
+    """How pieces are cut into windows and which windows are kept."""
+
+    bars: int = 2  # 4-beat bars per window
+    hop: int = 1  # bars between window starts
+    normalize_time: bool = True  # read slow notation at double speed (see the module docstring)
+    min_onsets_per_bar: float = 0.0  # drop windows with fewer note-ons per bar on average (0 = off)
+    max_empty_bars: int | None = None  # drop windows with more bars without a note-on (None = off)
+    # Keep at most this many windows of one piece, evenly spaced (0 = all): a long motet's five voices would
+    # otherwise outweigh a folk tune a hundred to one.
+    max_windows_per_piece: int = 0
 
 
 def build_dataset(
@@ -49,25 +79,46 @@ def build_dataset(
     workers: int | None = None,
     cache_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    normalize_time: bool = True,
+    min_onsets_per_bar: float = 0.0,
+    max_empty_bars: int | None = None,
+    max_windows_per_piece: int = 0,
 ) -> dict:
     """Build a dataset directory and return its manifest."""
     started = time.perf_counter()
     codec = get_codec(representation)
-    units = [unit for source in sources for unit in work_units(source)]
+    rules = WindowRules(bars, hop, normalize_time, min_onsets_per_bar, max_empty_bars, max_windows_per_piece)
+    units, unit_sources = [], []
+    for index, source in enumerate(sources):
+        found = work_units(source)
+        units += found
+        unit_sources += [index] * len(found)
     report = BuildReport(units=len(units))
     windows: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+    window_sources: dict[str, list[int]] = {split: [] for split in SPLITS}
     pieces_per_split = dict.fromkeys(SPLITS, 0)
-    for pieces, reason in _parse_all(units, workers, cache_dir or default_cache_dir(), progress):
+    sped_up = [0] * len(sources)
+    pieces_per_source = [0] * len(sources)
+    parsed = _parse_all(units, workers, cache_dir or default_cache_dir(), progress)
+    for source_index, (pieces, reason) in zip(unit_sources, parsed, strict=True):
         if reason:
             report.skipped.append(reason)
         for piece in pieces:
-            piece_windows = list(piece_to_windows(piece, codec, bars, hop, report))
+            split = split_of(piece)  # from the notes as read, before any time normalisation
+            sequence, speed_ups = (normalized_time(piece.sequence) if rules.normalize_time else (piece.sequence, 0))
+            piece_windows = _evenly_capped(list(sequence_to_windows(sequence, codec, rules, report)),
+                                           rules.max_windows_per_piece, report)
             if piece_windows:
-                split = split_of(piece)
                 windows[split] += piece_windows
+                window_sources[split] += [source_index] * len(piece_windows)
                 pieces_per_split[split] += 1
+                pieces_per_source[source_index] += 1
+                sped_up[source_index] += bool(speed_ups)
                 report.pieces += 1
-    arrays = {split: _deduplicated(windows[split], bars * codec.steps_per_bar, report) for split in SPLITS}
+    steps = bars * codec.steps_per_bar
+    arrays, array_sources = {}, {}
+    for split in SPLITS:
+        arrays[split], array_sources[split] = _deduplicated(windows[split], window_sources[split], steps, report)
     if not len(arrays["train"]) + len(arrays["valid"]) + len(arrays["test"]):
         reasons = "; ".join(report.skipped[:3]) or "no notes long enough for one window"
         raise BuildError(f"nothing usable in {', '.join(sources)} ({len(units)} files/tunes read): {reasons}")
@@ -80,18 +131,49 @@ def build_dataset(
         "representation": codec.describe(),
         "bars": bars,
         "hop": hop,
-        "steps": bars * codec.steps_per_bar,
+        "steps": steps,
+        "rules": dataclasses.asdict(rules),
         "sources": sources,
         "splits": {split: {"windows": int(len(arrays[split])), "pieces": pieces_per_split[split]} for split in SPLITS},
         "pieces": report.pieces,
         "units_read": report.units,
         "windows_dropped": report.windows_dropped,
+        "statistics": {
+            "all": window_statistics(codec, np.concatenate([arrays[s] for s in SPLITS]), bars),
+            "splits": {split: window_statistics(codec, arrays[split], bars) for split in SPLITS},
+            "sources": {
+                source: window_statistics(
+                    codec, np.concatenate([arrays[s][array_sources[s] == index] for s in SPLITS]), bars
+                ) | {"pieces": pieces_per_source[index], "pieces_sped_up": sped_up[index]}
+                for index, source in enumerate(sources)
+            },
+        },
         "skipped": {"count": len(report.skipped), "reasons": report.skipped[:MAX_REASONS]},
         "build_seconds": round(time.perf_counter() - started, 2),
         "hash": dataset_hash(codec, arrays),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _evenly_capped(windows: list[np.ndarray], cap: int, report: BuildReport) -> list[np.ndarray]:
+    if not cap or len(windows) <= cap:
+        return windows
+    report.windows_dropped["capped"] += len(windows) - cap
+    return [windows[int(i)] for i in np.linspace(0, len(windows) - 1, cap).round()]
+
+
+def window_statistics(codec: Codec, tokens: np.ndarray, bars: int) -> dict:
+    """What a set of windows sounds like: how many, note-ons per bar, and the share of steps that hold (token 0:
+    melody's "no event", drums' "no hit") — the numbers that tell a drone-teaching dataset from a melodic one."""
+    if not len(tokens):
+        return {"windows": 0, "onsets_per_bar": None, "hold_share": None}
+    tokens = np.asarray(tokens)
+    return {
+        "windows": int(len(tokens)),
+        "onsets_per_bar": round(float(codec.onsets(tokens).sum() / (len(tokens) * bars)), 3),
+        "hold_share": round(float((tokens == 0).mean()), 4),
+    }
 
 
 def _parse_all(units: list[WorkUnit], workers: int | None, cache_dir: Path, progress) -> Iterator[tuple[list[Piece], str | None]]:
@@ -114,24 +196,55 @@ def _parse_all(units: list[WorkUnit], workers: int | None, cache_dir: Path, prog
             pool.shutdown(cancel_futures=True)
 
 
+def normalized_time(sequence: NoteSequence) -> tuple[NoteSequence, int]:
+    """The sequence read at double speed until its median inter-onset interval is under a quarter note; returns
+    it and how many times it was sped up. Onsets are taken per instrument (chords count once)."""
+    intervals = []
+    for (_, _, _, is_drum), notes in sequence.instruments().items():
+        if not is_drum:
+            starts = np.unique(np.round([n.start for n in notes], 4))
+            intervals.append(np.diff(starts))
+    if not intervals or not sum(len(i) for i in intervals):
+        return sequence, 0
+    median = float(np.median(np.concatenate(intervals)))
+    speed_ups = 0
+    while median >= SLOWEST_MEDIAN_IOI and speed_ups < MAX_SPEED_UPS:
+        median /= 2
+        speed_ups += 1
+    if not speed_ups:
+        return sequence, 0
+    factor = 0.5**speed_ups
+    notes = [dataclasses.replace(n, start=n.start * factor, end=n.end * factor) for n in sequence.notes]
+    return dataclasses.replace(sequence, notes=notes, tempos=list(sequence.tempos)), speed_ups
+
+
 def piece_to_windows(piece: Piece, codec: Codec, bars: int, hop: int, report: BuildReport) -> Iterator[np.ndarray]:
-    """Token windows of `bars` 4-beat bars every `hop` bars, one instrument at a time.
+    """Windows of a piece as notated (no time normalisation, no density filter): see sequence_to_windows."""
+    return sequence_to_windows(piece.sequence, codec, WindowRules(bars, hop, normalize_time=False), report)
+
+
+def sequence_to_windows(sequence: NoteSequence, codec: Codec, rules: WindowRules,
+                        report: BuildReport) -> Iterator[np.ndarray]:
+    """Token windows of `rules.bars` 4-beat bars every `rules.hop` bars, one instrument at a time.
 
     Melody: every pitched instrument (each chorale voice is one), drums skipped; a window out of range is moved
-    by octaves, or dropped when its span is too wide. Drums: drum instruments only. Nearly silent windows
-    (fewer than max(2, bars) note-ons / drum steps) are dropped.
+    by octaves, or dropped when its span is too wide. Drums: drum instruments only. Dropped: nearly silent
+    windows (fewer than max(2, bars) note-ons / drum steps), and those the density rules refuse.
     """
-    beats_per_window, beats_per_hop = bars * 4.0, hop * 4.0
+    bars = rules.bars
+    beats_per_window, beats_per_hop = bars * BEATS_PER_WINDOW_BAR, rules.hop * BEATS_PER_WINDOW_BAR
     steps = bars * codec.steps_per_bar
     want_drums = codec.name == "drums"
-    sequence = piece.sequence.quantize()
-    for (_, _, _, is_drum), notes in sequence.instruments().items():
+    for (_, _, _, is_drum), notes in sequence.quantize().instruments().items():
         if is_drum != want_drums:
             continue
+        starts = [n.start for n in notes]  # in time order: each window is found by bisection, not a scan
         end = max(n.end for n in notes)
         start = 0.0
         while start + beats_per_window <= end + 1e-9:
-            window = _window_notes(notes, start, start + beats_per_window)
+            first = bisect.bisect_left(starts, start - 1e-9)
+            last = bisect.bisect_left(starts, start + beats_per_window - 1e-9)
+            window = _window_notes(notes[first:last], start, start + beats_per_window)
             start += beats_per_hop
             if not want_drums:
                 window = codec.fit_octaves(window)
@@ -143,9 +256,18 @@ def piece_to_windows(piece: Piece, codec: Codec, bars: int, hop: int, report: Bu
             except OutOfRangeError:
                 report.windows_dropped["out_of_range"] += 1
                 continue
-            if int(codec.onsets(tokens).sum()) < max(2, bars):
+            onsets = codec.onsets(tokens)
+            if int(onsets.sum()) < max(2, bars):
                 report.windows_dropped["silent"] += 1
                 continue
+            if onsets.sum() < rules.min_onsets_per_bar * bars:
+                report.windows_dropped["sparse"] += 1
+                continue
+            if rules.max_empty_bars is not None:
+                empty_bars = int((~onsets.reshape(bars, -1).any(axis=1)).sum())
+                if empty_bars > rules.max_empty_bars:
+                    report.windows_dropped["empty_bars"] += 1
+                    continue
             yield tokens.astype(np.uint16)
 
 
@@ -167,13 +289,16 @@ def split_of(piece: Piece) -> str:
     return "valid" if bucket < SPLIT_PERCENT["train"] + SPLIT_PERCENT["valid"] else "test"
 
 
-def _deduplicated(windows: list[np.ndarray], steps: int, report: BuildReport) -> np.ndarray:
+def _deduplicated(windows: list[np.ndarray], sources: list[int], steps: int,
+                  report: BuildReport) -> tuple[np.ndarray, np.ndarray]:
+    """The unique windows in the pieces' order, and the source index of each."""
     if not windows:
-        return np.zeros((0, steps), dtype=np.uint16)
+        return np.zeros((0, steps), dtype=np.uint16), np.zeros(0, dtype=np.int64)
     stacked = np.stack(windows)
     _, first = np.unique(stacked, axis=0, return_index=True)
     report.windows_dropped["duplicate"] += len(stacked) - len(first)
-    return np.ascontiguousarray(stacked[np.sort(first)])  # keep the pieces' order
+    keep = np.sort(first)
+    return np.ascontiguousarray(stacked[keep]), np.asarray(sources, dtype=np.int64)[keep]
 
 
 def dataset_hash(codec: Codec, arrays: dict[str, np.ndarray]) -> str:

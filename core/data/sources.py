@@ -16,7 +16,11 @@ from pathlib import Path
 
 from musicbridge.notes import MidiFileError, Note, NoteSequence
 
-MUSIC21_CORPORA = ("essenFolksong", "ryansMammoth", "bach")
+# The music21 collections a build may name (issue 11 fixed this list): folk tunes, fiddle tunes, the Bach
+# chorales, and the early-music collections whose voices are long vocal lines.
+MUSIC21_CORPORA = ("essenFolksong", "ryansMammoth", "bach", "nottingham-dataset", "palestrina", "monteverdi", "trecento")
+# Files in those folders that are not scores: Monteverdi's .rntxt are roman-numeral analyses, not melodies.
+MUSIC21_NOT_SCORES = (".rntxt",)
 MIDI_SUFFIXES = (".mid", ".midi")
 CACHE_FORMAT = "1"
 
@@ -76,7 +80,10 @@ def _music21_units(name: str) -> list[WorkUnit]:
     if name == "bach":  # the chorales (four voices each), not the rest of the bach folder
         paths = [_chorale_path(corpus, work) for work in corpus.chorales.Iterator(returnType="filename")]
     else:
-        paths = sorted(str(p) for p in corpus.getPaths() if f"/{name}/" in str(p).replace(os.sep, "/"))
+        paths = sorted(
+            str(p) for p in corpus.getPaths()
+            if f"/{name}/" in str(p).replace(os.sep, "/") and not str(p).endswith(MUSIC21_NOT_SCORES)
+        )
     units = []
     for path in paths:
         if path.endswith(".abc"):
@@ -152,7 +159,10 @@ def _music21_parts(unit: WorkUnit) -> list[list[tuple[int, float, float]]]:
     from music21 import converter
 
     if unit.tune is None:
-        score = converter.parse(unit.path)
+        # forceSource/storePickle off: musicbridge caches parsed notes itself (JSON), and music21's own cache
+        # pickles every score into the temp folder (slower than parsing, for the Palestrina files) and would
+        # unpickle whatever sits there on the next build.
+        score = converter.parse(unit.path, forceSource=True, storePickle=False)
     else:
         score = converter.parse(f"{unit.header}\n{unit.text}\n", format="abc")
     scores = getattr(score, "scores", None) or [score]
