@@ -14,6 +14,7 @@ from rich.table import Table
 from musicbridge.bridge.config import CLOCKS, ENDINGS, MIDI_APIS, MODES, SCHEDULERS, Params, ServeConfig
 
 DEFAULT_MODEL = "mel_2bar"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
         novelty: float = typer.Option(1.0, min=0.0, max=4.0, help="Scale of sigma when z is drawn around mu."),
         variations: int = typer.Option(1, min=1, max=16, help="Candidates per answer (picked by note density)."),
         silence: float = typer.Option(0.5, min=0.0, max=16.0, help="call-response: beats of silence before answering."),
-        steps: int = typer.Option(8, min=2, max=64, help="interpolate: phrases from A to B."),
+        steps: int = typer.Option(8, min=2, max=64, help="interpolate: phrases on the path, A and B included."),
         ending: str = typer.Option("hold", help=f"interpolate: after B, {', '.join(ENDINGS)}."),
         scale: str = typer.Option(None, help="Scale lock: no answer leaves it. ROOT:MODE (D:dorian, A:minor, "
                                   "C:major_pentatonic, E:blues, …) or pitch classes (0,2,4,7,9 or C,D,E,G,A); "
@@ -91,10 +92,11 @@ def register(app: typer.Typer) -> None:
         realtime: bool = typer.Option(True, "--realtime/--no-realtime", help="Run the daemon's threads with "
                                       "real-time priority (SCHED_FIFO) where the system allows it."),
         scheduler: str = typer.Option("precise", hidden=True, help="precise or sleep (the naive benchmark baseline)."),
-        log_level: str = typer.Option("info", help="debug, info, warning or error."),
+        log_level: str = typer.Option("info", help=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}."),
     ) -> None:
         """Play live: MIDI/OSC in, clock-locked continuations, interpolations and samples out on a MIDI port."""
         console = Console(stderr=True)
+        log_level = _choice(log_level.lower(), LOG_LEVELS, "--log-level")
         logging.basicConfig(level=log_level.upper(), format="%(message)s", datefmt="%X",
                             handlers=[RichHandler(console=console, show_path=False)])
         from musicbridge.runtime import SHIPPED_DIR
@@ -110,7 +112,6 @@ def register(app: typer.Typer) -> None:
             realtime=realtime,
             osc_host=osc_host, osc_port=osc_port, osc_reply_port=osc_reply_port, osc_reply_host=osc_reply_host,
             files_dirs=[str(d) for d in files_dir], seed=seed, status_line=status,
-            stats_json=str(stats_json) if stats_json else None,
             params=Params(_choice(mode, MODES, "--mode"), temperature, bars, novelty, variations, silence, steps,
                           _choice(ending, ENDINGS, "--ending"), scale=_scale(scale)),
         )

@@ -50,5 +50,4 @@ class ServeConfig:
     osc_reply_host: str = "127.0.0.1"  # the fixed reply address (with osc_reply_port); others must subscribe
     seed: int | None = None
     status_line: bool = True
-    stats_json: str | None = None  # write the exit summary here as JSON
     params: Params = field(default_factory=Params)

@@ -6,10 +6,7 @@ The output remembers every note it has turned on, so all_notes_off() can close e
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +18,13 @@ from musicbridge.midi_ports import MidiUnavailableError, find_port, open_client
 
 log = logging.getLogger(__name__)
 
-CLIENT_NAME = "musicbridge"
 IN_PORT_NAME = "musicbridge in"
 OUT_PORT_NAME = "musicbridge out"
+# rtmidi opens a MIDI client of its own for every MidiIn/MidiOut and cannot put two ports under one, so the two
+# ports cannot both sit under a JACK client "musicbridge" (JACK would rename the second "musicbridge-01"). Each
+# client takes its port's name instead: JACK and ALSA list "musicbridge in:musicbridge in" and
+# "musicbridge out:musicbridge out", CoreMIDI shows the port names alone.
+CLIENT_NAMES = {"in": IN_PORT_NAME, "out": OUT_PORT_NAME}
 WINDOWS_HELP = (
     "Windows MIDI has no virtual ports: install a loopback driver (e.g. loopMIDI), create a port and pass "
     "--midi-out 'loopMIDI Port' (and --midi-in for input)."
@@ -34,28 +35,10 @@ class MidiError(RuntimeError):
     """A MIDI API or port that was asked for and cannot be opened."""
 
 
-@contextlib.contextmanager
-def _quiet_stderr(enabled: bool = True):
-    """Silence the C libraries' own complaints (ALSA, JACK) while probing APIs that may not exist."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def open_midi_client(direction: str, api: str):
     """(rtmidi client, API name). MidiUnavailableError when nothing opens: for `auto` the daemon then goes
     OSC-only; for an API asked for by name it is an error."""
-    with _quiet_stderr(api == "auto"):
-        return open_client(direction, api, CLIENT_NAME)
+    return open_client(direction, api, CLIENT_NAMES[direction])
 
 
 class _Port:

@@ -150,6 +150,7 @@ _REPLY_TYPES = {r.address: [part.split(":")[1] for part in r.signature.split()] 
 
 
 POLL_S = 0.1  # how often the receive loop looks at the closing flag
+RECEIVE_BUFFER_BYTES = 1 << 20  # room for a burst of large datagrams (the kernel may cap it at rmem_max)
 CLOSE_WAIT_S = 0.5  # shutdown waits this long for a handler to finish, then leaves the (daemon) thread behind
 PATTERN_CHARS = "*?[]{}"
 
@@ -168,6 +169,7 @@ class OscServer:
         self.replier = Replier(_REPLY_TYPES, f"{P}/error", reply_ip, reply_port)
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
             self.socket.bind((host, port))
         except OSError as error:
             self.socket.close()

@@ -23,10 +23,13 @@ from rich.progress import (
 from rich.table import Table
 
 import musicbridge
+from musicbridge.cli_errors import EXIT_STATUS_HELP, USER_ERROR, fail, missing_extra
+from musicbridge.cli_help import use_plain_help
 
 app = typer.Typer(
     name="musicbridge",
     help="Generative music models played live from your DAW: train, export, serve.",
+    epilog=EXIT_STATUS_HELP,
     no_args_is_help=True,
     add_completion=False,
 )
@@ -61,8 +64,7 @@ def ports(
     try:
         found = list_ports(midi_api)
     except MidiUnavailableError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
+        fail(console, str(error))
     if as_json:
         print(json.dumps({"api": found["api"][0], "inputs": found["inputs"], "outputs": found["outputs"]}))
         return
@@ -86,8 +88,9 @@ def data_build(
     hop: int = typer.Option(1, min=1, help="Bars between window starts."),
     workers: int = typer.Option(0, min=0, help="Worker processes (0 = all cores)."),
     cache_dir: Path = typer.Option(None, help="Cache of parsed music21 scores (default ~/.cache/musicbridge/parsed)."),
-    normalize_time: bool = typer.Option(True, "--normalize-time/--notated-time",
-                                        help="Read pieces whose median note is a quarter or longer at double speed."),
+    time_rule: str = typer.Option("auto", "--time", help="auto: read scores (music21 sources) whose median note is "
+                                  "a quarter or longer at double speed, keep MIDI files' time; normalize: do it for "
+                                  "every melody source; keep: never (docs/data.md)."),
     min_onsets_per_bar: float = typer.Option(0.0, min=0.0, help="Drop windows with fewer note-ons per bar (0 = keep)."),
     max_empty_bars: int = typer.Option(-1, min=-1, help="Drop windows with more bars without a note-on (-1 = keep)."),
     max_windows_per_piece: int = typer.Option(0, min=0, help="Keep at most this many windows of a piece, evenly "
@@ -105,7 +108,7 @@ def data_build(
             manifest = build_dataset(
                 sources, out, representation, bars, hop, workers or None, cache_dir,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
-                normalize_time=normalize_time, min_onsets_per_bar=min_onsets_per_bar,
+                time_rule=time_rule, min_onsets_per_bar=min_onsets_per_bar,
                 max_empty_bars=None if max_empty_bars < 0 else max_empty_bars,
                 max_windows_per_piece=max_windows_per_piece,
             )
@@ -148,10 +151,18 @@ def _register_stage_commands() -> None:
 
 
 _register_stage_commands()
+use_plain_help(app)  # after every stage has added its commands, so theirs get it too
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as error:  # an optional dependency (torch, matplotlib, …) this install lacks
+        message = missing_extra(error)
+        if message is None:
+            raise
+        console.print(f"[red]error:[/red] {message}")
+        raise SystemExit(USER_ERROR) from None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from musicbridge.cli_errors import fail, require_extra
+
 DEFAULT_MODEL = "mel_2bar"
 console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines: paths and errors are not broken
 
@@ -15,7 +17,9 @@ generate_app = typer.Typer(help="Generate MIDI files offline with an exported or
 MODEL = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Shipped model name or exported model directory.")
 TEMPERATURE = typer.Option(1.0, min=0.0, max=5.0, help="Sampling temperature (0 = greedy).")
 SEED = typer.Option(None, help="Random seed, for repeatable output.")
-PNG = typer.Option(False, "--png", help="Also write a piano-roll PNG beside the MIDI file.")
+PNG = typer.Option(False, "--png", help="Also write a piano-roll PNG beside the MIDI file (needs matplotlib: "
+                   "pip install 'musicbridge[plot]').")
+OUT_HELP = "(its folder is created when missing)"
 SCALE = typer.Option(None, help="Lock what the model writes to a scale: ROOT:MODE (D:dorian, A:minor, "
                      "C:major_pentatonic, E:blues, …) or pitch classes (0,2,4,7,9 or C,D,E,G,A).")
 
@@ -26,8 +30,7 @@ def _load(model: str):
     try:
         return load_model(model)
     except ModelLoadError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
+        fail(console, str(error))
 
 
 def _scale(spec: str | None, model):
@@ -39,9 +42,8 @@ def _scale(spec: str | None, model):
     except ScaleError as error:
         raise typer.BadParameter(str(error), param_hint="--scale") from None
     if scale is not None and not applies_to(model.codec):
-        console.print(f"[red]error:[/red] --scale locks pitches, and a {model.codec.name} model has none; "
-                      f"leave --scale out or use a melody model")
-        raise typer.Exit(1)
+        fail(console, f"--scale locks pitches, and a {model.codec.name} model has none; leave --scale out or use a "
+                      f"melody model")
     return scale
 
 
@@ -59,12 +61,21 @@ def _read(path: Path):
     try:
         return NoteSequence.from_midi(path)
     except (MidiFileError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
+        fail(console, str(error))
+
+
+def _check_png(png: bool) -> None:
+    """--png without matplotlib fails before the model runs or any file is written."""
+    if png:
+        require_extra("matplotlib", "--png", console)
 
 
 def _write(sequence, out: Path, png: bool, title: str) -> None:
-    sequence.save(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # `-o answers/new.mid` into a folder that is not there yet
+        sequence.save(out)
+    except OSError as error:  # a folder where the file should go, a file where a folder should, no permission
+        fail(console, f"cannot write {out} ({error.strerror or error}); choose another -o path")
     console.print(f"wrote {out} ({len(sequence.notes)} notes)")
     if png:
         from musicbridge.pianoroll import save_pianoroll
@@ -79,14 +90,13 @@ def _run(make, *args, **kwargs):
     try:
         return make(*args, **kwargs)
     except GenerateError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
+        fail(console, str(error))
 
 
 @generate_app.command("continue")
 def continue_command(
     midi_in: Path = typer.Argument(..., exists=True, dir_okay=False, help="MIDI file whose last bars are continued."),
-    out: Path = typer.Option(..., "-o", "--out", help="MIDI file to write (input + answer)."),
+    out: Path = typer.Option(..., "-o", "--out", help=f"MIDI file to write: input + answer {OUT_HELP}."),
     bars: int = typer.Option(0, min=0, help="Bars to generate (0 = the model's length)."),
     temperature: float = TEMPERATURE,
     variations: int = typer.Option(1, min=1, max=16, help="Answers to write, one after another."),
@@ -99,6 +109,7 @@ def continue_command(
     """Continue the last bars of a MIDI file."""
     from musicbridge.generate import continue_sequence
 
+    _check_png(png)
     loaded = _load(model)
     result = _run(continue_sequence, loaded, _read(midi_in), bars or None, temperature, variations, novelty, seed,
                   _scale(scale, loaded))
@@ -109,8 +120,9 @@ def continue_command(
 def interpolate_command(
     first: Path = typer.Argument(..., exists=True, dir_okay=False, help="MIDI file A (its last bars)."),
     second: Path = typer.Argument(..., exists=True, dir_okay=False, help="MIDI file B (its last bars)."),
-    out: Path = typer.Option(..., "-o", "--out", help="MIDI file to write: A, the path, B."),
-    steps: int = typer.Option(5, min=1, max=64, help="Phrases between A and B."),
+    out: Path = typer.Option(..., "-o", "--out", help=f"MIDI file to write: A, the path, B {OUT_HELP}."),
+    steps: int = typer.Option(5, min=1, max=64, help="Phrases decoded between A and B, not counting them: the file "
+                              "holds steps + 2 phrases, A first and B last."),
     scale: str = SCALE,
     model: str = MODEL,
     png: bool = PNG,
@@ -120,6 +132,7 @@ def interpolate_command(
     from musicbridge.generate import interpolation_path, path_sequence
     from musicbridge.runtime import path_distances
 
+    _check_png(png)
     loaded = _load(model)
     a_sequence = _read(first)
     path = _run(interpolation_path, loaded, a_sequence, _read(second), steps, _scale(scale, loaded))
@@ -133,8 +146,8 @@ def interpolate_command(
 
 @generate_app.command("sample")
 def sample_command(
-    out: Path = typer.Option(..., "-o", "--out", help="MIDI file to write."),
-    n: int = typer.Option(4, "-n", min=1, max=64, help="Phrases to sample."),
+    out: Path = typer.Option(..., "-o", "--out", help=f"MIDI file to write {OUT_HELP}."),
+    n: int = typer.Option(4, "-n", "--phrases", min=1, max=64, help="Phrases to sample."),
     temperature: float = TEMPERATURE,
     seed: int = SEED,
     scale: str = SCALE,
@@ -144,6 +157,7 @@ def sample_command(
     """Sample new phrases from the model's prior."""
     from musicbridge.generate import sample_sequences
 
+    _check_png(png)
     loaded = _load(model)
     result = sample_sequences(loaded, n, temperature, seed, _scale(scale, loaded))
     _write(result, out, png, f"{n} samples ({model}, T={temperature})")

@@ -5,6 +5,7 @@ Shared by `musicbridge ports` and the live bridge, so both name APIs and report 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -26,8 +27,9 @@ class MidiUnavailableError(RuntimeError):
 def enable_hint() -> str:
     if sys.platform.startswith("linux"):
         return (
-            "start a JACK server (e.g. `jackd -d alsa` or `jackd --no-realtime -d dummy`) and use --midi-api jack, "
-            "or load ALSA's sequencer (`sudo modprobe snd-seq`, /dev/snd/seq must exist) and use --midi-api alsa"
+            "start a JACK server (e.g. `jackd -d alsa` or `jackd --no-realtime -d dummy`; under PipeWire run the "
+            "command through `pw-jack`) and use --midi-api jack, or load ALSA's sequencer (`sudo modprobe snd-seq`, "
+            "/dev/snd/seq must exist) and use --midi-api alsa"
         )
     if sys.platform == "darwin":
         return "CoreMIDI should always be there; check the IAC driver in Audio MIDI Setup"
@@ -42,8 +44,28 @@ def _preference() -> list[str]:
     return ["winmm"]
 
 
+@contextlib.contextmanager
+def quiet_stderr(enabled: bool = True):
+    """Silence the C libraries' own complaints (libjack's "Cannot connect to server socket", ALSA's "open
+    /dev/snd/seq failed") while probing APIs that may not exist: the error that follows says it in one sentence."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def open_client(direction: str, api: str = "auto", client_name: str = "musicbridge"):
-    """An rtmidi.MidiIn or MidiOut on `api` ("auto" picks the first system that opens), and the API's name."""
+    """An rtmidi.MidiIn or MidiOut on `api` ("auto" picks the first system that opens), and the API's name.
+
+    Probing for `auto` is quiet; an API asked for by name keeps its library's own messages (they may help)."""
     if api not in API_CHOICES:
         raise MidiUnavailableError(f"unknown MIDI API {api!r}; choose one of {', '.join(API_CHOICES)}")
     # rtmidi's JACK client would otherwise try to launch a JACK server of its own.
@@ -57,7 +79,8 @@ def open_client(direction: str, api: str = "auto", client_name: str = "musicbrid
             reasons.append(f"{name}: not compiled into this python-rtmidi")
             continue
         try:
-            return cls(API_NAMES[name], name=client_name), name
+            with quiet_stderr(api == "auto"):
+                return cls(API_NAMES[name], name=client_name), name
         except rtmidi.SystemError as error:
             reasons.append(f"{name}: {error}")
     what = "no usable MIDI system" if api == "auto" else f"MIDI API {api!r} cannot be opened"

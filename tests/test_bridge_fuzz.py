@@ -100,7 +100,7 @@ def test_deep_bundles_and_broken_strings_are_answered_once(rig):
     assert one_error(osc, nested(400))[0] == "bad_arguments"
     assert one_error(osc, b"/musicbridge/mode\x00\x00\x00,s\x00\x00\xff\xfe\xfd\x00")[0] == "bad_arguments"
     assert one_error(osc, b"/musicbridge/\xc3\x00\x00\x00,\x00\x00\x00")[0] == "bad_arguments"
-    assert "Traceback" not in daemon.output()
+    assert "Traceback" not in daemon.output(), daemon.output()[-4000:]
 
 
 def test_unknown_type_tags_cost_one_reply_and_one_log_line(rig):
@@ -185,11 +185,12 @@ def test_seeded_fuzz_leaves_the_daemon_answering(rig):
     seeds = corpus()
     for k in range(2000):
         osc.send_raw(mutate(rng, rng.choice(seeds)) if k % 4 else bytes(rng.randrange(256) for _ in range(64)))
-        if k % 100 == 0:
-            time.sleep(0.01)  # keep within the socket buffer: dropped datagrams would test nothing
+        if k % 50 == 0:
+            time.sleep(0.01)  # mostly within the socket buffer: dropped datagrams would test nothing
+    daemon.wait_ready(osc, timeout=10)  # answering again (a request sent into a full buffer may be dropped)
     osc.send("/musicbridge/mode", "off")
     assert osc.status(timeout=5)[0] == "off"
-    assert "Traceback" not in daemon.output()
+    assert "Traceback" not in daemon.output(), daemon.output()[-4000:]
 
 
 def test_replies_go_only_to_subscribers(bridge_reply_host):

@@ -112,14 +112,14 @@ def test_density_rules_drop_sparse_windows_and_count_them():
     # 4 bars of quarters, then 4 bars of whole notes (1 note-on per bar): 2-bar windows every 2 bars.
     sequence = _notes_sequence([1.0] * 16 + [4.0] * 4)
     report = BuildReport()
-    dense = WindowRules(bars=2, hop=2, normalize_time=False, min_onsets_per_bar=2.0)
+    dense = WindowRules(bars=2, hop=2, time="keep", min_onsets_per_bar=2.0)
     assert len(list(sequence_to_windows(sequence, codec, dense, report))) == 2
     assert report.windows_dropped["sparse"] == 2
     # Bar 1 full, bar 2 silent, a note in bar 3: the one 2-bar window has an empty bar.
     gap = NoteSequence([Note(60 + i, 90, float(i), i + 1.0) for i in range(4)] + [Note(60, 90, 8.0, 9.0)])
     report = BuildReport()
-    assert len(list(sequence_to_windows(gap, codec, WindowRules(2, 1, False), report))) == 1
-    assert list(sequence_to_windows(gap, codec, WindowRules(2, 1, False, max_empty_bars=0), report)) == []
+    assert len(list(sequence_to_windows(gap, codec, WindowRules(2, 1, "keep"), report))) == 1
+    assert list(sequence_to_windows(gap, codec, WindowRules(2, 1, "keep", max_empty_bars=0), report)) == []
     assert report.windows_dropped["empty_bars"] == 1
 
 
@@ -137,4 +137,8 @@ def test_manifest_reports_onsets_per_bar_and_hold_share_per_source(tmp_path):
     (source,) = stats["sources"]
     assert source == str(tmp_path / "midi") and stats["sources"][source]["windows"] == len(windows)
     assert stats["sources"][source]["pieces"] == manifest["pieces"]
-    assert manifest["rules"]["normalize_time"] is True
+    assert manifest["rules"]["time"] == "auto" and stats["sources"][source]["pieces_sped_up"] == 0  # MIDI: kept
+    forced = build_dataset([str(tmp_path / "midi")], tmp_path / "ds2", "melody", bars=2, workers=1,
+                           time_rule="normalize")  # the corpus moves in quarters: read at double speed
+    assert forced["statistics"]["sources"][source]["pieces_sped_up"] == forced["pieces"]
+    assert forced["statistics"]["all"]["onsets_per_bar"] > stats["all"]["onsets_per_bar"]

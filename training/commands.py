@@ -9,18 +9,43 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from musicbridge.cli_errors import fail
+
 console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines: paths and errors are not broken
 MUSIC_COLUMNS = ("data", "prior", "continuation")  # the --music summaries, in the table's column order
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+def _fail(message: str) -> NoReturn:
+    fail(console, message)
+
+
+def relaunch_arguments(ctx: typer.Context, leave_out: tuple[str, ...]) -> list[str]:
+    """The command line that runs ctx's command again with the values it was given: built from the command's
+    declared parameters, so an option added later travels too. Parameters named in `leave_out` are left to their
+    defaults; options left at None (unset) are not written."""
+    arguments = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in leave_out or value is None:
+            continue
+        if param.param_type_name == "argument":
+            arguments += [str(v) for v in value] if param.multiple or param.nargs != 1 else [str(value)]
+            continue
+        name = max(param.opts, key=len)  # the long name
+        if param.is_flag:
+            if value:
+                arguments.append(name)
+            elif param.secondary_opts:
+                arguments.append(max(param.secondary_opts, key=len))
+        else:
+            arguments += [part for v in (value if param.multiple else [value]) for part in (name, str(v))]
+    return arguments
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -57,6 +82,7 @@ def resolve_preset(preset_name, out: Path, resume: bool, config_file, sets, step
 
 
 def train(
+    ctx: typer.Context,
     preset: str = typer.Option(None, "--preset", "-p", help="Named preset: mel_2bar, mel_16bar_hier, mel_16bar_flat, drums_2bar, "
                                 "mel_2bar_transformer, mel_16bar_transformer."),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset directory from `musicbridge data build`."),
@@ -79,14 +105,8 @@ def train(
     if nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
         from musicbridge.training.distributed import relaunch
 
-        arguments = ["train", "--data", str(data), "--out", str(out), "--device", device]
-        arguments += ["--preset", preset] if preset else []
-        arguments += ["--steps", str(steps)] if steps is not None else []
-        arguments += ["--batch-size", str(batch_size)] if batch_size is not None else []
-        arguments += ["--config", str(config)] if config else []
-        arguments += [part for pair in set_ for part in ("--set", pair)]
-        arguments += ["--resume"] if resume else []
-        arguments += ["--threads", str(threads), "--progress" if progress else "--no-progress"]
+        # Every option as given, --nproc-per-node aside: each of torchrun's processes is one of them.
+        arguments = relaunch_arguments(ctx, leave_out=("nproc_per_node",))
         raise typer.Exit(relaunch(nproc_per_node, arguments))
 
     import torch

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from musicbridge.training.evaluate import derangement
+from musicbridge.music_stats import summarize
+from musicbridge.training.evaluate import continuations, derangement
 
 FIRST_NOTE_ON = 2  # melody tokens ≥ 2 are note-ons (musicbridge.codecs.MelodyCodec)
+CHAINED_CHUNKS = 4  # the drift check: the input followed by this many chained answers (2 + 8 bars for mel_2bar)
 
 
 def onset_f1(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -35,29 +37,15 @@ def split_windows(windows: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarr
     return windows[:, :steps], windows[:, steps:]
 
 
-def model_continuations(model, inputs: np.ndarray, temperature: float = 0.0, seed: int = 0,
-                        batch_size: int = 512) -> np.ndarray:
-    """The model's next phrase for each input (N, T): its own continuation path when it has one (an exported
-    model with a continuation sub-model), else decode μ of the input (a continuation-task checkpoint)."""
-    out = []
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start:start + batch_size]
-        if hasattr(model, "continue_"):
-            out.append(np.asarray(model.continue_(chunk, temperature=temperature, novelty=0.0, seed=seed + start)))
-        else:
-            mu, _ = model.encode(chunk)
-            out.append(np.asarray(model.sample(mu, temperature=temperature, seed=seed + start)))
-    return np.concatenate(out).astype(np.int64)
-
-
 def continuation_metrics(model, windows: np.ndarray, steps: int, temperature: float = 0.0, seed: int = 0,
                          batch_size: int = 512) -> dict:
     """Onset F1 of the model's continuation and of both baselines, on the same windows, in one run."""
     inputs, truth = split_windows(windows, steps)
-    answers = model_continuations(model, inputs, temperature, seed, batch_size)
+    answers = continuations(model, inputs, temperature, seed, batch_size)
     rng = np.random.default_rng(seed)
     others = truth[derangement(len(truth), rng)]  # a random other phrase: a real continuation, of another tune
     model_f1 = onset_f1(answers, truth)
+    chained = continuations(model, inputs, temperature, seed, batch_size, CHAINED_CHUNKS)
     return {
         "n_windows": int(len(windows)),
         "temperature": float(temperature),
@@ -69,5 +57,10 @@ def continuation_metrics(model, windows: np.ndarray, steps: int, temperature: fl
         # How much of the answer restates the input: the copy check (1.0 = the answer is the input).
         "onset_f1_to_input": float(onset_f1(answers, inputs).mean()),
         "copies": float((answers == inputs).all(axis=1).mean()),
+        # Drift: notes outside the key fitted to the whole line, for the input + CHAINED_CHUNKS chained answers,
+        # beside the same measure on the real windows (input + true continuation).
+        "chained_chunks": CHAINED_CHUNKS,
+        "chained_out_of_key_note_share": summarize(np.concatenate([inputs, chained], axis=1))["out_of_key_note_share"],
+        "data_out_of_key_note_share": summarize(np.asarray(windows))["out_of_key_note_share"],
     }
 

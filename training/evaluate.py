@@ -226,19 +226,28 @@ CONTINUE_PATH = "continue_"  # the model's own continuation (the runtime's Model
 GREEDY_MU_PATH = "greedy_mu"  # models without one: the greedy decoding of each window's μ
 
 
-def continuations(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int, seed: int = 0,
-                  batch_size: int = 512) -> tuple[np.ndarray, str]:
-    """The model's answer (B, T) to each window of `tokens` (B, T), greedy (temperature 0, novelty 0) so that
-    it measures the model rather than sampling noise, and which path made it (CONTINUE_PATH or GREEDY_MU_PATH)."""
-    tokens = np.asarray(tokens, dtype=np.int64)
-    continue_ = getattr(model, "continue_", None)
-    if continue_ is None:
-        greedy = _batched(lambda t: model.sample(model.encode(t)[0], temperature=0.0), [tokens], batch_size)
-        return greedy, GREEDY_MU_PATH
-    bars = tokens.shape[1] // steps_per_bar  # an answer as long as the window it answers
-    answers = [continue_(tokens[i:i + batch_size], bars=bars, temperature=0.0, variations=1, novelty=0.0,
-                         seed=seed + i) for i in range(0, len(tokens), batch_size)]
-    return np.concatenate(answers), CONTINUE_PATH
+def continuations(model: SamplingModel, inputs: np.ndarray, temperature: float = 0.0, seed: int = 0,
+                  batch_size: int = 512, chunks: int = 1) -> np.ndarray:
+    """The model's next `chunks` phrases for each input (N, T) → (N, chunks · T), each chunk continuing the one
+    before, with novelty 0 (greedy at temperature 0, so it measures the model rather than sampling noise): its
+    own continue_ when it has one (an exported model: its continuation sub-model where it ships one), else the
+    decoding of μ (a continuation-task checkpoint, or a VAE's paraphrase)."""
+    inputs = np.asarray(inputs, dtype=np.int64)
+    steps = inputs.shape[1]
+    out = []
+    for start in range(0, len(inputs), batch_size):
+        window = inputs[start:start + batch_size]
+        if hasattr(model, "continue_"):
+            bars = chunks * model.bars
+            out.append(np.asarray(model.continue_(window, bars=bars, temperature=temperature, variations=1,
+                                                  novelty=0.0, seed=seed + start))[:, : chunks * steps])
+            continue
+        answer = []
+        for _ in range(chunks):
+            window = np.asarray(model.sample(model.encode(window)[0], temperature=temperature, seed=seed + start))
+            answer.append(window)
+        out.append(np.concatenate(answer, axis=1))
+    return np.concatenate(out).astype(np.int64)
 
 
 def music_metrics(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int, n_samples: int = 1000,
@@ -246,7 +255,8 @@ def music_metrics(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int, 
     """musicbridge.music_stats.summarize of the data windows, of seeded prior samples at `temperature` and of
     the model's continuation of each window, side by side (keys documented in docs/evaluate.md)."""
     tokens = np.asarray(tokens, dtype=np.int64)
-    answers, path = continuations(model, tokens, steps_per_bar, seed, batch_size)
+    answers = continuations(model, tokens, seed=seed, batch_size=batch_size)
+    path = CONTINUE_PATH if hasattr(model, "continue_") else GREEDY_MU_PATH
     return {
         "data": summarize(tokens, steps_per_bar),
         "prior": summarize(prior_samples(model, n_samples, temperature, seed, batch_size), steps_per_bar),

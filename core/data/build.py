@@ -4,10 +4,11 @@ Splits go by piece (a stable hash of its notes), never by window, so no piece le
 tune found twice (in two corpora, say) lands in the same split.
 
 Two choices shape what the model learns (docs/data.md has the numbers behind them):
-- Notated time is normalised: a piece whose median inter-onset interval is a quarter note or longer (chorales
-  in quarters, Renaissance voices in halves and wholes) is read at double speed until it is shorter, so a bar
-  of every source holds a phrase's worth of notes rather than two or three held ones. The split hash is taken
-  before this, so splits never depend on it.
+- Notated time is normalised: a score (a music21 source) whose median inter-onset interval is a quarter note
+  or longer (chorales in quarters, Renaissance voices in halves and wholes) is read at double speed until it is
+  shorter, so a bar of every source holds a phrase's worth of notes rather than two or three held ones. MIDI
+  files keep their time (their tempo map says where the beat is) and drums are never touched, unless told
+  (`time="normalize"` / `"keep"`). The split hash is taken before this, so splits never depend on it.
 - Windows can be filtered by density (`min_onsets_per_bar`) and by empty bars (`max_empty_bars`): long
   windows of sparse voices (a 16-bar window with rests between a voice's entries) teach a model to hold.
 """
@@ -39,6 +40,8 @@ MAX_REASONS = 20
 BEATS_PER_WINDOW_BAR = 4.0  # windows are cut in 4-beat bars whatever the piece's meter (codecs.STEPS_PER_BAR)
 SLOWEST_MEDIAN_IOI = 1.0  # beats: a piece whose median inter-onset interval is this or longer is sped up
 MAX_SPEED_UPS = 3  # at most 8× (a voice of Palestrina in breves)
+TIME_RULES = ("auto", "normalize", "keep")
+SCORE_SOURCE_PREFIX = "music21:"  # sources whose beat unit is a notation convention (time="auto" normalises them)
 
 
 class BuildError(RuntimeError):
@@ -62,7 +65,7 @@ class WindowRules:
 
     bars: int = 2  # 4-beat bars per window
     hop: int = 1  # bars between window starts
-    normalize_time: bool = True  # read slow notation at double speed (see the module docstring)
+    time: str = "auto"  # auto: normalise scores (music21 sources), keep MIDI files; normalize; keep
     min_onsets_per_bar: float = 0.0  # drop windows with fewer note-ons per bar on average (0 = off)
     max_empty_bars: int | None = None  # drop windows with more bars without a note-on (None = off)
     # Keep at most this many windows of one piece, evenly spaced (0 = all): a long motet's five voices would
@@ -79,7 +82,7 @@ def build_dataset(
     workers: int | None = None,
     cache_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
-    normalize_time: bool = True,
+    time_rule: str = "auto",
     min_onsets_per_bar: float = 0.0,
     max_empty_bars: int | None = None,
     max_windows_per_piece: int = 0,
@@ -87,7 +90,10 @@ def build_dataset(
     """Build a dataset directory and return its manifest."""
     started = time.perf_counter()
     codec = get_codec(representation)
-    rules = WindowRules(bars, hop, normalize_time, min_onsets_per_bar, max_empty_bars, max_windows_per_piece)
+    if time_rule not in TIME_RULES:
+        raise BuildError(f"unknown time rule {time_rule!r}; choose one of {', '.join(TIME_RULES)}")
+    rules = WindowRules(bars, hop, time_rule, min_onsets_per_bar, max_empty_bars, max_windows_per_piece)
+    normalize = [_normalizes_time(rules.time, source, codec) for source in sources]
     units, unit_sources = [], []
     for index, source in enumerate(sources):
         found = work_units(source)
@@ -105,7 +111,7 @@ def build_dataset(
             report.skipped.append(reason)
         for piece in pieces:
             split = split_of(piece)  # from the notes as read, before any time normalisation
-            sequence, speed_ups = (normalized_time(piece.sequence) if rules.normalize_time else (piece.sequence, 0))
+            sequence, speed_ups = (normalized_time(piece.sequence) if normalize[source_index] else (piece.sequence, 0))
             piece_windows = _evenly_capped(list(sequence_to_windows(sequence, codec, rules, report)),
                                            rules.max_windows_per_piece, report)
             if piece_windows:
@@ -196,6 +202,12 @@ def _parse_all(units: list[WorkUnit], workers: int | None, cache_dir: Path, prog
             pool.shutdown(cancel_futures=True)
 
 
+def _normalizes_time(rule: str, source: str, codec: Codec) -> bool:
+    if codec.name == "drums":  # drum patterns are played, not notated: their grid is the real one
+        return False
+    return rule == "normalize" or (rule == "auto" and source.startswith(SCORE_SOURCE_PREFIX))
+
+
 def normalized_time(sequence: NoteSequence) -> tuple[NoteSequence, int]:
     """The sequence read at double speed until its median inter-onset interval is under a quarter note; returns
     it and how many times it was sped up. Onsets are taken per instrument (chords count once)."""
@@ -220,7 +232,7 @@ def normalized_time(sequence: NoteSequence) -> tuple[NoteSequence, int]:
 
 def piece_to_windows(piece: Piece, codec: Codec, bars: int, hop: int, report: BuildReport) -> Iterator[np.ndarray]:
     """Windows of a piece as notated (no time normalisation, no density filter): see sequence_to_windows."""
-    return sequence_to_windows(piece.sequence, codec, WindowRules(bars, hop, normalize_time=False), report)
+    return sequence_to_windows(piece.sequence, codec, WindowRules(bars, hop, time="keep"), report)
 
 
 def sequence_to_windows(sequence: NoteSequence, codec: Codec, rules: WindowRules,
