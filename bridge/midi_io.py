@@ -41,75 +41,175 @@ def open_midi_client(direction: str, api: str):
     return open_client(direction, api, CLIENT_NAMES[direction])
 
 
-class _Port:
-    """One rtmidi port, virtual or connected to an existing port by substring (and reconnected when it returns)."""
+# Data bytes after each channel-message status (high nibble); system messages never pass through (--thru).
+CHANNEL_MESSAGE_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
+# A burst larger than this reaches a receiver in one JACK cycle and overflows it (rtmidi's own input queue
+# holds 1,024 messages; measured: 4,096 note-offs at once, 3,072 lost). Bursts go out in chunks of this many,
+# one MIDI-system cycle apart.
+PACE_MESSAGES = 256
+DEFAULT_PACE_S = 0.005  # between chunks where the cycle is unknown (ALSA, CoreMIDI, WinMM)
+MIN_PACE_S = 0.001
+ALL_NOTES_OFF, ALL_SOUND_OFF = 123, 120
 
-    def __init__(self, handle, wanted: str | None, virtual_name: str, direction: str):
-        self.handle = handle
+
+def well_formed(message: list[int] | tuple[int, ...]) -> bool:
+    """A complete channel message: a status byte, then exactly its data bytes, each below 128."""
+    if not message or message[0] < 0x80:
+        return False
+    length = CHANNEL_MESSAGE_LENGTH.get(message[0] & 0xF0)
+    return length == len(message) and all(0 <= b < 0x80 for b in message[1:])
+
+
+def _delete(handle) -> None:
+    """Close an rtmidi client; one whose MIDI system died may complain, and that changes nothing."""
+    try:
+        handle.close_port()
+        handle.delete()
+    except Exception:
+        log.debug("closing a MIDI client", exc_info=True)
+
+
+class _Port:
+    """One rtmidi port, virtual or connected to an existing port by substring (and reconnected when it returns).
+
+    `handle` is None while the MIDI system is away (detach); reattach() swaps in a new client. Every use of
+    the handle holds `lock` (rtmidi objects are not thread-safe) and finds out there whether it is there.
+    """
+
+    def __init__(self, direction: str, api: str, wanted: str | None, configure: Callable | None = None):
+        handle, self.api = open_midi_client(direction, api)
+        self.direction = "input" if direction == "in" else "output"
+        self.key = direction
         self.wanted = wanted
-        self.direction = direction
+        self.virtual_name = CLIENT_NAMES[direction]
+        self.configure = configure or (lambda handle: None)
         self.connected_to: str | None = None
-        self.lock = threading.RLock()  # rtmidi objects are not thread-safe
-        if wanted is None:
+        self.name = self.virtual_name if wanted is None else wanted
+        self.lock = threading.RLock()
+        self.handle = None
+        try:
+            self.configure(handle)
+            self._open(handle, required=True)
+        except Exception:
+            _delete(handle)
+            raise
+        self.handle = handle
+
+    def _open(self, handle, required: bool) -> None:
+        """Open the virtual port, or connect the named one; a named port that is not there yet is an error at
+        startup (required) and waited for after a reconnect (check() connects it when it appears)."""
+        if self.wanted is None:
             try:
-                handle.open_virtual_port(virtual_name)
+                handle.open_virtual_port(self.virtual_name)
             except (NotImplementedError, rtmidi.RtMidiError) as error:
-                raise MidiError(f"cannot create the virtual port {virtual_name!r} ({error}). {WINDOWS_HELP}") from error
-            self.name = virtual_name
-        else:
-            try:
-                index = find_port(handle.get_ports(), wanted)
-            except MidiUnavailableError as error:
-                raise MidiError(f"{direction}: {error}") from error
-            self.connected_to = handle.get_ports()[index]
-            handle.open_port(index, virtual_name)
-            self.name = self.connected_to
+                raise MidiError(f"cannot create the virtual port {self.virtual_name!r} ({error}). "
+                                f"{WINDOWS_HELP}") from error
+            return
+        ports = handle.get_ports()
+        try:
+            index = find_port(ports, self.wanted)
+        except MidiUnavailableError as error:
+            if required:
+                raise MidiError(f"{self.direction}: {error}") from error
+            self.connected_to = None
+            log.warning("MIDI %s port %r is not there yet; waiting for it", self.direction, self.wanted)
+            return
+        handle.open_port(index, self.virtual_name)
+        self.connected_to = self.name = ports[index]
 
     def check(self) -> None:
-        """Reconnect a named port whose peer went away and came back (virtual ports need nothing)."""
+        """Reconnect a named port whose peer went away and came back (virtual ports need nothing).
+
+        The port list is read outside the lock on JACK (libjack reads its graph from shared memory, safe from
+        any thread), so the note-ons the lock guards never wait for it."""
         if self.wanted is None:
             return
         with self.lock:
-            ports = self.handle.get_ports()
-            if self.connected_to in ports:
+            handle = self.handle
+            if handle is None:
                 return
-            matches = [p for p in ports if self.wanted.lower() in p.lower()]
+            ports = handle.get_ports() if self.api != "jack" else None
+        if ports is None:
+            ports = handle.get_ports()
+        if self.connected_to in ports:
+            return
+        matches = [p for p in ports if self.wanted.lower() in p.lower()]
+        with self.lock:
+            if self.handle is not handle:  # swapped meanwhile: the next check looks again
+                return
             if self.connected_to is not None:
                 log.warning("MIDI %s port %r went away; waiting for it to return", self.direction, self.connected_to)
                 self.connected_to = None
-                self.handle.close_port()
+                handle.close_port()
             if matches:
-                self.handle.open_port(ports.index(matches[0]))
+                handle.open_port(ports.index(matches[0]))
                 self.connected_to = self.name = matches[0]
                 log.warning("MIDI %s port %r is back; reconnected", self.direction, matches[0])
 
+    def detach(self) -> None:
+        """The MIDI system went away: drop the dead client (uses of the port do nothing until reattach)."""
+        with self.lock:
+            old, self.handle, self.connected_to = self.handle, None, None
+        if old is not None:
+            _delete(old)
+
+    def reattach(self) -> None:
+        """A new client and port on the MIDI system that came back. Made before the lock is taken (tens of ms
+        on JACK), swapped in under it."""
+        handle, _ = open_midi_client(self.key, self.api)
+        try:
+            self.configure(handle)
+            self._open(handle, required=False)
+        except Exception:
+            _delete(handle)
+            raise
+        with self.lock:
+            old, self.handle = self.handle, handle
+        if old is not None:
+            _delete(old)
+
     def close(self) -> None:
         with self.lock:
-            self.handle.close_port()
-            self.handle.delete()
+            old, self.handle = self.handle, None
+        if old is not None:
+            _delete(old)
 
 
 class MidiOutput:
     """The output port. Every note-on is remembered until its note-off, so nothing is ever left hanging."""
 
     def __init__(self, api_name: str, wanted: str | None = None):
-        handle, self.api = open_midi_client("out", api_name)
-        self.port = _Port(handle, wanted, OUT_PORT_NAME, "output")
+        self.port = _Port("out", api_name, wanted)
+        self.api = self.port.api
         self.sounding: dict[tuple[int, int], int] = {}  # (channel, pitch) -> note-ons not yet closed
+        self.channels_sounded: set[int] = set()  # channels with a note-on since the last all_notes_off
+        self.pace_s = DEFAULT_PACE_S  # pause between chunks of a burst: one MIDI-system cycle (set_cycle)
         self.sent = 0
+        self.dropped = 0  # messages that found no MIDI system (while it was away)
+
+    def set_cycle(self, seconds: float | None) -> None:
+        """The MIDI system's cycle (JACK: buffer size / rate): one and a half, so each chunk of a burst gets a
+        cycle of its own even when one starts a little late."""
+        self.pace_s = DEFAULT_PACE_S if not seconds else max(MIN_PACE_S, 1.5 * seconds)
 
     def send(self, message: list[int] | tuple[int, ...]) -> None:
         status = message[0] & 0xF0
-        key = (message[0] & 0x0F, message[1]) if status in (0x80, 0x90) else None
+        note = status in (0x80, 0x90) and len(message) >= 3
         with self.port.lock:
-            if key is not None:
+            handle = self.port.handle
+            if handle is None:
+                self.dropped += 1
+                return
+            if note:
+                key = (message[0] & 0x0F, message[1])
                 if status == 0x90 and message[2] > 0:
                     self.sounding[key] = self.sounding.get(key, 0) + 1
+                    self.channels_sounded.add(key[0])
                 elif key in self.sounding:
                     self.sounding[key] -= 1
                     if self.sounding[key] <= 0:
                         del self.sounding[key]
-            self.port.handle.send_message(message)
+            handle.send_message(message)
             self.sent += 1
 
     def note_on(self, channel: int, pitch: int, velocity: int) -> None:
@@ -118,28 +218,41 @@ class MidiOutput:
     def note_off(self, channel: int, pitch: int) -> None:
         self.send((0x80 | channel, pitch, 0))
 
+    def _send_paced(self, messages: list[tuple[int, ...]]) -> None:
+        """Send a burst in chunks of PACE_MESSAGES, pace_s apart (the lock is held throughout: nothing may
+        sound in between)."""
+        for start in range(0, len(messages), PACE_MESSAGES):
+            if start:
+                time.sleep(self.pace_s)
+            for message in messages[start:start + PACE_MESSAGES]:
+                self.send(message)
+
     def all_notes_off(self, channels: tuple[int, ...] = ()) -> int:
-        """Note-off for every sounding note, then CC 123 on `channels`; returns the number of notes closed."""
+        """Note-off for every sounding note, then CC 123 on `channels` and on every channel that sounded since
+        the last call; returns the number of notes closed."""
         with self.port.lock:
-            closed = 0
-            for (channel, pitch), count in list(self.sounding.items()):
-                for _ in range(count):
-                    self.note_off(channel, pitch)
-                    closed += 1
+            offs = [(0x80 | channel, pitch, 0) for (channel, pitch), count in self.sounding.items()
+                    for _ in range(count)]
+            controls = [(0xB0 | channel, ALL_NOTES_OFF, 0) for channel in sorted({*channels, *self.channels_sounded})]
+            self._send_paced(offs + controls)
             self.sounding.clear()
-            for channel in channels:
-                self.port.handle.send_message((0xB0 | channel, 123, 0))
-        return closed
+            self.channels_sounded.clear()
+        return len(offs)
 
     def panic(self) -> None:
         """All sound off and all notes off on every channel."""
-        self.all_notes_off(tuple(range(16)))
         with self.port.lock:
-            for channel in range(16):
-                self.port.handle.send_message((0xB0 | channel, 120, 0))
+            self.all_notes_off(tuple(range(16)))
+            self._send_paced([(0xB0 | channel, ALL_SOUND_OFF, 0) for channel in range(16)])
 
     def check(self) -> None:
         self.port.check()
+
+    def detach(self) -> None:
+        self.port.detach()
+
+    def reattach(self) -> None:
+        self.port.reattach()
 
     def close(self) -> None:
         self.port.close()
@@ -174,10 +287,11 @@ class MidiInput:
 
     def __init__(self, api_name: str, wanted: str | None, on_message: Callable[[list[int], float], None],
                  realtime: bool = False):
-        handle, self.api = open_midi_client("in", api_name)
         self.realtime = realtime
-        handle.ignore_types(sysex=True, timing=False, active_sense=True)  # timing = MIDI clock, which we need
-        self.port = _Port(handle, wanted, IN_PORT_NAME, "input")
+        # timing = MIDI clock, which we need
+        self.port = _Port("in", api_name, wanted,
+                          configure=lambda handle: handle.ignore_types(sysex=True, timing=False, active_sense=True))
+        self.api = self.port.api
         self.on_message = on_message
         self.clock = ArrivalClock()
         self.received = 0
@@ -188,10 +302,10 @@ class MidiInput:
     def _poll(self) -> None:
         if self.realtime:
             priority.become_realtime(priority.IO_AND_WORK, "midi-in")
-        handle = self.port.handle
         while self.running:
-            with self.port.lock:
-                event = handle.get_message()
+            with self.port.lock:  # the handle is swapped while the MIDI system comes and goes
+                handle = self.port.handle
+                event = handle.get_message() if handle is not None else None
             if event is None:
                 time.sleep(self.POLL_SECONDS)
                 continue
@@ -207,6 +321,13 @@ class MidiInput:
         self.port.check()
         if self.port.connected_to != before:
             self.clock.reset()  # a reopened port starts its delta times afresh
+
+    def detach(self) -> None:
+        self.port.detach()
+
+    def reattach(self) -> None:
+        self.port.reattach()
+        self.clock.reset()  # a new client starts its delta times afresh
 
     def stop(self) -> None:
         self.running = False

@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 import musicbridge
-from musicbridge.cli_errors import EXIT_STATUS_HELP, USER_ERROR, fail, missing_extra
+from musicbridge.cli_errors import EXIT_STATUS_HELP, USER_ERROR, fail, missing_extra, print_error
 from musicbridge.cli_help import use_plain_help
 
 app = typer.Typer(
@@ -161,7 +161,7 @@ def main() -> None:
         message = missing_extra(error)
         if message is None:
             raise
-        console.print(f"[red]error:[/red] {message}")
+        print_error(console, message)
         raise SystemExit(USER_ERROR) from None
 
 

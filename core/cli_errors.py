@@ -13,6 +13,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 USER_ERROR = 1
 USAGE_ERROR = 2  # typer's own status for a command line that does not parse; commands never raise it themselves
@@ -34,9 +35,14 @@ EXTRAS = {
 }
 
 
+def print_error(console: Console, message: str) -> None:
+    """`error: message` on one line; the message is text, not markup (`musicbridge[plot]` stays as typed)."""
+    console.print(f"[red]error:[/red] {escape(message)}")
+
+
 def fail(console: Console, message: str) -> NoReturn:
     """Print `error: message` (one sentence with the fix) and end the command with USER_ERROR."""
-    console.print(f"[red]error:[/red] {message}")
+    print_error(console, message)
     raise typer.Exit(USER_ERROR)
 
 

@@ -71,10 +71,13 @@ def _check_png(png: bool) -> None:
 
 
 def _write(sequence, out: Path, png: bool, title: str) -> None:
+    existing = next(folder for folder in out.absolute().parents if folder.exists())
+    if not existing.is_dir():
+        fail(console, f"cannot write {out}: {existing} is a file, not a folder; choose another -o path")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)  # `-o answers/new.mid` into a folder that is not there yet
         sequence.save(out)
-    except OSError as error:  # a folder where the file should go, a file where a folder should, no permission
+    except OSError as error:  # -o names a folder, no permission, a full disk
         fail(console, f"cannot write {out} ({error.strerror or error}); choose another -o path")
     console.print(f"wrote {out} ({len(sequence.notes)} notes)")
     if png:

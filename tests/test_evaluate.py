@@ -91,7 +91,7 @@ def test_evaluate_refuses_unknown_representation_version(trained, tmp_path):
     checkpoint["representation"]["version"] = "99"
     save_checkpoint(tmp_path / "future.pt", checkpoint)
     result = invoke(tmp_path / "future.pt", "--data", data, "--json")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "version '99' is not known" in result.output and result.stdout == ""
 
 
@@ -99,7 +99,7 @@ def test_evaluate_refuses_a_dataset_of_another_representation(trained, tmp_path)
     run, _ = trained
     drums = write_dataset(tmp_path / "drums", sizes=(4, 4, 4), representation="drums")
     result = invoke(run, "--data", drums, "--json")
-    assert result.exit_code == 2 and "'melody'" in result.output
+    assert result.exit_code == 1 and "'melody'" in result.output
 
 
 class EncodeSampleOnly:

@@ -51,3 +51,7 @@ def test_exported_model_reproduces_the_checkpoint(tmp_path, hierarchical):
     int8 = evaluate(tmp_path / "exported", "--data", data)  # the default variant of an int8 export
     assert int8["engine"] == "onnxruntime-int8"
     assert set(METRICS) <= set(int8)
+    path = evaluate(tmp_path / "exported", "--data", data, "--variant", "fp32", "--interpolation")["interpolation"]
+    # The bridge's path starts on A and ends on B themselves; the decoded latent path does not have to.
+    assert path["path_hamming_to_a"][0] == 0.0 and path["path_hamming_to_b"][-1] == 0.0
+    assert path["path_hamming_to_a"][-1] == path["path_hamming_to_b"][0] > 0

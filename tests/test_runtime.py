@@ -140,10 +140,20 @@ def test_providers_cpu_unless_a_gpu_is_really_there():
         runtime.choose_providers("tpu")
 
 
-def test_loaded_model_uses_one_thread_and_warms_up(exported):
+def test_loaded_model_uses_one_thread_and_opens_what_sampling_needs(exported):
     rt = load_model(exported[1])
     assert rt.threads == 1 and rt.providers == ["CPUExecutionProvider"]
     assert set(rt._sessions) == {"encoder", "sampler"}  # teacher_forced opens on first use
+
+
+def test_warm_up_runs_the_graphs_at_load(broken):
+    """Warm-up runs encoder and sampler once while loading (so the first real call is not the slow one): a
+    sampler that opens but cannot run loads without warm-up — nothing has run it — and is refused with it."""
+    rename_noise_input(broken)
+    cold = load_model(broken, warmup=False)
+    assert set(cold._sessions) == {"encoder", "sampler"}
+    with pytest.raises(ModelLoadError, match="fail on a test input"):
+        load_model(broken)
 
 
 # -- refusals ---------------------------------------------------------------------------------------------------
@@ -261,17 +271,23 @@ def test_graph_that_loads_but_does_not_fit_is_refused(broken, tmp_path):
         load_model(broken)
 
 
-def test_graph_that_does_not_run_as_described_is_refused(broken):
+def rename_noise_input(path):
+    """Rename the sampler's noise input (the runtime feeds "noise"), checksum updated: the graph still opens in
+    onnxruntime and fails only when run."""
     import onnx
 
-    graph = onnx.load(broken / "sampler.onnx")
-    graph.graph.input[1].name = "renamed_noise"  # the runtime feeds "noise"
+    graph = onnx.load(path / "sampler.onnx")
+    graph.graph.input[1].name = "renamed_noise"
     for node in graph.graph.node:
         node.input[:] = ["renamed_noise" if name == "noise" else name for name in node.input]
     data = graph.SerializeToString()
-    (broken / "sampler.onnx").write_bytes(data)
-    metadata = json.loads((broken / "model.json").read_text())
+    (path / "sampler.onnx").write_bytes(data)
+    metadata = json.loads((path / "model.json").read_text())
     metadata["sha256"]["sampler.onnx"] = hashlib.sha256(data).hexdigest()
-    (broken / "model.json").write_text(json.dumps(metadata))
+    (path / "model.json").write_text(json.dumps(metadata))
+
+
+def test_graph_that_does_not_run_as_described_is_refused(broken):
+    rename_noise_input(broken)
     with pytest.raises(ModelLoadError, match="fail on a test input"):
         load_model(broken)

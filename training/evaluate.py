@@ -151,8 +151,14 @@ def interpolation_metrics(model: SamplingModel, tokens: np.ndarray, points: int 
         latent_to_b.append(float((decoded != b).mean()))
         mixed = np.where(rng.random(a.shape) < alpha, b, a)
         data_to_a.append(float((mixed != a).mean()))
-    return {"alphas": [round(float(x), 3) for x in alphas], "latent_hamming_to_a": latent_to_a,
-            "latent_hamming_to_b": latent_to_b, "data_hamming_to_a": data_to_a, "n_pairs": pairs}
+    result = {"alphas": [round(float(x), 3) for x in alphas], "latent_hamming_to_a": latent_to_a,
+              "latent_hamming_to_b": latent_to_b, "data_hamming_to_a": data_to_a, "n_pairs": pairs}
+    if hasattr(model, "interpolate"):  # the path the bridge plays: it starts on A and ends on B themselves
+        path = np.concatenate([model.interpolate(a[i:i + batch_size], b[i:i + batch_size], points)
+                               for i in range(0, pairs, batch_size)])  # (pairs, points, T)
+        result["path_hamming_to_a"] = (path != a[:, None]).mean(axis=(0, 2)).tolist()
+        result["path_hamming_to_b"] = (path != b[:, None]).mean(axis=(0, 2)).tolist()
+    return result
 
 
 def sequence_stats(tokens: np.ndarray, representation: str, steps_per_bar: int) -> dict[str, np.ndarray]:

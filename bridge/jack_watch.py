@@ -1,0 +1,140 @@
+"""Whether the JACK server is there: told by JACK itself when it goes, probed cheaply until it is back.
+
+rtmidi cannot tell: after jackd stops or is killed its clients still "send" into their ring buffers and list
+the old ports. So the daemon keeps one port-less JACK client of its own (invisible in patchbays, which show
+ports) whose shutdown callback JACK calls the moment the server connection drops, SIGKILL included. While the
+server is up, poll() costs one flag test; while it is down, one jack_client_open attempt (a few ms, no server
+to register with) per call, the caller's housekeeping pace.
+
+libjack is the copy python-rtmidi ships (the wheel bundles one) — the very library, loaded once, that the
+MIDI ports use — else the system's. Its own messages ("Cannot connect to server socket", … several per
+probe) go to the debug log instead of stderr: a JACK outage must not flood the daemon's log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import threading
+from pathlib import Path
+
+import rtmidi
+
+log = logging.getLogger(__name__)
+
+JACK_NO_START_SERVER = 0x01  # jack_options_t: never launch a server of our own
+WATCH_CLIENT_NAME = "musicbridge watch"
+
+_ShutdownCallback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_MessageFunction = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+
+
+def _library_path() -> str | None:
+    """The libjack python-rtmidi was built against (bundled in its wheel), else the system's."""
+    package = Path(rtmidi.__file__).resolve().parent
+    for folder in (package, *package.parent.glob("python_rtmidi*")):
+        found = sorted(folder.glob("libjack*.so*")) if folder.is_dir() else []
+        if found:
+            return str(found[0])
+    return ctypes.util.find_library("jack")
+
+
+def _jack_message(text: bytes) -> None:
+    log.debug("libjack: %s", text.decode(errors="replace"))
+
+
+_LIBRARY: ctypes.CDLL | None = None
+_MESSAGES = _MessageFunction(_jack_message)  # kept alive here: libjack holds the pointer for good
+
+
+def _library() -> ctypes.CDLL | None:
+    global _LIBRARY
+    if _LIBRARY is None:
+        path = _library_path()
+        if path is None:
+            return None
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as error:
+            log.debug("no libjack to watch the server with (%s)", error)
+            return None
+        lib.jack_client_open.restype = ctypes.c_void_p
+        lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+        lib.jack_on_info_shutdown.argtypes = [ctypes.c_void_p, _ShutdownCallback, ctypes.c_void_p]
+        lib.jack_client_close.argtypes = [ctypes.c_void_p]
+        lib.jack_get_buffer_size.argtypes = [ctypes.c_void_p]
+        lib.jack_get_buffer_size.restype = ctypes.c_uint32
+        lib.jack_get_sample_rate.argtypes = [ctypes.c_void_p]
+        lib.jack_get_sample_rate.restype = ctypes.c_uint32
+        lib.jack_set_error_function.argtypes = [_MessageFunction]
+        lib.jack_set_info_function.argtypes = [_MessageFunction]
+        lib.jack_set_error_function(_MESSAGES)
+        lib.jack_set_info_function(_MESSAGES)
+        _LIBRARY = lib
+    return _LIBRARY
+
+
+class JackWatch:
+    """poll() → "lost" once when the server went away, "back" once when a new one answers, else None.
+
+    Not thread-safe: one thread (the daemon's housekeeping) polls; JACK's own thread only sets a flag.
+    """
+
+    def __init__(self):
+        self.lib = _library()
+        if self.lib is None:
+            raise OSError("libjack cannot be loaded")
+        self.client: int | None = None
+        self.gone = threading.Event()
+        self.reason = ""
+        self._on_shutdown = _ShutdownCallback(self._shutdown)  # referenced while the client lives
+        if not self._open():
+            raise OSError("the JACK server does not answer")
+
+    def _shutdown(self, code: int, reason: bytes | None, _arg) -> None:
+        """Runs on JACK's thread: record it and return at once."""
+        self.reason = (reason or b"").decode(errors="replace")
+        self.gone.set()
+
+    def _open(self) -> bool:
+        status = ctypes.c_int(0)
+        client = self.lib.jack_client_open(WATCH_CLIENT_NAME.encode(), JACK_NO_START_SERVER, ctypes.byref(status))
+        if not client:
+            return False
+        self.gone.clear()
+        self.lib.jack_on_info_shutdown(client, self._on_shutdown, None)
+        self.client = client
+        return True
+
+    def _close(self) -> None:
+        if self.client is not None:
+            self.lib.jack_client_close(self.client)
+            self.client = None
+
+    @property
+    def up(self) -> bool:
+        return self.client is not None and not self.gone.is_set()
+
+    def poll(self) -> str | None:
+        if self.client is not None:
+            if not self.gone.is_set():
+                return None
+            self._close()
+            return "lost"
+        return "back" if self._open() else None
+
+    def retry_later(self) -> None:
+        """The server answered but the ports could not be made yet (it may still be starting): the next poll
+        tries again and says "back" once more."""
+        self._close()
+
+    def period_s(self) -> float | None:
+        """One JACK process cycle in seconds (buffer size / sample rate), None while the server is away."""
+        if not self.up:
+            return None
+        rate = self.lib.jack_get_sample_rate(self.client)
+        return self.lib.jack_get_buffer_size(self.client) / rate if rate else None
+
+    def close(self) -> None:
+        self._close()
