@@ -30,12 +30,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-TICKS_PER_BEAT = 24
+from musicbridge.benchmarks.jack_rig import ClockPlayer, JackServer, MidiPeer, Recorder
+from musicbridge.bridge.clock import TICKS_PER_BEAT
+from musicbridge.codecs import BEATS_PER_BAR
+
 MELODY = (60, 64, 67, 72)  # four quarter notes a bar
 FLOOD = """
 import random, sys, time, rtmidi
@@ -67,88 +69,16 @@ def percentiles(values) -> dict:
             "max": round(float(data.max()), 3), "n": int(data.size)}
 
 
-class Jack:
-    """A private jackd (dummy driver, 48 kHz, 64 frames, synchronous) under a unique name."""
-
-    def __init__(self):
-        self.name = f"mbbench-{uuid.uuid4().hex[:8]}"
-        self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
-        os.environ.update(JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")  # this process's own clients
-        self.process = subprocess.Popen(["jackd", "--sync", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "64"],
-                                        env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(150):
-            if "system:" in subprocess.run(["jack_lsp"], env=self.env, capture_output=True, text=True).stdout:
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("jackd did not start")
-
-    def connect(self, source: str, destination: str) -> None:
-        for _ in range(200):
-            ports = subprocess.run(["jack_lsp"], env=self.env, capture_output=True, text=True).stdout.splitlines()
-            src = [p for p in ports if source in p]
-            dst = [p for p in ports if destination in p]
-            if src and dst:
-                subprocess.run(["jack_connect", src[0], dst[0]], env=self.env, check=True)
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"no ports {source!r} / {destination!r}")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(10)
-
-
-class Recorder:
-    """An rtmidi JACK input, polled; arrival times from JACK's own timestamps (rtmidi's deltas), not the poll."""
-
-    def __init__(self, name: str):
-        import rtmidi
-
-        self.port = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=name)
-        self.port.ignore_types(timing=False)
-        self.port.open_virtual_port("in")
-        self.events: list[tuple[float, list[int]]] = []
-        self.running = True
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
-
-    def _poll(self) -> None:
-        elapsed, offset = 0.0, float("inf")
-        while self.running:
-            event = self.port.get_message()
-            if event is None:
-                time.sleep(0.0005)
-                continue
-            elapsed += event[1]
-            offset = min(offset, time.perf_counter() - elapsed)
-            self.events.append((offset + elapsed, event[0]))
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join()
-        self.port.close_port()
-        self.port.delete()
-
-
-def play(out, bpm: float, bars: int, t0: float, tick_times: list[float]) -> None:
-    """MIDI clock from t0 (Start just before), a melody note on every beat, Stop at the end."""
-    interval = 60.0 / (bpm * TICKS_PER_BEAT)
-    out.send_message([0xFA])
-    for tick in range(bars * 4 * TICKS_PER_BEAT + 1):
-        t = t0 + tick * interval
-        remaining = t - time.perf_counter()
-        if remaining > 0.002:
-            time.sleep(remaining - 0.0015)
-        while time.perf_counter() < t:
-            pass
-        out.send_message([0xF8])
-        tick_times.append(t)
-        if tick % TICKS_PER_BEAT == 0 and tick < bars * 4 * TICKS_PER_BEAT:
-            beat = tick // TICKS_PER_BEAT
-            out.send_message([0x80, MELODY[(beat - 1) % 4], 0])
-            out.send_message([0x90, MELODY[beat % 4], 90])
-    out.send_message([0xFC])
+def play(peer: MidiPeer, bpm: float, bars: int) -> tuple[float, list[float]]:
+    """MIDI clock from the peer (Start just before the first tick), a melody note on every beat, Stop at the
+    end; returns the first tick's time and every tick's intended time."""
+    beats = bars * BEATS_PER_BAR
+    player = ClockPlayer(peer, bpm)
+    player.add_notes((beat, beat + 1, MELODY[beat % len(MELODY)], 90) for beat in range(beats))
+    t0 = player.start(beats + 1 / TICKS_PER_BEAT, delay=0.2)  # up to the tick on the last bar line, included
+    player.join(timeout=beats * 60.0 / bpm + 10)
+    peer.send([0xFC])
+    return t0, [player.tick_times[tick] for tick in sorted(player.tick_times)]
 
 
 VARIANTS = {  # name: serve options
@@ -158,8 +88,7 @@ VARIANTS = {  # name: serve options
 }
 
 
-def run_once(jack: Jack, model: str, scheduler: str, bpm: float, flood: bool, bars: int, workdir: Path) -> dict:
-    import rtmidi
+def run_once(jack: JackServer, model: str, scheduler: str, bpm: float, flood: bool, bars: int, workdir: Path) -> dict:
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import ThreadingOSCUDPServer
 
@@ -176,14 +105,11 @@ def run_once(jack: Jack, model: str, scheduler: str, bpm: float, flood: bool, ba
     dispatcher.set_default_handler(lambda address, *args: gen.append((address, args)))
     server = ThreadingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench")
-    out.open_virtual_port("clock")
-    answers, floor = Recorder("bench-answers"), Recorder("bench-floor")
+    peer, floor = MidiPeer("bench"), Recorder("bench-floor")  # the clock and the answers; the clock looped back
     flooder = None
     try:
-        jack.connect("bench:clock", "musicbridge in")
-        jack.connect("musicbridge out", "bench-answers:in")
-        jack.connect("bench:clock", "bench-floor:in")
+        peer.connect(jack)
+        jack.connect("bench:to-bridge", "bench-floor:in")
         if flood:
             flooder = subprocess.Popen([sys.executable, "-c", FLOOD], env=jack.env, stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, text=True)
@@ -192,9 +118,7 @@ def run_once(jack: Jack, model: str, scheduler: str, bpm: float, flood: bool, ba
             flooder.stdin.write("go\n")
             flooder.stdin.flush()
         time.sleep(0.5)  # the first message after a new connection can be lost
-        tick_times: list[float] = []
-        t0 = time.perf_counter() + 0.2
-        play(out, bpm, bars, t0, tick_times)
+        t0, tick_times = play(peer, bpm, bars)
         time.sleep(0.3)
     finally:
         if flooder is not None:
@@ -203,10 +127,8 @@ def run_once(jack: Jack, model: str, scheduler: str, bpm: float, flood: bool, ba
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
         log.close()
-        answers.close()
+        peer.close()
         floor.close()
-        out.close_port()
-        out.delete()
         server.shutdown()
         server.server_close()
     spb = 60.0 / bpm
@@ -218,9 +140,9 @@ def run_once(jack: Jack, model: str, scheduler: str, bpm: float, flood: bool, ba
         elif address.endswith("/note"):
             entry["notes"].append(args)
     ordered = sorted((p for p in phrases.values() if "start" in p), key=lambda p: p["start"])
-    ons = [(t, m[1]) for t, m in answers.events if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0]
+    ons = [(t, pitch) for t, kind, _, pitch, _ in peer.notes() if kind == "on"]
     errors, missing = [], 0
-    end_beat = bars * 4
+    end_beat = bars * BEATS_PER_BAR
     for i, phrase in enumerate(ordered):
         cut = min(ordered[i + 1]["start"] if i + 1 < len(ordered) else end_beat, end_beat)
         for _, pitch, _, rel, _ in phrase["notes"]:
@@ -233,11 +155,11 @@ def run_once(jack: Jack, model: str, scheduler: str, bpm: float, flood: bool, ba
                 errors.append((min(near, key=lambda t: abs(t - intended)) - intended) * 1000)
             else:
                 missing += 1
-    ticks = [t for t, m in floor.events if m == [0xF8]]
+    ticks = [t for t, m in floor.events() if m == [0xF8]]
     floor_ms = [(a - b) * 1000 for a, b in zip(ticks, tick_times, strict=False)] if len(ticks) == len(tick_times) else []
     daemon_stats = json.loads(stats.read_text())
     starts = [p["start"] for p in ordered]
-    on_next_bar = sum(1 for k, s in enumerate(starts) if s == 4.0 * (k + 1))  # bar k+1 answers bar k
+    on_next_bar = sum(1 for k, s in enumerate(starts) if s == BEATS_PER_BAR * (k + 1))  # bar k+1 answers bar k
     errors_arr = np.asarray(errors)
     return {
         "scheduler": scheduler, "bpm": bpm, "flood": flood, "bars": bars,
@@ -277,7 +199,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
     model = args.model or default_model(workdir)
-    jack = Jack()
+    jack = JackServer().start()
+    os.environ.update(jack.client_env)  # this process's own clients (the peer, the floor)
     runs = []
     try:
         for bpm in args.bpm:

@@ -78,12 +78,12 @@ def _export_for_bench(checkpoint: Path, name: str, workdir: Path) -> Target:
 def _untrained_checkpoint(preset: str, workdir: Path) -> Path:
     import torch
 
-    from musicbridge.export.testing import save_checkpoint
+    from musicbridge.export.testing import save_model_checkpoint
     from musicbridge.models import build_model, get_preset
 
     torch.manual_seed(0)
     model = build_model(get_preset(preset).model)
-    return save_checkpoint(model, workdir / f"{preset}.pt", preset=preset)
+    return save_model_checkpoint(model, workdir / f"{preset}.pt", preset=preset)
 
 
 # -- the calls --------------------------------------------------------------------------------------------------
@@ -290,8 +290,8 @@ def _runtime_model(model_dir: Path, variant: str, threads: int) -> Model | None:
 def _torch_calls(checkpoint: Path, threads: int, phrases: np.ndarray):
     import torch
 
-    from musicbridge.export.checkpoint import load_checkpoint
+    from musicbridge.training.checkpoint import load_trained_model
 
     torch.set_num_threads(threads)
-    model, _ = load_checkpoint(checkpoint)
+    model, _ = load_trained_model(checkpoint)
     return lambda op, batch: torch_call(model, op, batch, phrases)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 from collections import deque
 
+from musicbridge.codecs import BEATS_PER_BAR
 from musicbridge.notes import Note
 
-KEEP_BEATS = 16 * 4 * 2  # twice the longest model window (16 bars)
+KEEP_BEATS = 2 * 16 * BEATS_PER_BAR  # twice the longest model window (16 bars)
 MAX_NOTES = 4096
 
 

@@ -24,10 +24,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from musicbridge.codecs import STEP_BEATS
+
 log = logging.getLogger(__name__)
 
-TICKS_PER_BEAT = 24
-
+TICKS_PER_BEAT = 24  # MIDI clock
+POSITION_GAIN = 0.25  # the share of a small song-position error corrected at once
 
 MIN_INTERVAL = 60.0 / (400 * TICKS_PER_BEAT)  # tempi outside 10–400 bpm are taken for noise
 MAX_INTERVAL = 60.0 / (10 * TICKS_PER_BEAT)
@@ -61,7 +63,7 @@ class TickTempo:
         self.points: deque[tuple[int, float]] = deque(maxlen=window)
         self.interval = 60.0 / (bpm * TICKS_PER_BEAT)  # seconds per tick
         self.origin = 0.0  # the fit: time(tick) = origin + interval * tick
-        self.last: tuple[int, float] | None = None  # the last tick received
+        self.last: tuple[int, float] | None = None  # the last tick received: (the number it was read as, time)
         self.suspects: list[tuple[int, float, float]] = []  # (tick, time, residual) far off the fit, held out
         self.lost_ticks = 0
 
@@ -75,13 +77,15 @@ class TickTempo:
         if self.last is not None and t - self.last[1] > 4.5 * self.interval:
             self.points.clear()  # the clock paused without a Stop: restart the fit from here
             self.suspects.clear()
-        self.last = (index, t)
+        held = False
         if len(self.points) >= 3:
             held, index = self._suspect(index, t)
-            if held:
-                return index
-        self.points.append((index, t))
-        self._fit()
+        # The number it was read as: the clock while stopped counts on from it, so a lost tick is counted once
+        # (counting on from the number expected, every later tick would look lost again).
+        self.last = (index, t)
+        if not held:
+            self.points.append((index, t))
+            self._fit()
         return index
 
     def _suspect(self, index: int, t: float) -> tuple[bool, int]:
@@ -228,8 +232,8 @@ class Clock:
             if not self._osc_allowed():
                 return
             error = beat - self.beat_at(t)
-            if self.playing and abs(error) < 0.25:  # a quarter of the error: UDP jitter is averaged out
-                self.anchor_beat, self.anchor_time = self.beat_at(t) + 0.25 * error, t
+            if self.playing and abs(error) < STEP_BEATS:  # part of the error at a time: UDP jitter averages out
+                self.anchor_beat, self.anchor_time = self.beat_at(t) + POSITION_GAIN * error, t
                 return
             self.anchor_beat, self.anchor_time = beat, t
         self._emit("relocate", beat)

@@ -11,10 +11,27 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from musicbridge.bridge.config import CLOCKS, ENDINGS, MIDI_APIS, MODES, SCHEDULERS, Params, ServeConfig
+from musicbridge import DEFAULT_MODEL
+from musicbridge.bridge.config import (
+    BPM_RANGE,
+    CLOCKS,
+    ENDINGS,
+    MODES,
+    PARAM_RANGES,
+    SCHEDULERS,
+    Params,
+    ServeConfig,
+)
+from musicbridge.midi_ports import API_CHOICES, API_HELP
 
-DEFAULT_MODEL = "mel_2bar"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULTS = ServeConfig()  # the options' defaults are the config's own
+
+
+def _param_option(name: str, help: str):
+    """The option of a musical param: its default from Params, its range from config.PARAM_RANGES."""
+    low, high = PARAM_RANGES[name]
+    return typer.Option(getattr(DEFAULTS.params, name), min=low, max=high, help=help)
 
 
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
@@ -50,12 +67,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         model: list[str] = typer.Option([], "--model", "-m", help="Exported model directory or shipped model name "
-                                        "(repeatable; the first is active; default: the shipped mel_2bar)."),
+                                        f"(repeatable; the first is active; default: the shipped {DEFAULT_MODEL})."),
         models_dir: list[Path] = typer.Option([], "--models-dir", help="Directory /musicbridge/model/load may load "
                                               "models from (repeatable; default: the folders of the --model paths)."),
         files_dir: list[Path] = typer.Option([], "--files-dir", help="Directory /musicbridge/capture/file may read "
                                              "MIDI files from (repeatable; default: the working directory)."),
-        midi_api: str = typer.Option("auto", help="MIDI system: auto, alsa, jack, coremidi or winmm."),
+        midi_api: str = typer.Option(DEFAULTS.midi_api, help=API_HELP),
         midi_in: str = typer.Option(None, help="Connect to this existing input port (substring) instead of the "
                                     "virtual port 'musicbridge in'."),
         midi_out: str = typer.Option(None, help="Connect to this existing output port (substring) instead of the "
@@ -64,25 +81,28 @@ def register(app: typer.Typer) -> None:
         out_channel: int = typer.Option(0, min=0, max=16, help="Answer on this channel (1-16; 0 = 1 for melodies, "
                                         "10 for drums)."),
         thru: bool = typer.Option(False, "--thru/--no-thru", help="Pass the input through to the output."),
-        clock: str = typer.Option("auto", help="auto (MIDI clock when ticks arrive, else internal), internal, "
+        startup_notes_off: bool = typer.Option(True, "--startup-notes-off/--no-startup-notes-off", help="At start, "
+                                               "send all-notes-off on the output channels (every channel with "
+                                               "--thru), so notes a killed predecessor left on end."),
+        clock: str = typer.Option(DEFAULTS.clock, help="auto (MIDI clock when ticks arrive, else internal), internal, "
                                   "midi or osc (stopped until /musicbridge/transport/play)."),
-        bpm: float = typer.Option(120.0, min=20, max=300, help="Tempo of the internal clock."),
+        bpm: float = typer.Option(DEFAULTS.bpm, min=BPM_RANGE[0], max=BPM_RANGE[1], help="Tempo of the internal clock."),
         output_offset_ms: float = typer.Option(0.0, help="Send output this much later (negative: earlier) to "
                                                "compensate latency."),
-        osc_host: str = typer.Option("127.0.0.1", help="Interface to listen on for OSC (0.0.0.0 = all: think first)."),
-        osc_port: int = typer.Option(9000, min=0, max=65535, help="OSC port to listen on."),
-        osc_reply_host: str = typer.Option("127.0.0.1", help="Host that replies always go to (other hosts get "
+        osc_host: str = typer.Option(DEFAULTS.osc_host, help="Interface to listen on for OSC (0.0.0.0 = all: think first)."),
+        osc_port: int = typer.Option(DEFAULTS.osc_port, min=0, max=65535, help="OSC port to listen on."),
+        osc_reply_host: str = typer.Option(DEFAULTS.osc_reply_host, help="Host that replies always go to (other hosts get "
                                            "replies after /musicbridge/subscribe)."),
-        osc_reply_port: int = typer.Option(9001, min=1, max=65535, help="Port replies go to on --osc-reply-host "
+        osc_reply_port: int = typer.Option(DEFAULTS.osc_reply_port, min=1, max=65535, help="Port replies go to on --osc-reply-host "
                                            "(and the default port of a subscription)."),
-        mode: str = typer.Option("continue", help=f"Starting mode: {', '.join(MODES)}."),
-        temperature: float = typer.Option(1.0, min=0.0, max=2.0, help="Sampling temperature (0 = greedy)."),
-        bars: int = typer.Option(2, min=1, max=16, help="Bars per answer."),
-        novelty: float = typer.Option(1.0, min=0.0, max=4.0, help="Scale of sigma when z is drawn around mu."),
-        variations: int = typer.Option(1, min=1, max=16, help="Candidates per answer (picked by note density)."),
-        silence: float = typer.Option(0.5, min=0.0, max=16.0, help="call-response: beats of silence before answering."),
-        steps: int = typer.Option(8, min=2, max=64, help="interpolate: phrases on the path, A and B included."),
-        ending: str = typer.Option("hold", help=f"interpolate: after B, {', '.join(ENDINGS)}."),
+        mode: str = typer.Option(DEFAULTS.params.mode, help=f"Starting mode: {', '.join(MODES)}."),
+        temperature: float = _param_option("temperature", "Sampling temperature (0 = greedy)."),
+        bars: int = _param_option("bars", "Bars per answer."),
+        novelty: float = _param_option("novelty", "Scale of sigma when z is drawn around mu."),
+        variations: int = _param_option("variations", "Candidates per answer (picked by note density)."),
+        silence: float = _param_option("silence", "call-response: beats of silence before answering."),
+        steps: int = _param_option("steps", "interpolate: phrases on the path, A and B included."),
+        ending: str = typer.Option(DEFAULTS.params.ending, help=f"interpolate: after B, {', '.join(ENDINGS)}."),
         scale: str = typer.Option(None, help="Scale lock: no answer leaves it. ROOT:MODE (D:dorian, A:minor, "
                                   "C:major_pentatonic, E:blues, …) or pitch classes (0,2,4,7,9 or C,D,E,G,A); "
                                   "/musicbridge/param/scale changes it live."),
@@ -91,7 +111,7 @@ def register(app: typer.Typer) -> None:
         stats_json: Path = typer.Option(None, help="Also write the exit summary to this JSON file."),
         realtime: bool = typer.Option(True, "--realtime/--no-realtime", help="Run the daemon's threads with "
                                       "real-time priority (SCHED_FIFO) where the system allows it."),
-        scheduler: str = typer.Option("precise", hidden=True, help="precise or sleep (the naive benchmark baseline)."),
+        scheduler: str = typer.Option(DEFAULTS.scheduler, hidden=True, help="precise or sleep (the naive benchmark baseline)."),
         log_level: str = typer.Option("info", help=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}."),
     ) -> None:
         """Play live: MIDI/OSC in, clock-locked continuations, interpolations and samples out on a MIDI port."""
@@ -106,8 +126,9 @@ def register(app: typer.Typer) -> None:
         dirs.append(SHIPPED_DIR)  # shipped models can always be switched to by name
         config = ServeConfig(
             models=list(model), models_dirs=[str(d) for d in dirs],
-            midi_api=_choice(midi_api, MIDI_APIS, "--midi-api"), midi_in=midi_in, midi_out=midi_out,
-            in_channel=in_channel, out_channel=out_channel, thru=thru, clock=_choice(clock, CLOCKS, "--clock"),
+            midi_api=_choice(midi_api, API_CHOICES, "--midi-api"), midi_in=midi_in, midi_out=midi_out,
+            in_channel=in_channel, out_channel=out_channel, thru=thru, startup_notes_off=startup_notes_off,
+            clock=_choice(clock, CLOCKS, "--clock"),
             bpm=bpm, output_offset_ms=output_offset_ms, scheduler=_choice(scheduler, SCHEDULERS, "--scheduler"),
             realtime=realtime,
             osc_host=osc_host, osc_port=osc_port, osc_reply_port=osc_reply_port, osc_reply_host=osc_reply_host,

@@ -9,13 +9,36 @@ from musicbridge.scales import Scale
 MODES = ("continue", "call-response", "interpolate", "sample", "loop", "mutate", "off")
 ENDINGS = ("hold", "loop", "pingpong")
 CLOCKS = ("auto", "internal", "midi", "osc")
-MIDI_APIS = ("auto", "alsa", "jack", "coremidi", "winmm")
 SCHEDULERS = ("precise", "sleep")  # "sleep" is the naive baseline the benchmark compares against
+
+# The ranges of the numeric musical parameters, in one place: the OSC routes (bridge/osc.py), the `serve`
+# options (bridge/commands.py) and Params itself read them; docs/osc.md shows them (tests keep it equal).
+# A param is an integer where its default in Params is.
+PARAM_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0),
+    "bars": (1, 16),
+    "novelty": (0.0, 4.0),
+    "variations": (1, 16),
+    "silence": (0.0, 16.0),
+    "steps": (2, 64),
+}
+PARAM_CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "ending": ENDINGS}
+BPM_RANGE = (20, 300)  # the internal/OSC clock (--bpm, /musicbridge/transport/tempo)
+
+
+def check_param(name: str, value) -> None:
+    """ValueError when `value` is outside the range (or choices) of param `name`; other names pass."""
+    if name in PARAM_RANGES:
+        low, high = PARAM_RANGES[name]
+        if not low <= value <= high:  # NaN fails too
+            raise ValueError(f"{name} {value:g} is outside {low:g}..{high:g}")
+    elif name in PARAM_CHOICES and value not in PARAM_CHOICES[name]:
+        raise ValueError(f"{name} {value!r} is not one of {', '.join(PARAM_CHOICES[name])}")
 
 
 @dataclass
 class Params:
-    """The musical parameters; OSC changes them while the daemon runs (ranges: docs/osc.md)."""
+    """The musical parameters; OSC changes them while the daemon runs (ranges: PARAM_RANGES, PARAM_CHOICES)."""
 
     mode: str = "continue"
     temperature: float = 1.0
@@ -26,6 +49,15 @@ class Params:
     steps: int = 8  # interpolate: phrases from A to B, both included
     ending: str = "hold"  # interpolate: after B
     scale: Scale | None = None  # scale lock: no note-on outside it in any answer (None = every note)
+
+    def __setattr__(self, name: str, value) -> None:
+        check_param(name, value)  # every change (command line, OSC, code) stays inside the table's ranges
+        super().__setattr__(name, value)
+
+    @classmethod
+    def is_integer(cls, name: str) -> bool:
+        """Whether param `name` takes whole numbers (OSC type i, an int option) rather than floats."""
+        return isinstance(getattr(cls(), name), int)
 
 
 @dataclass
@@ -39,6 +71,7 @@ class ServeConfig:
     in_channel: int = 0  # 0 = all, else 1..16
     out_channel: int = 0  # 0 = by representation (melody 1, drums 10), else 1..16
     thru: bool = False
+    startup_notes_off: bool = True  # CC 123 on the output channels at start: a killed predecessor's notes end
     clock: str = "auto"
     bpm: float = 120.0
     output_offset_ms: float = 0.0  # >0 sends later, <0 earlier (latency compensation)

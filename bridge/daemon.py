@@ -5,7 +5,8 @@ decodes the answer → a phrase in beats → scheduler → MIDI out (and /musicb
 
 Threads: the MIDI input poller and the OSC server (I/O), the scheduler (precise output), the trigger loop (bar
 lines), the generation worker (model calls), the model-load worker (one load at a time, bridge/model_store.py)
-and the main thread's housekeeping (port reconnection).
+and the main thread's housekeeping (port reconnection; a JACK server that goes away and comes back: the ports are
+detached and re-created, the musical state stays).
 Lock order, never reversed: bridge lock → scheduler lock → clock lock / output lock.
 Every way out — Stop, relocation, mode change, model switch, panic, SIGINT/SIGTERM, an exception — ends in
 scheduler.flush(), which sends a note-off for every note still sounding.
@@ -28,13 +29,17 @@ from musicbridge.bridge.capture import CaptureBuffer
 from musicbridge.bridge.clock import Clock
 from musicbridge.bridge.config import ServeConfig
 from musicbridge.bridge.generator import GenerationWorker, Phrase, Request
+from musicbridge.bridge.jack_watch import JackWatch
 from musicbridge.bridge.model_store import LoadRequest, LoadWorker, ModelStore, RefusedPath
-from musicbridge.bridge.modes import BEATS_PER_BAR, STEP_BEATS, Modes, encode_window, trigger_beat
-from musicbridge.bridge.osc import OscInputError, OscServer, P
+from musicbridge.bridge.modes import Modes, trigger_beat
+from musicbridge.bridge.osc import STATUS_PARAMS, OscInputError, OscServer, P
 from musicbridge.bridge.osc_packet import show
 from musicbridge.bridge.paths import MAX_MIDI_FILE_BYTES, Refused, confine, read_regular_file, resolve_dirs
 from musicbridge.bridge.scheduler import Scheduler
 from musicbridge.bridge.status import StatusLine, summary
+from musicbridge.codecs import BEATS_PER_BAR, STEP_BEATS
+from musicbridge.midi_ports import MidiUnavailableError
+from musicbridge.phrases import FROM_START, PhraseError, file_tokens
 from musicbridge.scales import ScaleError, parse_scale
 
 log = logging.getLogger(__name__)
@@ -60,8 +65,11 @@ class Bridge:
         self.clock = Clock(config.clock, config.bpm, on_event=self._on_clock)
         self.output: midi_io.MidiOutput | None = None
         self.input: midi_io.MidiInput | None = None
-        self.midi_note = ""
+        self.midi_description = ""  # what MIDI it serves, for the log: the ports, or why OSC only
         self.midi_in_count = 0
+        self.midi_state = "off"  # "ok", "lost" (the MIDI system went away: waiting for it) or "off" (OSC only)
+        self.midi_outages = 0
+        self.watch: JackWatch | None = None  # tells when the JACK server goes away and comes back
         self.scheduler: Scheduler | None = None
         self.worker = GenerationWorker(lambda: self.store.active, self._on_phrase, self._on_generation_error)
         self.osc: OscServer | None = None
@@ -79,14 +87,36 @@ class Bridge:
 
     def _open_midi(self) -> None:
         cfg = self.config
-        self.output, self.input, self.midi_note = midi_io.open_ports(cfg.midi_api, cfg.midi_in, cfg.midi_out,
-                                                                     self._on_midi, cfg.realtime)
+        self.output, self.input, self.midi_description = midi_io.open_ports(
+            cfg.midi_api, cfg.midi_in, cfg.midi_out, self._on_midi, cfg.realtime)
         if self.output is None:
-            log.warning("%s", self.midi_note)
+            log.warning("%s", self.midi_description)
+            return
+        self.midi_state = "ok"
+        if self.output.api == "jack":
+            try:
+                self.watch = JackWatch()
+                self.output.set_cycle(self.watch.period_s())
+            except OSError as error:  # the ports work; only a restart of the server would go unnoticed
+                log.warning("cannot watch the JACK server (%s): a restart of it will not be noticed", error)
 
     def _close_midi(self) -> None:
         midi_io.close_ports(self.input, self.output)
         self.input = self.output = None
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+
+    def _output_channels(self) -> tuple[int, ...]:
+        """Where this daemon may have played: its answer channel, and every channel when --thru passes input."""
+        return tuple(range(16)) if self.config.thru else (self.out_channel(),)
+
+    def _notes_off_everywhere(self, why: str) -> None:
+        """All-notes-off on the output channels: at start (a killed predecessor may have left notes on) and when
+        the MIDI system is back (a synth that lived through it may still hold what was playing)."""
+        if self.output is not None:
+            closed = self.output.all_notes_off(self._output_channels())
+            log.debug("all notes off (%s): %d notes closed", why, closed)
 
     def out_channel(self) -> int:
         if self.config.out_channel:
@@ -129,7 +159,9 @@ class Bridge:
         trigger.start()
         self.threads.append(trigger)
         self.clock.start_internal(time.perf_counter())
-        log.info("serving: %s; OSC on %s:%d (replies to %s:%d and subscribers)", self.midi_note,
+        if self.config.startup_notes_off:
+            self._notes_off_everywhere("startup")
+        log.info("serving: %s; OSC on %s:%d (replies to %s:%d and subscribers)", self.midi_description,
                  self.config.osc_host, self.osc.port, self.config.osc_reply_host, self.config.osc_reply_port)
 
     def stop(self) -> None:
@@ -163,12 +195,60 @@ class Bridge:
         self.stopping.set()  # the finally in run() turns everything off
 
     def _housekeeping(self) -> None:
+        """Every 0.5 s on the main thread: the MIDI system's presence (a flag test while it is there), then
+        named ports that may have come back. No lock a note-on needs is held while looking."""
+        event = self.watch.poll() if self.watch is not None else None
+        if event == "lost":
+            self._midi_lost()
+        elif event == "back":
+            self._midi_back()
+        if self.midi_state != "ok":
+            return
         for port in (self.output, self.input):
             if port is not None:
                 try:
                     port.check()
                 except Exception:
                     log.exception("checking MIDI port")
+
+    def _midi_lost(self) -> None:
+        """The JACK server stopped or was killed: the ports go dead, everything else plays on (the clock, the
+        modes, the model); answers are still sent over OSC."""
+        self.midi_state = "lost"
+        self.midi_outages += 1
+        for port in (self.input, self.output):
+            port.detach()
+        reason = f" ({self.watch.reason})" if self.watch.reason else ""
+        message = (f"the JACK server went away{reason}: MIDI is off until it is back (the ports are re-created "
+                   "then, by themselves; OSC goes on)")
+        log.warning("%s", message)
+        if self.osc is not None:
+            self.osc.replier.send(f"{P}/error", "midi_lost", message)  # to every target: nobody asked
+            self.osc_status()
+
+    def _midi_back(self) -> None:
+        """The JACK server is back: new clients for both ports (named ports reconnect when they appear)."""
+        started = time.perf_counter()
+        self.watch.pause()  # no other client of ours open while the ports' clients are made (bridge/jack_watch.py)
+        try:
+            for port in (self.output, self.input):
+                port.reattach()
+        except (midi_io.MidiError, MidiUnavailableError) as error:
+            log.debug("the JACK server answers but the ports cannot be made yet (%s); trying again", error)
+            for port in (self.output, self.input):
+                port.detach()
+            return  # the watch stays closed: the next poll probes again
+        if not self.watch.resume():  # it went away again meanwhile
+            for port in (self.output, self.input):
+                port.detach()
+            return
+        self.output.set_cycle(self.watch.period_s())
+        self.midi_state = "ok"
+        log.warning("the JACK server is back: MIDI ports re-created in %.0f ms (in %r, out %r)",
+                    (time.perf_counter() - started) * 1000, self.input.port.name, self.output.port.name)
+        self._notes_off_everywhere("MIDI back")
+        if self.osc is not None:
+            self.osc_status()
 
     # ---- time -----------------------------------------------------------------------------------
     def _on_clock(self, kind: str, beat: float) -> None:
@@ -271,8 +351,8 @@ class Bridge:
             return
         if status in (0x80, 0x90) and len(message) >= 3:
             self._note(channel, message[1], message[2] if status == 0x90 else 0, t)
-        if self.config.thru and self.output is not None and status < 0xF0:
-            self.output.send(message)
+        if self.config.thru and self.output is not None and midi_io.well_formed(message):
+            self.output.send(message)  # a complete channel message; truncated ones (a broken sender) are dropped
 
     def _note(self, channel: int, pitch: int, velocity: int, t: float) -> None:
         playing, beat, _ = self.clock.state(t)
@@ -375,12 +455,11 @@ class Bridge:
             sequence = NoteSequence.from_midi(mido.MidiFile(file=io.BytesIO(data), clip=True))
         except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError):
             raise OscInputError("load_failed", f"{show(path)} is not a readable MIDI file") from None
-        drums = model.codec.name == "drums"
-        notes = [n for n in sequence.slice(0, model.bars * BEATS_PER_BAR).notes if n.is_drum == drums]
-        if not notes:
-            raise OscInputError("load_failed", f"{show(path)} has no {'drum' if drums else 'melody'} notes in its "
-                                               f"first {model.bars} bars")
-        self._store_slot(slot, encode_window(model.codec, notes, model.steps))
+        try:
+            tokens = file_tokens(sequence, model.codec, model.bars, FROM_START)  # a slot: the file's opening
+        except PhraseError as error:
+            raise OscInputError("load_failed", f"{show(path)}: {error}") from None
+        self._store_slot(slot, tokens)
 
     def _store_slot(self, slot: str, tokens) -> None:
         with self.lock:
@@ -457,4 +536,12 @@ class Bridge:
     def osc_status(self, host=None) -> None:
         playing, _, bpm = self.clock.state(time.perf_counter())
         self.osc.replier.send(f"{P}/status", self.params.mode, bpm, int(playing), self.store.active_name or "",
-                              self.last_latency_ms, host=host)
+                              self.last_latency_ms, self.midi_state, *self._status_params(), host=host)
+
+    def _status_params(self) -> list:
+        """The values of osc.STATUS_PARAMS, read together under the lock."""
+        with self.lock:
+            params = self.params
+            derived = {"scale": params.scale.spec if params.scale is not None else "off",
+                       "slots": "".join(sorted(self.modes.state.slots))}
+            return [derived[name] if name in derived else getattr(params, name) for name in STATUS_PARAMS]

@@ -7,8 +7,11 @@ server is up, poll() costs one flag test; while it is down, one jack_client_open
 to register with) per call, the caller's housekeeping pace.
 
 libjack is the copy python-rtmidi ships (the wheel bundles one) — the very library, loaded once, that the
-MIDI ports use — else the system's. Its own messages ("Cannot connect to server socket", … several per
-probe) go to the debug log instead of stderr: a JACK outage must not flood the daemon's log.
+MIDI ports use — else the system's. Its own messages ("Cannot connect to server socket", … several per probe)
+are dropped, not printed: a JACK outage must not flood the daemon's log. They are dropped by a C function
+(strlen: it reads the message and returns), never by a Python callback: JACK calls its error function from
+its own threads, a Python callback there waits for the GIL, and python-rtmidi holds the GIL while it waits for
+JACK (opening or closing a client) — measured: the daemon and the server deadlocked.
 """
 
 from __future__ import annotations
@@ -40,12 +43,12 @@ def _library_path() -> str | None:
     return ctypes.util.find_library("jack")
 
 
-def _jack_message(text: bytes) -> None:
-    log.debug("libjack: %s", text.decode(errors="replace"))
-
-
 _LIBRARY: ctypes.CDLL | None = None
-_MESSAGES = _MessageFunction(_jack_message)  # kept alive here: libjack holds the pointer for good
+
+
+def _ignore_messages() -> _MessageFunction:
+    """A C function taking the message and doing nothing with it (see the module's note)."""
+    return _MessageFunction(ctypes.cast(ctypes.CDLL(None).strlen, ctypes.c_void_p).value)
 
 
 def _library() -> ctypes.CDLL | None:
@@ -69,16 +72,23 @@ def _library() -> ctypes.CDLL | None:
         lib.jack_get_sample_rate.restype = ctypes.c_uint32
         lib.jack_set_error_function.argtypes = [_MessageFunction]
         lib.jack_set_info_function.argtypes = [_MessageFunction]
-        lib.jack_set_error_function(_MESSAGES)
-        lib.jack_set_info_function(_MESSAGES)
+        ignore = _ignore_messages()
+        lib.jack_set_error_function(ignore)
+        lib.jack_set_info_function(ignore)
         _LIBRARY = lib
     return _LIBRARY
 
 
 class JackWatch:
-    """poll() → "lost" once when the server went away, "back" once when a new one answers, else None.
+    """poll() → "lost" once when the server went away, "back" once when a new one has answered for a whole
+    poll interval (its own startup, and the clients that reconnect at once, come and go first), else None.
 
-    Not thread-safe: one thread (the daemon's housekeeping) polls; JACK's own thread only sets a flag.
+    Re-creating the ports runs between pause() and resume(), with no client of this process open but the one
+    being made: libjack keeps one table of the server's clients per process, and a client of ours that learns
+    late that another client left (a jack_lsp, a patchbay probe) clears the table entry that a client we open
+    at that moment was just given — that client then never runs (seen with the watch open: the server hung).
+
+    Not thread-safe: one thread (the daemon's housekeeping) calls it; JACK's own thread only sets a flag.
     """
 
     def __init__(self):
@@ -87,13 +97,15 @@ class JackWatch:
             raise OSError("libjack cannot be loaded")
         self.client: int | None = None
         self.gone = threading.Event()
+        self.settled = True  # False from a probe's first success until the next poll
         self.reason = ""
         self._on_shutdown = _ShutdownCallback(self._shutdown)  # referenced while the client lives
         if not self._open():
             raise OSError("the JACK server does not answer")
 
     def _shutdown(self, code: int, reason: bytes | None, _arg) -> None:
-        """Runs on JACK's thread: record it and return at once."""
+        """Runs on the watch client's own JACK thread: record it and return at once. (Python here is safe: no
+        MIDI port waits for this client, and ctypes releases the GIL in every libjack call made from here.)"""
         self.reason = (reason or b"").decode(errors="replace")
         self.gone.set()
 
@@ -117,17 +129,26 @@ class JackWatch:
         return self.client is not None and not self.gone.is_set()
 
     def poll(self) -> str | None:
-        if self.client is not None:
-            if not self.gone.is_set():
-                return None
+        if self.client is None:  # away: probe
+            if self._open():
+                self.settled = False
+            return None
+        if self.gone.is_set():
             self._close()
-            return "lost"
-        return "back" if self._open() else None
+            return "lost" if self.settled else None  # a server that died while settling was never "back"
+        if not self.settled:
+            self.settled = True
+            return "back"
+        return None
 
-    def retry_later(self) -> None:
-        """The server answered but the ports could not be made yet (it may still be starting): the next poll
-        tries again and says "back" once more."""
+    def pause(self) -> None:
+        """Close the watch client while the ports' clients are made (see the class note)."""
         self._close()
+
+    def resume(self) -> bool:
+        """Open it again; False when the server went away meanwhile (the next poll probes for it)."""
+        self.settled = self._open()
+        return self.settled
 
     def period_s(self) -> float | None:
         """One JACK process cycle in seconds (buffer size / sample rate), None while the server is away."""

@@ -1,7 +1,8 @@
 """MIDI in and out on python-rtmidi: API choice, virtual or named ports, reconnection, and no hanging notes.
 
 The output remembers every note it has turned on, so all_notes_off() can close each one explicitly
-(receivers that ignore CC 123 still get their note-offs).
+(receivers that ignore CC 123 still get their note-offs), in chunks a receiver can take. When the MIDI system
+goes away (bridge/jack_watch.py tells) the ports are detached, and reattached to new clients when it is back.
 """
 
 from __future__ import annotations
@@ -160,9 +161,10 @@ class _Port:
         try:
             self.configure(handle)
             self._open(handle, required=False)
-        except Exception:
+        except (rtmidi.RtMidiError, MidiError) as error:
+            log.debug("MIDI %s port not re-created: %s", self.direction, error)
             _delete(handle)
-            raise
+            raise MidiError(f"{self.direction}: {error}") from error
         with self.lock:
             old, self.handle = self.handle, handle
         if old is not None:

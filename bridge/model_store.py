@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from musicbridge.bridge import priority
 from musicbridge.bridge.osc_packet import show
 from musicbridge.bridge.paths import Refused, confine, folder_confined, resolve_dirs
+from musicbridge.runtime import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +30,12 @@ class RefusedPath(Refused):
     """A model name or path that is not a loaded model nor a model folder inside the models directories."""
 
 
-class ModelLoadError(ValueError):
-    """A model that cannot be loaded (missing, corrupt, unknown representation version, ...)."""
-
-
 def _load(spec: str):
-    from musicbridge.runtime import load_model  # torch-free; imported late to keep `--help` fast
+    from musicbridge.runtime import load_model  # torch-free
 
     try:
         return load_model(spec)
-    except Exception as error:  # onnxruntime raises its own types; the caller needs one
+    except Exception as error:  # onnxruntime may raise its own types; the caller needs one
         raise ModelLoadError(f"cannot load model {spec!r}: {error}") from error
 
 

@@ -25,29 +25,14 @@ import numpy as np
 
 from musicbridge.bridge.config import Params
 from musicbridge.bridge.generator import Request, density
-from musicbridge.codecs import OutOfRangeError
-from musicbridge.notes import Note
+from musicbridge.codecs import BEATS_PER_BAR, STEP_BEATS
+from musicbridge.phrases import TOO_WIDE_DROP, window_tokens
 
-BEATS_PER_BAR = 4.0
-STEP_BEATS = 0.25
 TRIGGER_TOLERANCE_STEPS = 0.25  # ≈ 31 ms at 120 bpm: generation keeps ≈ 94 ms of the last 16th
 
 
 def trigger_beat(bar_end: float) -> float:
     return bar_end - STEP_BEATS + TRIGGER_TOLERANCE_STEPS * STEP_BEATS
-
-
-def encode_window(codec, notes: list[Note], n_steps: int) -> np.ndarray:
-    """Notes (beats from the window start) → tokens; melodies are moved by octaves into the codec's range."""
-    if codec.name == "drums":
-        notes = [Note(n.pitch, n.velocity, n.start, n.end, n.channel, 0, True) for n in notes]
-    try:
-        return codec.encode(notes, n_steps=n_steps)
-    except OutOfRangeError:
-        fitted = codec.fit_octaves(notes)
-        if fitted is None:  # wider than the range: keep what fits
-            fitted = [n for n in notes if codec.min_pitch <= n.pitch <= codec.max_pitch]
-        return codec.encode(fitted, n_steps=n_steps)
 
 
 @dataclass
@@ -96,7 +81,7 @@ class Modes:
         """(tokens, onset density, mean velocity) of the model-length bars ending at `end`."""
         start = end - model_bars * BEATS_PER_BAR
         notes = self.capture.window(start, end)
-        tokens = encode_window(codec, notes, model_bars * codec.steps_per_bar)
+        tokens = window_tokens(codec, notes, model_bars, TOO_WIDE_DROP)  # live: the answer must come
         velocity = round(sum(n.velocity for n in notes) / len(notes)) if notes else 100
         return tokens, density(codec, tokens, model_bars), velocity
 

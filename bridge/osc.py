@@ -16,7 +16,7 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from musicbridge.bridge.config import ENDINGS, MODES
+from musicbridge.bridge.config import BPM_RANGE, ENDINGS, MODES, PARAM_RANGES, Params
 from musicbridge.bridge.osc_packet import MAX_DATAGRAM, Message, PacketError, parse_packet, show
 from musicbridge.bridge.replies import Replier, Target
 
@@ -103,27 +103,36 @@ class Route:
 
 
 P = "/musicbridge"
+
+
+def param_route(name: str, arg: str, doc: str) -> Route:
+    """/musicbridge/param/<name>: one argument in the param's range (config.PARAM_RANGES), handled by osc_<name>."""
+    arg_type = "i" if Params.is_integer(name) else "f"
+    return Route(f"{P}/param/{name}", (Arg(arg, arg_type, *PARAM_RANGES[name]),), f"osc_{name}", doc)
+
+
 ROUTES: tuple[Route, ...] = (
     Route(f"{P}/note", (Arg("pitch", "i", 0, 127), Arg("velocity", "i", 0, 127), Arg("channel", "i", 1, 16, optional=True)),
           "osc_note", "note in (velocity 0 = off)"),
-    Route(f"{P}/transport/tempo", (Arg("bpm", "f", 20, 300),), "osc_tempo", "tempo"),
+    Route(f"{P}/transport/tempo", (Arg("bpm", "f", *BPM_RANGE),), "osc_tempo", "tempo"),
     Route(f"{P}/transport/play", (), "osc_play", "play"),
     Route(f"{P}/transport/stop", (), "osc_stop", "stop"),
     Route(f"{P}/transport/position", (Arg("beats", "f", 0, 1_000_000),), "osc_position", "song position"),
     Route(f"{P}/mode", (Arg("name", "s", choices=MODES),), "osc_mode", "mode"),
-    Route(f"{P}/param/temperature", (Arg("x", "f", 0, 2),), "osc_temperature", "temperature"),
-    Route(f"{P}/param/bars", (Arg("n", "i", 1, 16),), "osc_bars", "answer length"),
-    Route(f"{P}/param/novelty", (Arg("x", "f", 0, 4),), "osc_novelty", "sigma scale"),
-    Route(f"{P}/param/variations", (Arg("n", "i", 1, 16),), "osc_variations", "candidates"),
-    Route(f"{P}/param/silence", (Arg("beats", "f", 0, 16),), "osc_silence", "call-response silence"),
-    Route(f"{P}/param/steps", (Arg("n", "i", 2, 64),), "osc_steps", "interpolation steps"),
+    param_route("temperature", "x", "temperature"),
+    param_route("bars", "n", "answer length"),
+    param_route("novelty", "x", "sigma scale"),
+    param_route("variations", "n", "candidates"),
+    param_route("silence", "beats", "call-response silence"),
+    param_route("steps", "n", "interpolation steps"),
     Route(f"{P}/param/ending", (Arg("name", "s", choices=ENDINGS),), "osc_ending", "interpolation ending"),
     Route(f"{P}/param/scale", (Arg("spec", "s"),), "osc_scale", "scale lock"),
     Route(f"{P}/capture", (Arg("slot", "s", choices=("a", "b")),), "osc_capture", "capture a slot"),
     Route(f"{P}/capture/file", (Arg("slot", "s", choices=("a", "b")), Arg("path", "s")), "osc_capture_file",
           "slot from a MIDI file"),
     Route(f"{P}/generate", (), "osc_generate", "answer now"),
-    Route(f"{P}/variation", (Arg("index", "i", 0, 15),), "osc_variation", "send a candidate"),
+    Route(f"{P}/variation", (Arg("index", "i", 0, PARAM_RANGES["variations"][1] - 1),), "osc_variation",
+          "send a candidate"),
     Route(f"{P}/panic", (), "osc_panic", "all notes off"),
     Route(f"{P}/model/load", (Arg("name_or_path", "s"),), "osc_model_load", "switch model"),
     Route(f"{P}/status", (), "osc_status", "status reply"),
@@ -138,14 +147,21 @@ class Reply:
     signature: str
 
 
+# What a status reply carries after the transport and the model: every param, so a controller that (re)connects
+# can read them back. The numeric ones in PARAM_RANGES order, then the ending, the scale lock (its spec, "off"
+# when none) and the capture slots that hold a phrase ("", "a", "b" or "ab").
+STATUS_PARAMS = (*PARAM_RANGES, "ending", "scale", "slots")
+_STATUS_PARAM_TYPES = " ".join(f"{name}:{'i' if Params.is_integer(name) else 'f'}" for name in PARAM_RANGES)
 REPLIES: tuple[Reply, ...] = (
     Reply(f"{P}/gen/begin", "id:i n_bars:i start_beat:f"),
     Reply(f"{P}/gen/note", "id:i pitch:i velocity:i start_beat:f duration_beats:f"),
     Reply(f"{P}/gen/end", "id:i n_notes:i"),
-    Reply(f"{P}/status", "mode:s bpm:f playing:i model:s last_latency_ms:f"),
+    Reply(f"{P}/status", f"mode:s bpm:f playing:i model:s last_latency_ms:f midi:s {_STATUS_PARAM_TYPES} ending:s "
+                         "scale:s slots:s"),
     Reply(f"{P}/error", "code:s message:s"),
 )
-ERROR_CODES = ("unknown_address", "bad_arguments", "out_of_range", "refused", "load_failed", "not_ready", "internal")
+ERROR_CODES = ("unknown_address", "bad_arguments", "out_of_range", "refused", "load_failed", "not_ready", "internal",
+               "midi_lost")
 _REPLY_TYPES = {r.address: [part.split(":")[1] for part in r.signature.split()] for r in REPLIES}
 
 

@@ -115,10 +115,6 @@ class Scheduler:
             self.cond.notify()
         return closed
 
-    def pending(self) -> int:
-        with self.cond:
-            return sum(1 for n in self.notes if n.state == "pending")
-
     # ---- the thread ---------------------------------------------------------------------------
     def start(self) -> None:
         self.running = True

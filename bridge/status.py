@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from musicbridge.codecs import BEATS_PER_BAR
+
 
 def percentiles(values, scale: float = 1.0) -> dict:
     """{"p50", "p99", "max", "n"} of values × scale (None when there are none)."""
@@ -39,6 +41,7 @@ def summary(bridge) -> dict:
         "osc_in": bridge.osc.handled if bridge.osc else 0,
         "osc_errors": bridge.osc.replier.errors if bridge.osc else 0,
         "lost_clock_ticks": bridge.clock.ticks.lost_ticks,
+        "midi_outages": bridge.midi_outages,  # times the MIDI system (JACK server) went away
         "scheduler": {"mode": scheduler.mode, "realtime": scheduler.realtime} if scheduler else None,
         "scale": bridge.params.scale.spec if bridge.params.scale is not None else None,  # at exit
     }
@@ -46,7 +49,7 @@ def summary(bridge) -> dict:
 
 def status_text(bridge) -> Text:
     playing, beat, bpm = bridge.clock.state(time.perf_counter())
-    bar, in_bar = divmod(beat, 4.0)
+    bar, in_bar = divmod(beat, BEATS_PER_BAR)
     scheduler = bridge.scheduler
     latency = f"{bridge.last_latency_ms:.1f} ms" if bridge.last_latency_ms >= 0 else "–"
     parts = [
@@ -59,6 +62,8 @@ def status_text(bridge) -> Text:
         (f" │ late {scheduler.late_dropped if scheduler else 0}", ""),
         (f" │ superseded {bridge.worker.superseded}", ""),
     ]
+    if bridge.midi_state == "lost":
+        parts.append((" │ MIDI lost: waiting for the JACK server", "bold red"))
     return Text.assemble(*parts)
 
 

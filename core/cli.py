@@ -25,6 +25,7 @@ from rich.table import Table
 import musicbridge
 from musicbridge.cli_errors import EXIT_STATUS_HELP, USER_ERROR, fail, missing_extra, print_error
 from musicbridge.cli_help import use_plain_help
+from musicbridge.midi_ports import API_HELP
 
 app = typer.Typer(
     name="musicbridge",
@@ -55,7 +56,7 @@ def version() -> None:
 
 @app.command()
 def ports(
-    midi_api: str = typer.Option("auto", help="MIDI system: auto, alsa, jack, coremidi or winmm."),
+    midi_api: str = typer.Option("auto", help=API_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the MIDI input and output ports of a MIDI system."""

@@ -15,6 +15,8 @@ from musicbridge.notes import DRUM_CHANNEL, Note
 
 STEPS_PER_QUARTER = 4
 STEPS_PER_BAR = 16  # a 4/4 bar; pieces in other meters are windowed in 4-beat units
+BEATS_PER_BAR = STEPS_PER_BAR // STEPS_PER_QUARTER  # the bar every model counts in (answers start on its lines)
+STEP_BEATS = 1 / STEPS_PER_QUARTER  # one step, a 16th, in beats
 
 
 class UnknownRepresentationError(ValueError):

@@ -12,36 +12,17 @@ from dataclasses import replace
 
 import numpy as np
 
+from musicbridge.codecs import BEATS_PER_BAR
 from musicbridge.notes import Note, NoteSequence
+from musicbridge.phrases import FROM_END, file_tokens
 
 INPUT_INSTRUMENT = 0
-BEATS_PER_BAR = 4  # the representations count 4-beat bars
-
-
-class GenerateError(ValueError):
-    """An input the model cannot take (no notes of the right kind, say)."""
 
 
 def phrase_tokens(model, sequence: NoteSequence) -> np.ndarray:
-    """The last `model.bars` bars of `sequence` as tokens: the window the model is given.
-
-    Melody models take the highest note at each onset across the pitched instruments; drum models the drums.
-    """
-    codec = model.codec
-    want_drums = codec.name == "drums"
-    notes = [n for n in sequence.quantize().notes if n.is_drum == want_drums]
-    if not notes:
-        kind = "drum" if want_drums else "pitched"
-        raise GenerateError(f"the input has no {kind} notes for a {codec.name} model")
-    end_bar = math.ceil(max(n.end for n in notes) / BEATS_PER_BAR - 1e-9)
-    start = max(0, end_bar - model.bars) * BEATS_PER_BAR
-    window = [replace(n, start=n.start - start, end=n.end - start) for n in notes if n.start >= start]
-    if not want_drums:
-        fitted = codec.fit_octaves(window)
-        if fitted is None:
-            raise GenerateError("the input's pitch range is wider than the melody representation (21–108)")
-        window = fitted
-    return codec.encode(window, model.steps)
+    """The last `model.bars` bars of `sequence` as tokens: the window the model is given (musicbridge.phrases;
+    a PhraseError when the input has nothing the model reads or a melody too wide for it)."""
+    return file_tokens(sequence, model.codec, model.bars, FROM_END)
 
 
 def _place(model, tokens: np.ndarray, start_beat: float, instrument: int, velocity: int = 96) -> list[Note]:

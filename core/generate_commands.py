@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from musicbridge import DEFAULT_MODEL
 from musicbridge.cli_errors import fail, require_extra
 
-DEFAULT_MODEL = "mel_2bar"
 console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines: paths and errors are not broken
 
 generate_app = typer.Typer(help="Generate MIDI files offline with an exported or shipped model.", no_args_is_help=True)
@@ -88,11 +88,11 @@ def _write(sequence, out: Path, png: bool, title: str) -> None:
 
 
 def _run(make, *args, **kwargs):
-    from musicbridge.generate import GenerateError
+    from musicbridge.phrases import PhraseError
 
     try:
         return make(*args, **kwargs)
-    except GenerateError as error:
+    except PhraseError as error:
         fail(console, str(error))
 
 

@@ -18,6 +18,7 @@ API_NAMES = {
     "winmm": rtmidi.API_WINDOWS_MM,
 }
 API_CHOICES = ("auto", *API_NAMES)
+API_HELP = f"MIDI system: {', '.join(API_CHOICES[:-1])} or {API_CHOICES[-1]}."  # --midi-api
 
 
 class MidiUnavailableError(RuntimeError):

@@ -39,16 +39,17 @@ def export(
     """Export a checkpoint to ONNX and check the graphs against the torch model (non-zero exit if fp32 parity fails)."""
     from musicbridge.codecs import UnknownRepresentationError
     from musicbridge.data import DatasetError, load_dataset
-    from musicbridge.export.checkpoint import CheckpointError, checkpoint_task, load_checkpoint
+    from musicbridge.export.checkpoint import checkpoint_task
     from musicbridge.export.exporter import export_model, write_metadata
     from musicbridge.export.parity import TARGETS, check_parity, prior_sequences
     from musicbridge.runtime import ModelLoadError
+    from musicbridge.training.checkpoint import CheckpointError, load_trained_model
 
     if quantize not in (None, "int8"):
         _fail(f"--quantize takes int8, not {quantize!r}")
     variants = ["fp32"] + (["int8"] if quantize else []) + (["fp16"] if fp16 else [])
     try:
-        model, ckpt = load_checkpoint(checkpoint)
+        model, ckpt = load_trained_model(checkpoint)
         if data is not None:
             dataset = load_dataset(data)
             if dataset.hash != ckpt.get("dataset_hash"):
@@ -63,7 +64,7 @@ def export(
             windows = prior_sequences(model, sequences)
             source = f"{len(windows)} samples from the model's prior"
         if continuation is not None:
-            follower, follower_ckpt = load_checkpoint(continuation)
+            follower, follower_ckpt = load_trained_model(continuation)
             _check_continuation(continuation, follower, follower_ckpt, model, ckpt, checkpoint_task)
         with console.status(f"exporting {checkpoint} → {out}"):
             metadata = export_model(model, out, preset=ckpt["preset"], representation=ckpt["representation"],

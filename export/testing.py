@@ -14,6 +14,7 @@ import torch
 
 from musicbridge.codecs import get_codec
 from musicbridge.models import ModelConfig, Preset, build_model
+from musicbridge.training.checkpoint import checkpoint_payload, save_checkpoint
 
 TINY_SIZES = dict(embed_size=8, enc_size=12, enc_layers=2, z_size=6, conductor_size=10, conductor_layers=2,
                   dec_size=16, dec_layers=2)
@@ -29,14 +30,14 @@ def tiny_model(representation: str = "melody", hierarchical: bool = False, bars:
     return build_model(config).eval()
 
 
-def save_checkpoint(model, path: str | os.PathLike, preset: str = "tiny", dataset_hash: str = "0" * 64,
-                    step: int = 0) -> Path:
-    """A checkpoint in the training stage's format (docs/architecture.md) for `model`."""
+def save_model_checkpoint(model, path: str | os.PathLike, preset: str = "tiny", dataset_hash: str = "0" * 64,
+                          step: int = 0) -> Path:
+    """`model` as a checkpoint at `path`, written by the training stage's own writer (no optimizer state: it
+    exports and evaluates, it does not resume)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": 1, "preset": preset, "config": Preset(preset, model.config).to_dict(),
-                "representation": get_codec(model.config.representation).describe(), "dataset_hash": dataset_hash,
-                "step": step, "model": model.state_dict()}, path)
+    representation = get_codec(model.config.representation).describe()
+    save_checkpoint(path, checkpoint_payload(model, Preset(preset, model.config), representation, dataset_hash, step))
     return path
 
 

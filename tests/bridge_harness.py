@@ -1,7 +1,7 @@
-"""Test-side parts for the bridge tests: a JACK MIDI peer playing clock and notes, an OSC peer, the daemon.
+"""Test-side parts for the bridge tests: the JACK rig's MIDI peer and clock player, an OSC peer, the daemon.
 
-All real: rtmidi clients on the test's JACK server, UDP OSC on 127.0.0.1, `python -m musicbridge serve` in a
-subprocess.
+All real: rtmidi clients on the test's JACK server (musicbridge.benchmarks.jack_rig, shared with the bridge
+benchmark), UDP OSC on 127.0.0.1, `python -m musicbridge serve` in a subprocess.
 """
 
 from __future__ import annotations
@@ -16,18 +16,22 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
-import rtmidi
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
-TICKS_PER_BEAT = 24
+from musicbridge.benchmarks.jack_rig import ClockPlayer, MidiPeer, Recorder, Sink
+from musicbridge.bridge.osc import REPLIES
+
+__all__ = ["ClockPlayer", "Daemon", "MidiPeer", "OscPeer", "Recorder", "Sink", "free_udp_port", "wait_until"]
+
 LOG_DIR = Path(tempfile.mkdtemp(prefix="musicbridge-test-logs-"))  # daemon logs, removed when the run ends
 atexit.register(shutil.rmtree, LOG_DIR, ignore_errors=True)
-sys.setswitchinterval(0.0002)  # the clock player spins: let the recording callback in quickly
+sys.setswitchinterval(0.0002)  # the clock player spins: let the recording thread in quickly
+STATUS_FIELDS = next(r.signature for r in REPLIES if r.address == "/musicbridge/status").split()
+STATUS_NAMES = tuple(field.split(":")[0] for field in STATUS_FIELDS)
 
 
 def free_udp_port() -> int:
@@ -44,160 +48,6 @@ def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = "c
             return value
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-
-
-def precise_sleep_until(t: float) -> None:
-    remaining = t - time.perf_counter()
-    if remaining > 0.002:
-        time.sleep(remaining - 0.0015)
-    while time.perf_counter() < t:
-        pass
-
-
-class MidiPeer:
-    """A JACK client standing in for the DAW: an output into "musicbridge in", an input from "musicbridge out"."""
-
-    def __init__(self, name: str = "peer"):
-        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=name)
-        self.out.open_virtual_port("to-bridge")
-        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"{name}-rec")
-        self.inp.ignore_types(sysex=True, timing=False, active_sense=True)
-        self.inp.open_virtual_port("from-bridge")
-        self.received: list[tuple[float, list[int]]] = []
-        self.lock = threading.Lock()
-        self.send_lock = threading.Lock()
-        self.running = True
-        self.poller = threading.Thread(target=self._poll, daemon=True)
-        self.poller.start()
-
-    def _poll(self) -> None:
-        """Record arrivals at JACK's own timestamps (rtmidi's deltas, anchored by the earliest poll), polled
-        rather than by callback: a Python callback in JACK's process thread makes cycles late."""
-        elapsed, offset = 0.0, float("inf")
-        while self.running:
-            event = self.inp.get_message()
-            if event is None:
-                time.sleep(0.0005)
-                continue
-            elapsed += event[1]
-            offset = min(offset, time.perf_counter() - elapsed)
-            with self.lock:
-                self.received.append((offset + elapsed, event[0]))
-
-    def connect(self, server, bridge_in: str = "musicbridge in", bridge_out: str = "musicbridge out") -> None:
-        """Wire the peer to the daemon's ports (with jack_connect), then let the first connection settle."""
-        src_out = server.wait_for_port(":to-bridge")
-        dst_in = server.wait_for_port(bridge_in)
-        src_bridge = server.wait_for_port(bridge_out)
-        dst_rec = server.wait_for_port(":from-bridge")
-        for a, b in ((src_out, dst_in), (src_bridge, dst_rec)):
-            subprocess.run(["jack_connect", a, b], env=server.env, check=True, timeout=10)
-        time.sleep(0.2)  # the first message after a new connection can be lost
-
-    def send(self, message: Iterable[int]) -> float:
-        with self.send_lock:
-            t = time.perf_counter()
-            if self.running:  # a ClockPlayer thread may outlive a failed test: never send on a closed port
-                self.out.send_message(list(message))
-        return t
-
-    def messages(self, since: float = 0.0) -> list[tuple[float, list[int]]]:
-        with self.lock:
-            return [(t, m) for t, m in self.received if t >= since]
-
-    def notes(self, since: float = 0.0) -> list[tuple[float, str, int, int, int]]:
-        """(time, "on"|"off", channel, pitch, velocity) of the note messages received."""
-        result = []
-        for t, m in self.messages(since):
-            if len(m) == 3 and m[0] & 0xF0 in (0x80, 0x90):
-                kind = "on" if m[0] & 0xF0 == 0x90 and m[2] > 0 else "off"
-                result.append((t, kind, m[0] & 0x0F, m[1], m[2]))
-        return result
-
-    def close(self) -> None:
-        with self.send_lock:
-            self.running = False
-        self.poller.join(timeout=1)
-        for port in (self.inp, self.out):
-            port.close_port()
-            port.delete()
-
-
-class ClockPlayer:
-    """Plays MIDI clock (and optional notes) from the peer on its own thread, ticks at exact times.
-
-    `tempo_at(beat)` gives the tempo; `notes` are (beat, message) sent together with the tick at that beat
-    (beats on the tick grid). `jitter(tick) -> seconds` shifts single ticks; `drop(tick)` skips them.
-    """
-
-    def __init__(self, peer: MidiPeer, bpm: float = 120.0, start_beat: float = 0.0):
-        self.peer = peer
-        self.bpm = bpm
-        self.changes: list[tuple[float, float]] = []  # (beat, bpm)
-        self.notes: dict[int, list[list[int]]] = {}
-        self.jitter = lambda tick: 0.0
-        self.drop = lambda tick: False
-        self.tick_times: dict[int, float] = {}  # tick number → intended time
-        self.start_beat = start_beat
-        self.running = False
-        self.thread: threading.Thread | None = None
-        self.t0 = 0.0
-
-    def add_notes(self, notes: Iterable[tuple[float, float, int, int]], channel: int = 0) -> None:
-        """(start beat, end beat, pitch, velocity) → note-on/off messages on the tick grid."""
-        for start, end, pitch, velocity in notes:
-            self.notes.setdefault(round(start * TICKS_PER_BEAT), []).append([0x90 | channel, pitch, velocity])
-            self.notes.setdefault(round(end * TICKS_PER_BEAT), []).insert(0, [0x80 | channel, pitch, 0])
-
-    def tempo_at(self, beat: float) -> float:
-        bpm = self.bpm
-        for change_beat, change_bpm in self.changes:
-            if beat >= change_beat:
-                bpm = change_bpm
-        return bpm
-
-    def time_of(self, beat: float) -> float:
-        """Intended wall-clock time of a beat (the ticks' own timeline)."""
-        tick = beat * TICKS_PER_BEAT
-        base = int(tick)
-        first = round(self.start_beat * TICKS_PER_BEAT)
-        t = self.tick_times.get(base)
-        if t is None:
-            t = self.t0
-            for k in range(first, base):
-                t += 60.0 / (self.tempo_at(k / TICKS_PER_BEAT) * TICKS_PER_BEAT)
-        return t + (tick - base) * 60.0 / (self.tempo_at(base / TICKS_PER_BEAT) * TICKS_PER_BEAT)
-
-    def start(self, until_beat: float, send_start: bool = True, delay: float = 0.1) -> float:
-        """Send Start (or Continue) and play ticks until `until_beat`; returns the time of the first tick."""
-        self.running = True
-        self.t0 = time.perf_counter() + delay
-        self.thread = threading.Thread(target=self._run, args=(until_beat, send_start), daemon=True)
-        self.thread.start()
-        return self.t0
-
-    def _run(self, until_beat: float, send_start: bool) -> None:
-        self.peer.send([0xFA] if send_start else [0xFB])
-        t = self.t0
-        tick = round(self.start_beat * TICKS_PER_BEAT)
-        while self.running and tick < until_beat * TICKS_PER_BEAT:
-            self.tick_times[tick] = t
-            precise_sleep_until(t + self.jitter(tick))
-            if not self.drop(tick):
-                self.peer.send([0xF8])
-            for message in self.notes.get(tick, []):
-                self.peer.send(message)
-            t += 60.0 / (self.tempo_at(tick / TICKS_PER_BEAT) * TICKS_PER_BEAT)
-            tick += 1
-        self.running = False
-
-    def join(self, timeout: float = 60.0) -> None:
-        if self.thread:
-            self.thread.join(timeout)
-
-    def stop(self) -> None:
-        self.running = False
-        self.join()
 
 
 class OscPeer:
@@ -235,6 +85,10 @@ class OscPeer:
         since = time.perf_counter()
         self.send("/musicbridge/status")
         return self.wait_for("/musicbridge/status", since, timeout)[-1][2]
+
+    def state(self, timeout: float = 5.0) -> dict:
+        """A status reply by name ({"mode", "bpm", …, "temperature", …, "slots"}: osc.REPLIES)."""
+        return dict(zip(STATUS_NAMES, self.status(timeout), strict=True))
 
     def phrases(self, since: float = 0.0) -> dict[int, dict]:
         """{id: {"begin": args, "notes": [args...], "end": args}} of the gen/* sequences received."""

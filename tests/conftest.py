@@ -1,143 +1,24 @@
-"""Shared fixtures: a real JACK server (dummy driver) per test session, under its own name.
+"""Shared fixtures: a real JACK server (dummy driver) per test session, under its own name, and tiny models.
 
-`jack_server` yields a JackServer whose name is also in os.environ["JACK_DEFAULT_SERVER"] for the test, so
-in-process rtmidi clients (rtmidi.API_UNIX_JACK) and subprocesses started by the test both use it. Servers
-started here are stopped with SIGTERM and waited for; /dev/shm entries left by dead test servers (a killed
-run) are removed first, since jackd can refuse to start over them.
-
-The server runs synchronously (--sync): in JACK2's default asynchronous mode a client that misses its cycle
-on a loaded machine loses that cycle's MIDI events (measured here: 1–2 % of messages on 2 busy cores; none
-with --sync), and tests that count note-offs must not depend on the machine's load.
+`jack_server` yields a JackServer (musicbridge.benchmarks.jack_rig, the rig the bridge benchmark uses too) whose
+name is also in os.environ["JACK_DEFAULT_SERVER"] for the test, so in-process rtmidi clients
+(rtmidi.API_UNIX_JACK) and subprocesses started by the test both use it. Servers started here are stopped with
+SIGTERM and waited for; /dev/shm entries left by dead rig servers (a killed run) are removed first.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import signal
-import subprocess
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-SHM = Path("/dev/shm")
-NAME_PREFIX = "mbtest-"
+from musicbridge.benchmarks.jack_rig import JackServer
 
 
-def _live_server_names() -> set[str]:
-    """Names of the JACK servers running on this machine (JACK_DEFAULT_SERVER / -n of each jackd)."""
-    names = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            if not cmdline or not cmdline[0].endswith(b"jackd"):
-                continue
-            environ = dict(e.split(b"=", 1) for e in (proc / "environ").read_bytes().split(b"\0") if b"=" in e)
-        except OSError:
-            continue
-        name = environ.get(b"JACK_DEFAULT_SERVER", b"default").decode()
-        for flag in (b"-n", b"--name"):
-            if flag in cmdline[1:-1]:
-                name = cmdline[cmdline.index(flag) + 1].decode()
-        names.add(name)
-    return names
-
-
-def clean_stale_jack_shm() -> list[str]:
-    """Remove /dev/shm/jack* entries of test servers (NAME_PREFIX) that are no longer running.
-
-    The shared registry segments (jack-shm-registry, jack-<uid>-<n>) are removed only when no jackd runs at all.
-    """
-    if not SHM.is_dir():
-        return []
-    live = _live_server_names()
-    removed = []
-    for entry in SHM.glob("jack*"):
-        match = re.search(rf"({re.escape(NAME_PREFIX)}[0-9a-f-]+)", entry.name)
-        stale = (match and match.group(1) not in live) or (not live and not match)
-        if stale:
-            with contextlib.suppress(OSError):
-                entry.unlink()
-                removed.append(entry.name)
-    return removed
-
-
-def _run_lsp(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["jack_lsp", *args], env=env, capture_output=True, text=True, timeout=10)
-
-
-class JackServer:
-    """jackd --sync --no-realtime -d dummy -r 48000 -p 64 under a unique server name."""
-
-    def __init__(self, rate: int = 48000, period: int = 64):
-        self.name = f"{NAME_PREFIX}{uuid.uuid4().hex[:10]}"
-        self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
-        self.rate, self.period = rate, period
-        self.process: subprocess.Popen | None = None
-        self.log_path = Path(f"/tmp/{self.name}.log")
-
-    def start(self, timeout: float = 15.0) -> JackServer:
-        clean_stale_jack_shm()
-        log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            ["jackd", "--sync", "--no-realtime", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jackd exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
-            if "system:" in _run_lsp(self.env).stdout:
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"jackd did not come up within {timeout} s: {self.log_path.read_text()[-2000:]}")
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None and _run_lsp(self.env).returncode == 0
-
-    def ports(self) -> list[str]:
-        return [line for line in _run_lsp(self.env).stdout.splitlines() if line.strip()]
-
-    def connections(self) -> dict[str, list[str]]:
-        """{port: [ports it is connected to]} from jack_lsp -c."""
-        result: dict[str, list[str]] = {}
-        current = None
-        for line in _run_lsp(self.env, "-c").stdout.splitlines():
-            if line.startswith(" ") or line.startswith("\t"):
-                result.setdefault(current, []).append(line.strip())
-            elif line.strip():
-                current = line.strip()
-                result.setdefault(current, [])
-        return result
-
-    def wait_for_port(self, fragment: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for port in self.ports():
-                if fragment in port:
-                    return port
-            time.sleep(0.05)
-        raise TimeoutError(f"no JACK port containing {fragment!r} after {timeout} s; ports: {self.ports()}")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        clean_stale_jack_shm()
-        self.log_path.unlink(missing_ok=True)
+def _use(server: JackServer, monkeypatch) -> JackServer:
+    for key, value in server.client_env.items():
+        monkeypatch.setenv(key, value)
+    return server
 
 
 @pytest.fixture(scope="session")
@@ -153,18 +34,14 @@ def jack_server(_jack_session, monkeypatch) -> JackServer:
     if not _jack_session.alive():
         _jack_session.stop()
         _jack_session.start()
-    monkeypatch.setenv("JACK_DEFAULT_SERVER", _jack_session.name)
-    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
-    return _jack_session
+    return _use(_jack_session, monkeypatch)
 
 
 @pytest.fixture
 def own_jack_server(monkeypatch):
     """A JACK server of the test's own (for tests that stop or break it)."""
     server = JackServer().start()
-    monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
-    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
-    yield server
+    yield _use(server, monkeypatch)
     server.stop()
 
 

@@ -85,6 +85,19 @@ def test_a_lost_tick_does_not_shift_the_count():
     assert phase_error_ms(clock, times, [149]) < 0.1
 
 
+def test_a_tick_lost_while_stopped_is_counted_once():
+    """Clock without Start keeps the tempo fresh; a tick lost then is one lost tick, not one every third tick
+    from then on (the count once went on from the number expected instead of the number read)."""
+    times = tick_times(lambda k: 120.0, 200)
+    clock = Clock("midi", 120.0)
+    for k, t in enumerate(times):
+        if k != 60:
+            clock.midi_tick(t)
+    assert not clock.playing
+    assert clock.ticks.lost_ticks == 1
+    assert clock.tempo() == pytest.approx(120.0, rel=1e-6)
+
+
 def test_a_late_tick_is_not_taken_for_a_lost_one():
     times = tick_times(lambda k: 120.0, 150)
     times[70] += 0.8 * INTERVAL_120  # arrives almost two intervals after the one before

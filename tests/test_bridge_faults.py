@@ -12,8 +12,7 @@ import uuid
 
 import numpy as np
 import pytest
-import rtmidi
-from bridge_harness import ClockPlayer, Daemon, MidiPeer, OscPeer, wait_until
+from bridge_harness import ClockPlayer, Daemon, MidiPeer, OscPeer, Sink, wait_until
 from test_bridge_jack import (
     PHRASE,
     Rig,
@@ -28,24 +27,6 @@ from musicbridge.bridge.clock import TICKS_PER_BEAT
 
 def base_args(models) -> list[str]:
     return ["--midi-api", "jack", "--clock", "midi", "--model", str(models / "melody_a"), "--seed", "5"]
-
-
-class Sink:
-    """An existing input port ("sink:in") the daemon is told to play into with --midi-out."""
-
-    def __init__(self):
-        self.handle = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="sink")
-        self.handle.open_virtual_port("in")
-        self.received: list[list[int]] = []
-        self.handle.set_callback(lambda event, _=None: self.received.append(event[0]))
-
-    def notes_on(self) -> int:
-        return sum(1 for m in self.received if m[0] & 0xF0 == 0x90 and m[2] > 0)
-
-    def close(self) -> None:
-        self.handle.cancel_callback()
-        self.handle.close_port()
-        self.handle.delete()
 
 
 def test_output_peer_disappears_and_comes_back(jack_server, bridge_models):
@@ -78,8 +59,8 @@ def test_output_peer_disappears_and_comes_back(jack_server, bridge_models):
         osc.close()
         sink.close()
     assert code == 0, daemon.output()
-    ons = sum(1 for m in sink.received if m[0] & 0xF0 == 0x90 and m[2] > 0)
-    offs = sum(1 for m in sink.received if m[0] & 0xF0 == 0x80 or (m[0] & 0xF0 == 0x90 and m[2] == 0))
+    ons = sink.notes_on()
+    offs = sum(1 for m in sink.messages() if m[0] & 0xF0 == 0x80 or (m[0] & 0xF0 == 0x90 and m[2] == 0))
     assert offs >= ons  # what reached the returned sink was closed
 
 

@@ -8,54 +8,20 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
-import rtmidi
-from bridge_harness import Daemon, MidiPeer, OscPeer, wait_until
+from bridge_harness import Daemon, MidiPeer, OscPeer, Sink, wait_until
 
 from musicbridge.bridge import midi_io
 
-RECONNECT_S = 5.0  # jackd is back → the daemon's ports are there again (measured ≈ 0.5 s: one poll)
+RECONNECT_S = 5.0  # jackd is back → the daemon's ports are there again (measured ≈ 1 s: two polls)
 LOST_S = 3.0  # jackd gone → noticed (the watch client is told at once; the main loop looks every 0.5 s)
 
 
-def serve_args(models, *extra: str) -> list[str]:
-    return ["--midi-api", "jack", "--clock", "internal", "--model", str(models / "melody_a"), "--seed", "3",
+def serve_args(models, *extra: str, clock: str = "internal") -> list[str]:
+    return ["--midi-api", "jack", "--clock", clock, "--model", str(models / "melody_a"), "--seed", "3",
             "--no-realtime", *extra]
-
-
-class Sink:
-    """An existing input port "sink:in" that records what arrives (the daemon plays into it with --midi-out)."""
-
-    def __init__(self):
-        self.handle = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="sink")
-        self.handle.ignore_types(sysex=True, timing=True, active_sense=True)
-        self.handle.open_virtual_port("in")
-        self.received: list[list[int]] = []
-        self.lock = threading.Lock()
-        self.handle.set_callback(self._record)
-
-    def _record(self, event, _=None) -> None:
-        with self.lock:
-            self.received.append(event[0])
-
-    def messages(self) -> list[list[int]]:
-        with self.lock:
-            return list(self.received)
-
-    def notes_on(self) -> int:
-        return sum(1 for m in self.messages() if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0)
-
-    def all_notes_off_channels(self, since: int = 0) -> set[int]:
-        """Channels that got CC 123 among the messages from index `since` on."""
-        return {m[0] & 0x0F for m in self.messages()[since:] if len(m) == 3 and m[0] & 0xF0 == 0xB0 and m[1] == 123}
-
-    def close(self) -> None:
-        self.handle.cancel_callback()
-        self.handle.close_port()
-        self.handle.delete()
 
 
 def connected(server, a: str, b: str) -> bool:
@@ -97,14 +63,15 @@ def test_jack_restart_is_noticed_and_ports_come_back(jack_server, own_jack_serve
         server.start()
         up = time.perf_counter()
         sink = Sink()  # the peer comes back too, under the same name
-        wait_until(lambda: connected(server, "musicbridge out", "sink:in") and
-                   any("musicbridge in" in p for p in server.ports()), RECONNECT_S, interval=0.02,
-                   what="the daemon's ports after the restart")
+        # Asked over OSC, not with jack_lsp: a JACK client coming and going every few ms is what the daemon
+        # must live with (see bridge/jack_watch.py), not what this measures.
+        wait_until(lambda: osc.status()[5] == "ok", RECONNECT_S, interval=0.05, what="MIDI back after the restart")
         reconnect_s = time.perf_counter() - up
         print(f"\nreconnect after a JACK restart ({sig.name}): {reconnect_s:.2f} s")
         wait_until(lambda: sink.notes_on() > 3, 15, what="answers at the returned sink")
-        back = osc.status()
-        assert back[5] == "ok" and back[:4] == before[:4]
+        assert connected(server, "musicbridge out", "sink:in")  # the named port, reconnected
+        assert any("musicbridge in" in port for port in server.ports())  # the virtual port, re-created
+        assert osc.status()[:4] == before[:4]
         assert "JACK server is back" in daemon.output()
     finally:
         code = daemon.stop()
@@ -132,13 +99,13 @@ def test_thru_passes_well_formed_messages_of_every_length(jack_server, bridge_mo
         wait_until(lambda: len(peer.messages()) >= 200 * len(whole), 10, what="the thru messages")
         time.sleep(0.3)
         assert osc.status()[0] == "off"  # still answering
+        passed = [m for _, m in peer.messages()]  # (before the exit's all-notes-off)
     finally:
         code = daemon.stop()
         peer.close()
         osc.close()
     assert code == 0, daemon.output()
     assert "Traceback" not in daemon.output() and "IndexError" not in daemon.output()
-    passed = [m for _, m in peer.messages()]
     assert all(m in whole for m in passed), [m for m in passed if m not in whole][:5]
     assert len(passed) == 200 * len(whole)
 
@@ -182,7 +149,9 @@ def test_startup_turns_off_what_a_killed_predecessor_left_sounding(jack_server, 
     daemons: list[Daemon] = []
 
     def start(*extra: str) -> Daemon:
-        daemon = Daemon(serve_args(bridge_models, "--mode", "off", "--thru", "--midi-out", "sink:in", *extra))
+        # MIDI clock: no transport start at launch, whose flush would send an all-notes-off of its own
+        daemon = Daemon(serve_args(bridge_models, "--mode", "off", "--thru", "--midi-out", "sink:in", *extra,
+                                   clock="midi"))
         osc = OscPeer(daemon.osc_port, daemon.reply_port)
         daemons.append(daemon)
         try:

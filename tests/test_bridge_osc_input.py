@@ -14,11 +14,12 @@ from types import SimpleNamespace
 import pytest
 
 from musicbridge.benchmarks.fuzz_osc import TIMETAG, bundle, message
-from musicbridge.bridge.model_store import LoadRequest, LoadWorker, ModelLoadError, ModelStore, RefusedPath
+from musicbridge.bridge.model_store import LoadRequest, LoadWorker, ModelStore, RefusedPath
 from musicbridge.bridge.osc_packet import MAX_BUNDLE_DEPTH, MAX_DATAGRAM, PacketError, parse_packet, show
 from musicbridge.bridge.paths import MAX_PATH_CHARS, Refused, confine, read_regular_file, resolve_dirs
 from musicbridge.bridge.ratelimit import LimitedLog, TokenBucket
 from musicbridge.bridge.replies import MAX_ERROR_CHARS, MAX_SUBSCRIBERS, Replier
+from musicbridge.runtime import ModelLoadError
 
 TYPES = {"/s": ["s", "i"], "/e": ["s", "s"], "/g": ["i"]}
 

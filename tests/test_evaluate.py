@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from musicbridge.cli import app
 from musicbridge.data import load_dataset
 from musicbridge.models import get_preset
-from musicbridge.training.checkpoint import load_model, save_checkpoint
+from musicbridge.training.checkpoint import load_trained_model, save_checkpoint
 from musicbridge.training.evaluate import (
     TorchModel,
     derangement,
@@ -71,7 +71,7 @@ def test_evaluate_matches_the_library_and_limits(trained):
     report = json.loads(result.stdout)
     assert report["n_sequences"] == 10 and report["split"] == "valid"
     # The same numbers straight from the library on the same subset.
-    model, _ = load_model(run)
+    model, _ = load_trained_model(run)
     valid = load_dataset(data).split("valid")
     subset = np.asarray(valid[np.sort(np.random.default_rng(3).choice(len(valid), 10, replace=False))], dtype=np.int64)
     direct = reconstruction_metrics(TorchModel(model), subset, load_dataset(data).codec.onsets(subset), seed=3)
@@ -118,7 +118,7 @@ class EncodeSampleOnly:
 
 def test_metrics_need_only_encode_and_sample(trained):
     run, data = trained
-    model, _ = load_model(run)
+    model, _ = load_trained_model(run)
     tokens = np.asarray(load_dataset(data).split("test"), dtype=np.int64)
     onsets = tokens >= 2
     restricted = reconstruction_metrics(EncodeSampleOnly(model), tokens, onsets, batch_size=7)

@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 
 from musicbridge.codecs import UnknownRepresentationError, get_codec
 from musicbridge.data.build import dataset_hash
-from musicbridge.export.checkpoint import CheckpointError, export_checkpoint, load_checkpoint
+from musicbridge.export.checkpoint import export_checkpoint
 from musicbridge.export.exporter import export_model
 from musicbridge.export.parity import check_parity, torch_sample_with_noise
-from musicbridge.export.testing import save_checkpoint, tiny_model
+from musicbridge.export.testing import save_model_checkpoint, tiny_model
 from musicbridge.runtime import load_model
+from musicbridge.training.checkpoint import CheckpointError, load_trained_model
 
 torch.set_num_threads(1)
 
@@ -123,8 +124,8 @@ def test_unrolled_decoder_computes_the_same_as_the_loop():
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):
     model = tiny_model("melody", hierarchical=True)
-    path = save_checkpoint(model, tmp_path / "ok.pt", step=42)
-    loaded, checkpoint = load_checkpoint(path)
+    path = save_model_checkpoint(model, tmp_path / "ok.pt", step=42)
+    loaded, checkpoint = load_trained_model(path)
     assert checkpoint["step"] == 42
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor)
@@ -132,14 +133,14 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
 
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="not a readable musicbridge checkpoint"):
-        load_checkpoint(tmp_path / "junk.pt")
+        load_trained_model(tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        load_checkpoint(tmp_path / "missing.pt")
+        load_trained_model(tmp_path / "missing.pt")
     data = torch.load(path, weights_only=True)
     data["representation"]["version"] = "99"
     torch.save(data, tmp_path / "future.pt")
     with pytest.raises(UnknownRepresentationError, match="version '99'"):
-        load_checkpoint(tmp_path / "future.pt")
+        load_trained_model(tmp_path / "future.pt")
 
 
 def cli(*args):
@@ -165,7 +166,7 @@ def write_dataset(path, model, n=40):
 def test_export_command_checks_parity_on_the_test_split(tmp_path):
     model = tiny_model("melody")
     data_hash = write_dataset(tmp_path / "data", model)
-    checkpoint = save_checkpoint(model, tmp_path / "best.pt", dataset_hash=data_hash)
+    checkpoint = save_model_checkpoint(model, tmp_path / "best.pt", dataset_hash=data_hash)
     result = cli("export", checkpoint, "-o", tmp_path / "out", "--quantize", "int8", "--data", tmp_path / "data",
                  "--parity-sequences", 32, "--json")
     assert result.exit_code == 0, result.output
@@ -182,7 +183,7 @@ def test_export_command_refuses_bad_input_clearly(tmp_path):
     result = cli("export", tmp_path / "junk.pt", "-o", tmp_path / "out")
     assert result.exit_code == 1 and "not a readable musicbridge checkpoint" in result.output
     model = tiny_model("melody")
-    checkpoint = save_checkpoint(model, tmp_path / "ok.pt")
+    checkpoint = save_model_checkpoint(model, tmp_path / "ok.pt")
     result = cli("export", checkpoint, "-o", tmp_path / "out", "--quantize", "int4")
     assert result.exit_code == 1 and "int8" in result.output
     drums = tiny_model("drums")

@@ -11,7 +11,7 @@ from musicbridge.cli import app
 from musicbridge.codecs import get_codec
 from musicbridge.data.build import dataset_hash
 from musicbridge.export.checkpoint import export_checkpoint
-from musicbridge.export.testing import save_checkpoint, tiny_model
+from musicbridge.export.testing import save_model_checkpoint, tiny_model
 
 torch.set_num_threads(1)
 METRICS = ("recon_acc_teacher_forced", "recon_acc_sampled", "recon_acc_sampled_onsets",
@@ -39,7 +39,7 @@ def test_exported_model_reproduces_the_checkpoint(tmp_path, hierarchical):
     digest = dataset_hash(codec, arrays)
     (data / "manifest.json").write_text(json.dumps({"format": 1, "representation": codec.describe(), "bars": 2,
                                                     "hop": 1, "steps": model.steps, "hash": digest}))
-    checkpoint = save_checkpoint(model, tmp_path / "run" / "best.pt", dataset_hash=digest)
+    checkpoint = save_model_checkpoint(model, tmp_path / "run" / "best.pt", dataset_hash=digest)
     export_checkpoint(checkpoint, tmp_path / "exported", variants=("fp32", "int8"))
 
     reference = evaluate(checkpoint, "--data", data)

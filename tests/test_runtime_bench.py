@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from musicbridge import runtime
 from musicbridge.benchmarks.bench_runtime import op_flops
 from musicbridge.cli import app
-from musicbridge.export.testing import save_checkpoint, tiny_model
+from musicbridge.export.testing import save_model_checkpoint, tiny_model
 from musicbridge.models import build_model, get_preset
 
 torch.set_num_threads(1)
@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 
 @pytest.mark.timeout(600)
 def test_bench_json_records_for_every_op_batch_and_engine(tmp_path):
-    checkpoint = save_checkpoint(tiny_model("melody", hierarchical=True), tmp_path / "tiny" / "best.pt")
+    checkpoint = save_model_checkpoint(tiny_model("melody", hierarchical=True), tmp_path / "tiny" / "best.pt")
     result = CliRunner().invoke(app, ["bench", "--model", str(checkpoint), "--runs", "3", "--batches", "1,2", "--json"])
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)

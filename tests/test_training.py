@@ -14,7 +14,12 @@ from musicbridge.data.build import dataset_hash
 from musicbridge.models import TrainConfig, get_preset
 from musicbridge.training import augment, schedules
 from musicbridge.training.batches import BatchStream
-from musicbridge.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from musicbridge.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_trained_model,
+    save_checkpoint,
+)
 from musicbridge.training.loss import LN2, kl_divergence, reconstruction_loss, vae_loss
 from musicbridge.training.trainer import Trainer
 
@@ -266,7 +271,7 @@ def test_checkpoint_contents_and_weights_only_loading(dataset, tmp_path):
     assert raw["config"]["model"]["z_size"] == 4 and raw["config"]["train"]["steps"] == 3
     assert (tmp_path / "best.pt").is_file()
     assert not list(tmp_path.glob(".*tmp*"))  # atomic writes leave no temporary files
-    model, checkpoint = load_model(tmp_path)
+    model, checkpoint = load_trained_model(tmp_path)
     assert checkpoint["step"] == 3 and model.z_size == 4
 
 

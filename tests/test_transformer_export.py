@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from musicbridge.cli import app
 from musicbridge.export.exporter import export_model
 from musicbridge.export.parity import check_parity, torch_sample_with_noise
-from musicbridge.export.testing import save_checkpoint
+from musicbridge.export.testing import save_model_checkpoint
 from musicbridge.models import build_model, get_preset
 from musicbridge.runtime import load_model
 
@@ -75,7 +75,7 @@ def test_runtime_api_takes_a_transformer_unchanged(tmp_path):
 
 def test_export_cli_on_a_transformer_checkpoint(tmp_path):
     model = tiny_transformer()
-    checkpoint = save_checkpoint(model, tmp_path / "run" / "best.pt", preset="mel_2bar_transformer")
+    checkpoint = save_model_checkpoint(model, tmp_path / "run" / "best.pt", preset="mel_2bar_transformer")
     out = tmp_path / "exported"
     result = CliRunner().invoke(app, ["export", str(checkpoint), "-o", str(out), "--parity-sequences", "24", "--json"])
     assert result.exit_code == 0, result.output

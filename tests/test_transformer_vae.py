@@ -14,7 +14,7 @@ from musicbridge.cli import app
 from musicbridge.data import load_dataset
 from musicbridge.models import ModelConfig, TransformerVAE, build_model, get_preset, preset_from_dict
 from musicbridge.training import augment, schedules
-from musicbridge.training.checkpoint import load_model
+from musicbridge.training.checkpoint import load_trained_model
 from musicbridge.training.loss import LN2, free_bits_groups, kl_cost, vae_loss
 from musicbridge.training.trainer import Trainer
 
@@ -184,7 +184,7 @@ def test_trainer_runs_the_transformer_and_logs_collapse_diagnostics(tmp_path, ex
     valid = [r for r in records if r["kind"] == "valid"]
     assert [r["step"] for r in valid] == [3, 6]
     assert {"kl_bits", "active_units", "delta_acc", "recon_acc_sampled"} <= set(valid[-1])
-    model, checkpoint = load_model(tmp_path / "run")
+    model, checkpoint = load_trained_model(tmp_path / "run")
     assert isinstance(model, TransformerVAE) and checkpoint["config"]["model"]["latent"] == preset.model.latent
     # --resume accepts the checkpoint (its config is compared as a rebuilt ModelConfig).
     preset.train.steps = 7

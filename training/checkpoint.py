@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+import musicbridge
 from musicbridge.codecs import UnknownRepresentationError, codec_from_description
 from musicbridge.models import MusicVAE, Preset, build_model, preset_from_dict
 
@@ -24,6 +25,15 @@ REQUIRED = ("format", "preset", "config", "representation", "dataset_hash", "ste
 
 class CheckpointError(ValueError):
     """A file that is not a usable musicbridge checkpoint."""
+
+
+def checkpoint_payload(model: torch.nn.Module, preset: Preset, representation: dict, dataset_hash: str, step: int,
+                       **training_state) -> dict:
+    """The checkpoint of `model` in this format (the trainer adds its optimizer, best_val_loss and
+    elapsed_seconds as training_state; a checkpoint without them exports and evaluates, it cannot resume)."""
+    return {"format": FORMAT, "preset": preset.name, "config": preset.to_dict(), "representation": representation,
+            "dataset_hash": dataset_hash, "step": step, "model": model.state_dict(), **training_state,
+            "musicbridge_version": musicbridge.__version__}
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
@@ -69,12 +79,17 @@ def model_from_checkpoint(checkpoint: dict) -> tuple[MusicVAE, Preset]:
     return model.eval(), preset
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[MusicVAE, dict]:
-    """Model and checkpoint dict from a checkpoint file, or from a run directory (its best.pt, else last.pt)."""
+def load_trained_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[MusicVAE, dict]:
+    """Model (eval mode, on `device`) and checkpoint dict from a checkpoint file, or from a run directory (its
+    best.pt, else last.pt). Unusable files raise CheckpointError, unknown representations
+    UnknownRepresentationError. (An exported model loads with musicbridge.runtime.load_model.)"""
     path = Path(path)
     if path.is_dir():
         candidates = [path / "best.pt", path / "last.pt"]
         path = next((c for c in candidates if c.is_file()), candidates[0])
     checkpoint = load_checkpoint(path, map_location=device)
-    model, _ = model_from_checkpoint(checkpoint)
+    try:
+        model, _ = model_from_checkpoint(checkpoint)
+    except (KeyError, TypeError, RuntimeError) as error:  # a config or weights that do not fit the model
+        raise CheckpointError(f"{path}: the checkpoint's config or weights are unusable ({error})") from None
     return model.to(device), checkpoint

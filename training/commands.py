@@ -143,12 +143,12 @@ def load_for_evaluation(model_path: Path, device: str, variant: str | None = Non
 
     if is_exported_model(model_path):
         return load_exported_for_evaluation(model_path, device, variant)
-    from musicbridge.training.checkpoint import load_model
+    from musicbridge.training.checkpoint import load_trained_model
     from musicbridge.training.distributed import choose_device
     from musicbridge.training.evaluate import TorchModel
 
     torch_device = choose_device(device)
-    model, checkpoint = load_model(model_path, torch_device)
+    model, checkpoint = load_trained_model(model_path, torch_device)
     info = {"preset": checkpoint["preset"], "representation": checkpoint["representation"],
             "dataset_hash": checkpoint["dataset_hash"], "step": checkpoint["step"],
             "steps_per_bar": model.config.steps_per_bar, "steps": model.config.steps, "engine": "torch"}
@@ -157,9 +157,9 @@ def load_for_evaluation(model_path: Path, device: str, variant: str | None = Non
 
 def load_exported_for_evaluation(model_path: Path, device: str, variant: str | None):
     """(runtime Model, description) of an exported model; it has the sampling API evaluate needs."""
-    from musicbridge.runtime import load_model as load_exported
+    from musicbridge.runtime import load_model
 
-    model = load_exported(model_path, variant=variant, device=device, threads=0)  # offline: every core
+    model = load_model(model_path, variant=variant, device=device, threads=0)  # offline: every core
     meta = model.metadata
     info = {"preset": meta["preset"], "representation": meta["representation"], "dataset_hash": meta["dataset_hash"],
             "step": meta.get("checkpoint_step"), "steps_per_bar": meta["steps_per_bar"], "steps": meta["steps"],

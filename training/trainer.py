@@ -23,12 +23,16 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-import musicbridge
 from musicbridge.data import Dataset
 from musicbridge.models import Preset, build_model, count_parameters, preset_from_dict
 from musicbridge.training import augment, distributed, schedules
 from musicbridge.training.batches import BatchStream
-from musicbridge.training.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from musicbridge.training.checkpoint import (
+    CheckpointError,
+    checkpoint_payload,
+    load_checkpoint,
+    save_checkpoint,
+)
 from musicbridge.training.continuation import continuation_metrics
 from musicbridge.training.evaluate import TorchModel, reconstruction_metrics
 from musicbridge.training.loss import free_bits_groups, vae_loss
@@ -262,19 +266,9 @@ class Trainer:
     # -- checkpoints, logs ----------------------------------------------------------------------------------
 
     def _save(self, name: str) -> None:
-        save_checkpoint(self.out / name, {
-            "format": FORMAT,
-            "preset": self.preset.name,
-            "config": self.preset.to_dict(),
-            "representation": self.data.codec.describe(),
-            "dataset_hash": self.data.hash,
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "best_val_loss": self.best_val_loss,
-            "elapsed_seconds": self.elapsed,
-            "musicbridge_version": musicbridge.__version__,
-        })
+        save_checkpoint(self.out / name, checkpoint_payload(
+            self.model, self.preset, self.data.codec.describe(), self.data.hash, self.step,
+            optimizer=self.optimizer.state_dict(), best_val_loss=self.best_val_loss, elapsed_seconds=self.elapsed))
 
     def _restore(self, path: Path) -> None:
         checkpoint = load_checkpoint(path, map_location=self.device)
