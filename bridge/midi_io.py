@@ -233,6 +233,8 @@ class MidiOutput:
         """Note-off for every sounding note, then CC 123 on `channels` and on every channel that sounded since
         the last call; returns the number of notes closed."""
         with self.port.lock:
+            if self.port.handle is None:  # the MIDI system is away: they stay sounding until it is back
+                return 0
             offs = [(0x80 | channel, pitch, 0) for (channel, pitch), count in self.sounding.items()
                     for _ in range(count)]
             controls = [(0xB0 | channel, ALL_NOTES_OFF, 0) for channel in sorted({*channels, *self.channels_sounded})]

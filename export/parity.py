@@ -14,6 +14,14 @@ from musicbridge.runtime import load_model
 TARGETS = {"mu_sigma_max_diff": 1e-4, "logits_max_diff": 1e-3, "greedy_identical": 0.99}
 
 
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest |a − b|, and inf as soon as one side holds a NaN (or an inf the other does not): a NaN
+    difference must fail the check, not vanish in max() (NaN compares false, so max(0.0, nan) is 0.0)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    diff = np.where(a == b, 0.0, np.abs(a - b))  # equal infinities agree
+    return float(diff.max()) if diff.size and np.isfinite(diff).all() else (0.0 if not diff.size else float("inf"))
+
+
 @torch.no_grad()
 def torch_sample_with_noise(model, z: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """The reference of the sampler graph: argmax(logits + noise[:, step]) at every step (noise 0 = greedy)."""
@@ -44,12 +52,12 @@ def check_parity(model, model_dir, sequences: np.ndarray, variant: str = "fp32",
         tokens = np.ascontiguousarray(sequences[begin : begin + batch_size], dtype=np.int64)
         mu, sigma = model.encode(torch.from_numpy(tokens))
         ort_mu, ort_sigma = runtime.encode(tokens)
-        worst["mu"] = max(worst["mu"], float(np.abs(ort_mu - mu.numpy()).max()))
-        worst["sigma"] = max(worst["sigma"], float(np.abs(ort_sigma - sigma.numpy()).max()))
+        worst["mu"] = max(worst["mu"], max_abs_diff(ort_mu, mu.numpy()))
+        worst["sigma"] = max(worst["sigma"], max_abs_diff(ort_sigma, sigma.numpy()))
         inputs = model.decoder_inputs(torch.from_numpy(tokens))
         logits = model.teacher_forced_logits(mu, inputs).numpy()
         ort_logits = runtime.teacher_forced_logits(tokens, mu.numpy())
-        worst["logits"] = max(worst["logits"], float(np.abs(ort_logits - logits).max()))
+        worst["logits"] = max(worst["logits"], max_abs_diff(ort_logits, logits))
         # Both engines decode the same z: differences come from the graphs alone.
         greedy = model.decode(mu, temperature=0.0).numpy()
         ort_greedy = runtime.sample(mu.numpy(), temperature=0.0)

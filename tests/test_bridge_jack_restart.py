@@ -7,7 +7,6 @@ All real: jackd (dummy driver) under the test's control, `musicbridge serve` in 
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 
 import pytest
@@ -116,8 +115,7 @@ def test_all_notes_off_is_paced_and_covers_every_channel_that_sounded(jack_serve
     output = midi_io.MidiOutput("jack")
     peer = MidiPeer("pace")
     try:
-        subprocess.run(["jack_connect", jack_server.wait_for_port("musicbridge out:"),
-                        jack_server.wait_for_port(":from-bridge")], env=jack_server.env, check=True, timeout=10)
+        jack_server.connect("musicbridge out:", ":from-bridge")
         time.sleep(0.2)
         keys = [(channel, pitch) for channel in range(16) for pitch in range(128)]
         for copy in range(2):  # every key twice: 4,096 note-ons, sent at a pace the receiver keeps up with
@@ -163,8 +161,7 @@ def test_startup_turns_off_what_a_killed_predecessor_left_sounding(jack_server, 
 
     try:
         first = start()
-        subprocess.run(["jack_connect", jack_server.wait_for_port("player:to-bridge"),
-                        jack_server.wait_for_port("musicbridge in")], env=jack_server.env, check=True, timeout=10)
+        jack_server.connect("player:to-bridge", "musicbridge in")
         time.sleep(0.2)
         peer.send([0x94, 64, 100])  # channel 5, through to the sink
         wait_until(lambda: [0x94, 64, 100] in sink.messages(), 10, what="the note at the sink")

@@ -31,6 +31,7 @@ from musicbridge.training.checkpoint import (
     CheckpointError,
     checkpoint_payload,
     load_checkpoint,
+    remove_stale_temp_files,
     save_checkpoint,
 )
 from musicbridge.training.continuation import continuation_metrics
@@ -62,6 +63,7 @@ def check_dataset(preset: Preset, data: Dataset) -> None:
         what = f"continues {model.bars} bars from {model.bars}" if preset.train.task == "continue" else "models"
         raise ValueError(f"preset {preset.name!r} {what} ({bars}-bar windows, {window_steps(preset)} steps); the "
                          f"dataset {data.path} has {data.steps}-step windows — build it with --bars {bars}")
+    data.verify()  # tokens, dtype, window shapes and the manifest's hash, file by file
 
 
 class Trainer:
@@ -100,6 +102,9 @@ class Trainer:
         self.stop_requested = False
         if self.processes.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.out)  # a killed run's half-written checkpoints
+            if resume:
+                self._mend_best()
             self.metrics_path = self.out / "metrics.jsonl"
             if resume:
                 self._truncate_metrics()
@@ -244,6 +249,7 @@ class Trainer:
 
     def _evaluate_and_save(self) -> None:
         if self.processes.is_main:
+            improved = False
             if self.valid is not None:
                 record = self.validate()
                 self._log("valid", record)
@@ -256,10 +262,14 @@ class Trainer:
                               f"{record['recon_acc_sampled']:.3f} (shuffled z "
                               f"{record['recon_acc_sampled_shuffled_z']:.3f}), KL {record['kl_bits']:.1f} bits, "
                               f"{record['active_units']}/{record['z_size']} active")
-                if record["loss"] < self.best_val_loss:
+                improved = record["loss"] < self.best_val_loss
+                if improved:
                     self.best_val_loss = record["loss"]
-                    self._save("best.pt")
+            # last.pt first: a kill before best.pt is written leaves the new best in last.pt, which resume
+            # copies to best.pt (_mend_best); the other order could leave best.pt ahead of what resume reads.
             self._save("last.pt")
+            if improved:
+                self._save("best.pt")
         if self.processes.distributed:
             torch.distributed.barrier()
 
@@ -283,6 +293,17 @@ class Trainer:
         self.step = int(checkpoint["step"])
         self.best_val_loss = float(checkpoint["best_val_loss"])
         self.elapsed = float(checkpoint["elapsed_seconds"])
+
+    def _mend_best(self) -> None:
+        """A kill between the two writes of an evaluation leaves last.pt with a best_val_loss that best.pt does
+        not have: last.pt then holds that best model (same step, same weights), so it becomes best.pt."""
+        last, best = self.out / "last.pt", self.out / "best.pt"
+        checkpoint = load_checkpoint(last)
+        kept = load_checkpoint(best)["best_val_loss"] if best.is_file() else float("inf")
+        if checkpoint["best_val_loss"] < kept:
+            save_checkpoint(best, checkpoint)
+            self._say(f"best.pt was behind last.pt (a run killed between the two writes): best.pt is now last.pt's "
+                      f"step {self.step}")
 
     def _initialise_from(self, path: Path) -> None:
         """Start from another run's weights (the optimiser starts fresh): same model config required."""
