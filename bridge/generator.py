@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from musicbridge.bridge.mailbox import NewestWins
 from musicbridge.notes import Note
 from musicbridge.scales import Scale, applies_to
 
@@ -125,9 +126,7 @@ class GenerationWorker:
         self.get_model = get_model
         self.on_phrase = on_phrase
         self.on_error = on_error
-        self.cond = threading.Condition()
-        self.pending: Request | None = None
-        self.running = False
+        self.mailbox: NewestWins[Request] = NewestWins()
         self.thread: threading.Thread | None = None
         self.latencies_ms: deque[float] = deque(maxlen=100_000)
         self.model_ms: deque[float] = deque(maxlen=100_000)
@@ -135,33 +134,21 @@ class GenerationWorker:
         self.failed = 0
 
     def submit(self, request: Request) -> None:
-        with self.cond:
-            if self.pending is not None:
-                self.superseded += 1
-            self.pending = request
-            self.cond.notify()
+        if self.mailbox.put(request) is not None:
+            self.superseded += 1
 
     def start(self) -> None:
-        self.running = True
+        self.mailbox.reopen()
         self.thread = threading.Thread(target=self._run, name="generation", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
-        with self.cond:
-            self.running = False
-            self.pending = None
-            self.cond.notify()
+        self.mailbox.close()
         if self.thread:
             self.thread.join(timeout=5)
 
     def _run(self) -> None:
-        while True:
-            with self.cond:
-                while self.running and self.pending is None:
-                    self.cond.wait()
-                if not self.running:
-                    return
-                request, self.pending = self.pending, None
+        while (request := self.mailbox.take()) is not None:
             try:
                 phrase = self.generate(request)
             except Exception as error:  # a failing model call must not end the worker

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from musicbridge.bridge import priority
+from musicbridge.bridge.mailbox import NewestWins
 from musicbridge.bridge.osc_packet import show
 from musicbridge.bridge.paths import Refused, confine, folder_confined, resolve_dirs
 from musicbridge.runtime import ModelLoadError
@@ -169,41 +170,28 @@ class LoadWorker:
                  on_failed: Callable[[LoadRequest, str], None], on_dropped: Callable[[LoadRequest], None]):
         self.store = store
         self.on_loaded, self.on_failed, self.on_dropped = on_loaded, on_failed, on_dropped
-        self.cond = threading.Condition()
-        self.pending: LoadRequest | None = None
-        self.running = False
+        self.mailbox: NewestWins[LoadRequest] = NewestWins()
         self.dropped = 0
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.running = True
+        self.mailbox.reopen()
         self.thread = threading.Thread(target=self._run, name="model-load", daemon=True)
         self.thread.start()
 
     def submit(self, request: LoadRequest) -> None:
-        with self.cond:
-            dropped, self.pending = self.pending, request
-            self.cond.notify()
+        dropped = self.mailbox.put(request)
         if dropped is not None:
             self.dropped += 1
             self.on_dropped(dropped)
 
     def stop(self) -> None:
-        with self.cond:
-            self.running = False
-            self.pending = None
-            self.cond.notify()
+        self.mailbox.close()
         # Not joined: a load in progress finishes on its own (a daemon thread); shutdown must not wait for it.
 
     def _run(self) -> None:
         priority.become_normal()  # a second of loading must not crowd the real-time threads
-        while True:
-            with self.cond:
-                while self.running and self.pending is None:
-                    self.cond.wait()
-                if not self.running:
-                    return
-                request, self.pending = self.pending, None
+        while (request := self.mailbox.take()) is not None:
             before = self.store.active
             try:
                 self.store.switch(request.resolved)  # onnxruntime session + warm-up; the clock keeps running

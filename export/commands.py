@@ -42,6 +42,7 @@ def export(
     from musicbridge.export.checkpoint import checkpoint_task
     from musicbridge.export.exporter import export_model, write_metadata
     from musicbridge.export.parity import TARGETS, check_parity, prior_sequences
+    from musicbridge.models.musicvae import decoding_rule_for
     from musicbridge.runtime import ModelLoadError
     from musicbridge.training.checkpoint import CheckpointError, load_trained_model
 
@@ -69,7 +70,8 @@ def export(
         with console.status(f"exporting {checkpoint} → {out}"):
             metadata = export_model(model, out, preset=ckpt["preset"], representation=ckpt["representation"],
                                     dataset_hash=ckpt.get("dataset_hash"), checkpoint_step=ckpt.get("step"),
-                                    opset=opset, variants=variants, decoding=decoding, task=checkpoint_task(ckpt))
+                                    opset=opset, variants=variants, decoding=decoding, task=checkpoint_task(ckpt),
+                                    rule=decoding_rule_for(model.config, checkpoint_task(ckpt)))
         with console.status(f"checking parity on {source}"):
             reports = [check_parity(model, out, np.asarray(windows), variant) for variant in variants]
         if continuation is not None:
@@ -77,7 +79,8 @@ def export(
                 export_model(follower, out / "continuation", preset=follower_ckpt["preset"],
                              representation=follower_ckpt["representation"],
                              dataset_hash=follower_ckpt.get("dataset_hash"), checkpoint_step=follower_ckpt.get("step"),
-                             opset=opset, variants=variants, decoding=decoding, task="continue")
+                             opset=opset, variants=variants, decoding=decoding, task="continue",
+                             rule=decoding_rule_for(follower.config, "continue"))  # melody: event_first
                 follower_windows = np.asarray(windows)[:, : follower.steps]
                 follower_reports = [check_parity(follower, out / "continuation", follower_windows, variant)
                                     for variant in variants]

@@ -27,6 +27,7 @@ from musicbridge.codecs import codec_from_description, get_codec
 from musicbridge.export import transformer
 from musicbridge.export.graph import Graph, make_model
 from musicbridge.export.musicvae import encoder_graph, sampler_graph, teacher_forced_graph, weights_of
+from musicbridge.models.musicvae import check_rule, first_note_on
 
 FORMAT = 1
 DEFAULT_OPSET = 17
@@ -35,13 +36,14 @@ VARIANTS = ("fp32", "int8", "fp16")
 GRAPHS = {"encoder": encoder_graph, "sampler": sampler_graph, "teacher_forced": teacher_forced_graph}
 # Keys of model.json that also go into every graph's metadata_props (JSON-encoded values).
 GRAPH_KEYS = ("format", "kind", "representation", "bars", "steps_per_bar", "steps", "vocab_size", "z_size",
-              "hierarchical", "preset", "dataset_hash", "musicbridge_version", "exported_at", "opset")
+              "hierarchical", "preset", "dataset_hash", "musicbridge_version", "exported_at", "opset",
+              "decoding_rule")
 
 
 def export_model(model, out_dir: str | os.PathLike, *, preset: str, representation: dict | None = None,
                  dataset_hash: str | None = None, checkpoint_step: int | None = None, opset: int = DEFAULT_OPSET,
                  variants=("fp32",), default_variant: str | None = None, decoding: str = "cached",
-                 task: str = "reconstruct") -> dict:
+                 task: str = "reconstruct", rule: str = "argmax") -> dict:
     """Export a torch MusicVAE to `out_dir`; returns the metadata written to model.json.
 
     `representation` is the checkpoint's {"name", "version", ...} (default: this musicbridge's codec of the
@@ -49,7 +51,9 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
     int8 when exported, else fp32) is what `load_model` picks when not told; `decoding` picks a Transformer
     VAE's sampler: "cached" keys/values or "recompute" every step (export/transformer.py); `task` is what the
     model was trained for (the checkpoint's train.task): "reconstruct" (a VAE) or "continue" (its z codes the
-    phrase that follows the encoded one — the runtime uses such a model as another's continuation/)."""
+    phrase that follows the encoded one — the runtime uses such a model as another's continuation/); `rule` is
+    how the sampler picks each token (musicbridge.models.musicvae.DECODING_RULES: "argmax", or "event_first"
+    for a melody MusicVAE — what `musicbridge export` gives continuation models), recorded as "decoding_rule"."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; use {OPSETS.start}–{OPSETS.stop - 1}")
     variants = ["fp32"] + [v for v in variants if v != "fp32"]
@@ -66,7 +70,13 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
         raise ValueError(f"exporting the {architecture!r} architecture is not supported; musicbridge export writes "
                          f"MusicVAE and Transformer VAE models")
     is_transformer = architecture == "transformer"
-    graphs = GRAPHS
+    check_rule(rule)
+    if rule != "argmax":
+        if is_transformer:
+            raise ValueError(f"the Transformer VAE exporter writes argmax decoding only, not {rule!r}; export it "
+                             f"with rule='argmax'")
+        first_note_on(config["representation"])  # a clear error for a representation without note-ons
+    graphs = GRAPHS | {"sampler": partial(sampler_graph, rule=rule)}
     if is_transformer:  # the same roles, inputs and outputs: the runtime drives both kinds unchanged
         if decoding not in transformer.DECODINGS:
             raise ValueError(f"unknown decoding {decoding!r}; choose one of {', '.join(transformer.DECODINGS)}")
@@ -80,7 +90,7 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
         "bars": config["bars"], "steps_per_bar": config["steps_per_bar"],
         "steps": config["bars"] * config["steps_per_bar"], "vocab_size": config["vocab_size"],
         "z_size": config["z_size"], "hierarchical": config["hierarchical"], "preset": preset, "config": config,
-        "dataset_hash": dataset_hash, "checkpoint_step": checkpoint_step, "task": task,
+        "dataset_hash": dataset_hash, "checkpoint_step": checkpoint_step, "task": task, "decoding_rule": rule,
         "musicbridge_version": musicbridge.__version__,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "opset": opset,
         "default_variant": default_variant, "variants": {}, "sha256": {},

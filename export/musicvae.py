@@ -6,7 +6,8 @@ Three graphs, all batch-dynamic:
                   autoregressive decoder in ONE session.run; token = argmax(logits + noise + logit_mask), so noise
                   = 0 is greedy and noise = temperature · Gumbel is a categorical sample at that temperature
                   (argmax(l/t + g) = argmax(l + t·g)); logit_mask is 0 (free) or musicbridge.scales.LOCKED on
-                  the tokens a scale lock forbids.
+                  the tokens a scale lock forbids. Exported with rule="event_first", the step applies that rule
+                  (musicbridge.models.musicvae.choose_tokens) to the same scores logits + noise + logit_mask.
 - teacher_forced: z (B, Z), inputs (B, T) int64 → logits (B, T, V), for parity and evaluation.
 
 Recurrences (see docs/export.md for the measurements behind these choices):
@@ -25,6 +26,7 @@ import numpy as np
 from onnx import helper
 
 from musicbridge.export.graph import BOOL, FLOAT, INT64, Graph
+from musicbridge.models.musicvae import check_rule, first_note_on
 
 
 def weights_of(model) -> dict[str, np.ndarray]:
@@ -177,9 +179,39 @@ def sampler_noise(g: Graph, steps: int, vocab: int) -> str:
     return g.op("Add", noise, mask)  # (B, T, V) + (V,)
 
 
-def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False) -> None:
+def _logsumexp(g: Graph, x: str, top: str) -> str:
+    """logsumexp over axis 1 of x (N, P), (N, 1), given top (N, 1) = its row maxima: top + log Σ exp(x − top).
+    Written out because ReduceLogSumExp takes its axes as an attribute up to opset 17 and as an input from 18;
+    ReduceSum's axes input is the same in every opset the exporter writes, so one graph serves them all."""
+    total = g.op("ReduceSum", g.op("Exp", g.op("Sub", x, top)), g.const([1], dtype=np.int64), keepdims=1)
+    return g.op("Add", top, g.op("Log", total))
+
+
+def choose_token(g: Graph, scores: str, rule: str, note_on: int | None) -> str:
+    """Tokens (N,) from one step's scores (N, V) by `rule` — the graph form of musicvae.choose_tokens.
+
+    event_first: classes = [scores[:, :note_on], logsumexp(scores[:, note_on:])], token = the class, or
+    note_on + the best pitch when the class is note-on. A masked note-on (−1e9) adds exp(−1e9 − top) = 0 to
+    the sum and never wins the pitch ArgMax while another note-on is free."""
+    if rule == "argmax":
+        return g.op("ArgMax", scores, axis=1, keepdims=0)
+    vocab_end = g.const([np.iinfo(np.int64).max], dtype=np.int64)
+    axis1 = g.const([1], dtype=np.int64)
+    first_pitch = g.const([note_on], dtype=np.int64)
+    events = g.op("Slice", scores, g.const([0], dtype=np.int64), first_pitch, axis1)  # (N, note_on)
+    pitches = g.op("Slice", scores, first_pitch, vocab_end, axis1)  # (N, P)
+    best = g.op("ArgMax", pitches, axis=1, keepdims=1)  # (N, 1)
+    top = g.op("GatherElements", pitches, best, axis=1)  # (N, 1)
+    classes = g.op("Concat", events, _logsumexp(g, pitches, top), axis=1)  # (N, note_on + 1)
+    event = g.op("ArgMax", classes, axis=1, keepdims=0)  # (N,)
+    pitch = g.op("Add", g.op("Squeeze", best, axis1), g.const(note_on, dtype=np.int64))  # (N,)
+    return g.op("Where", g.op("Equal", event, g.const(note_on, dtype=np.int64)), pitch, event)
+
+
+def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False, rule: str = "argmax") -> None:
     """The autoregressive decoder in one ONNX Loop (unroll=True writes the steps out instead: measured no faster,
-    and 25–60× slower to load — docs/export.md)."""
+    and 25–60× slower to load — docs/export.md); each step picks its token by `rule` (choose_token)."""
+    note_on = first_note_on(config["representation"]) if check_rule(rule) == "event_first" else None
     vocab, steps, segment = config["vocab_size"], config["bars"] * config["steps_per_bar"], _segment(config)
     z = g.input("z", FLOAT, ["batch", config["z_size"]])
     noise = sampler_noise(g, steps, vocab)
@@ -190,7 +222,7 @@ def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False) -> None
     start = g.op("ConstantOfShape", rows, value=helper.make_tensor("value", INT64, [1], [vocab]))  # start token
 
     def token_step(graph: Graph, logits: str, step: str):
-        token = graph.op("ArgMax", graph.op("Add", logits, graph.op("Gather", noise, step, axis=1)), axis=1, keepdims=0)
+        token = choose_token(graph, graph.op("Add", logits, graph.op("Gather", noise, step, axis=1)), rule, note_on)
         return token, token
 
     tokens = _decode(g, cell, start, segment, token_step, 1, unroll)

@@ -2,6 +2,7 @@
 
 Targets (fp32): μ/σ max abs diff ≤ 1e-4, teacher-forced logits ≤ 1e-3, identical greedy sequences for ≥ 99 %.
 int8 / fp16 change the numbers on purpose; their report measures by how much (only fp32 decides pass/fail).
+The torch side decodes by the export's own decoding rule (model.json "decoding_rule"; argmax before it existed).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from musicbridge.models.musicvae import check_rule, choose_tokens, first_note_on
 from musicbridge.runtime import load_model
 
 TARGETS = {"mu_sigma_max_diff": 1e-4, "logits_max_diff": 1e-3, "greedy_identical": 0.99}
@@ -22,11 +24,20 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff.max()) if diff.size and np.isfinite(diff).all() else (0.0 if not diff.size else float("inf"))
 
 
+def exported_rule(runtime) -> str:
+    """The decoding rule an exported model's sampler was written with (argmax for exports that predate the key)."""
+    return runtime.metadata.get("decoding_rule", "argmax")
+
+
 @torch.no_grad()
-def torch_sample_with_noise(model, z: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """The reference of the sampler graph: argmax(logits + noise[:, step]) at every step (noise 0 = greedy)."""
+def torch_sample_with_noise(model, z: torch.Tensor, noise: torch.Tensor, rule: str = "argmax") -> torch.Tensor:
+    """The reference of the sampler graph: the token `rule` picks from logits + noise[:, step] at every step
+    (noise 0 = greedy; musicbridge.models.musicvae.choose_tokens)."""
     if getattr(model.config, "architecture", "musicvae") == "transformer":
+        if check_rule(rule) != "argmax":
+            raise ValueError(f"the Transformer VAE decodes by argmax only, not {rule!r}")
         return model.decoder.sample(z, model.steps, noise=noise.reshape(z.shape[0], model.steps, -1))
+    note_on = first_note_on(model.config.representation) if check_rule(rule) == "event_first" else None
     decoder = model.decoder
     cond = model.conditions(z)
     token_gates, cond_gates, layers, state = decoder.prepare(cond)
@@ -35,7 +46,7 @@ def torch_sample_with_noise(model, z: torch.Tensor, noise: torch.Tensor) -> torc
     out = []
     for step in range(model.segment):
         logits, state = decoder.step(tokens, state, token_gates, cond_gates, layers)
-        tokens = (logits + noise[:, step]).argmax(dim=-1)
+        tokens = choose_tokens(logits + noise[:, step], rule, note_on)
         out.append(tokens)
     return torch.stack(out, dim=1).reshape(z.shape[0], model.steps)
 
@@ -45,6 +56,8 @@ def check_parity(model, model_dir, sequences: np.ndarray, variant: str = "fp32",
                  seed: int = 0) -> dict:
     """Compare the torch model with the exported `variant` on `sequences` (n, T); returns the report."""
     runtime = load_model(model_dir, variant=variant, device="cpu", warmup=False)
+    rule = exported_rule(runtime)
+    by_rule = {} if rule == "argmax" else {"rule": rule}  # the Transformer VAE's decode knows argmax only
     rng = np.random.default_rng(seed)
     worst = {"mu": 0.0, "sigma": 0.0, "logits": 0.0}
     greedy_same = sampled_same = token_same = 0
@@ -59,17 +72,18 @@ def check_parity(model, model_dir, sequences: np.ndarray, variant: str = "fp32",
         ort_logits = runtime.teacher_forced_logits(tokens, mu.numpy())
         worst["logits"] = max(worst["logits"], max_abs_diff(ort_logits, logits))
         # Both engines decode the same z: differences come from the graphs alone.
-        greedy = model.decode(mu, temperature=0.0).numpy()
+        greedy = model.decode(mu, temperature=0.0, **by_rule).numpy()
         ort_greedy = runtime.sample(mu.numpy(), temperature=0.0)
         greedy_same += int((ort_greedy == greedy).all(axis=1).sum())
         token_same += int((ort_greedy == greedy).sum())
         noise = runtime.noise(len(tokens), 1.0, rng)
-        sampled = torch_sample_with_noise(model, mu, torch.from_numpy(noise)).numpy()
+        sampled = torch_sample_with_noise(model, mu, torch.from_numpy(noise), rule).numpy()
         ort_sampled = runtime.run_sampler(mu.numpy(), noise)  # logit_mask zeros: unlocked
         sampled_same += int((ort_sampled == sampled).all(axis=1).sum())
     n = len(sequences)
     report = {
         "variant": variant,
+        "decoding_rule": rule,
         "sequences": n,
         "mu_sigma_max_diff": max(worst["mu"], worst["sigma"]),
         "logits_max_diff": worst["logits"],

@@ -322,7 +322,7 @@ def test_one_load_worker_newest_request_wins(models):
         threads = threading.active_count()
         worker.submit(LoadRequest("a", store.resolve("a")))
         deadline = time.monotonic() + 5
-        while worker.pending is not None and time.monotonic() < deadline:  # the worker has taken it
+        while worker.mailbox.waiting and time.monotonic() < deadline:  # the worker has taken it
             time.sleep(0.005)
         for name in ("b", "c", "d", "a", "c"):
             worker.submit(LoadRequest(name, store.resolve(name)))

@@ -31,10 +31,14 @@ class SamplingModel(Protocol):
 
 
 class TorchModel:
-    """A MusicVAE behind the numpy sampling API (what `musicbridge evaluate CHECKPOINT` measures)."""
+    """A MusicVAE behind the numpy sampling API (what `musicbridge evaluate CHECKPOINT` measures).
 
-    def __init__(self, model, device="cpu"):
-        self.model, self.device = model.eval(), device
+    `rule` is how `sample` picks each token (musicbridge.models.musicvae.DECODING_RULES) — the rule the model
+    ships with (`decoding_rule_for(config, task)`: event_first for a melody continuation model), so validation
+    measures what the exported sampler plays."""
+
+    def __init__(self, model, device="cpu", rule: str = "argmax"):
+        self.model, self.device, self.rule = model.eval(), device, rule
         self.z_size, self.steps = model.z_size, model.steps
 
     def encode(self, tokens):
@@ -48,7 +52,8 @@ class TorchModel:
         import torch
 
         z = torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device)
-        return self.model.decode(z, temperature=temperature, seed=seed).cpu().numpy()
+        by_rule = {} if self.rule == "argmax" else {"rule": self.rule}  # the Transformer VAE knows argmax only
+        return self.model.decode(z, temperature=temperature, seed=seed, **by_rule).cpu().numpy()
 
     def teacher_forced_logits(self, tokens, z):
         import torch

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from musicbridge.data import Dataset
 from musicbridge.models import Preset, build_model, count_parameters, preset_from_dict
+from musicbridge.models.musicvae import decoding_rule_for
 from musicbridge.training import augment, distributed, schedules
 from musicbridge.training.batches import BatchStream
 from musicbridge.training.checkpoint import (
@@ -182,8 +183,9 @@ class Trainer:
         n = len(self.valid)
         result = {"loss": sum(losses) / n, "recon": sum(recons) / n, "kl_bits_sampled_z": sum(kls) / n}
         if config.task == "continue":
-            result.update(continuation_metrics(TorchModel(model, self.device), self.valid, self.preset.model.steps,
-                                               seed=config.seed))
+            # Decoded by the rule the exported continuation ships with (event_first), so validation measures it.
+            writer = TorchModel(model, self.device, decoding_rule_for(self.preset.model, config.task))
+            result.update(continuation_metrics(writer, self.valid, self.preset.model.steps, seed=config.seed))
         else:
             result.update(reconstruction_metrics(TorchModel(model, self.device), self.valid,
                                                  self.data.codec.onsets(self.valid), seed=config.seed))
