@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from musicbridge.training.checkpoint import load_trained_model
+from musicbridge.models.musicvae import decoding_rule_for
+from musicbridge.training.checkpoint import checkpoint_task, load_trained_model
 
 
 def export_checkpoint(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, **options) -> dict:
@@ -14,12 +15,8 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, out_dir: str | os.Path
     model, checkpoint = load_trained_model(checkpoint_path, "cpu")
     return export_model(model, out_dir, preset=checkpoint["preset"], representation=checkpoint["representation"],
                         dataset_hash=checkpoint.get("dataset_hash"), checkpoint_step=checkpoint.get("step"),
-                        task=checkpoint_task(checkpoint), **options)
-
-
-def checkpoint_task(checkpoint: dict) -> str:
-    """What the checkpoint's model was trained for (TrainConfig.task; checkpoints before it: reconstruct)."""
-    return checkpoint["config"].get("train", {}).get("task", "reconstruct")
+                        task=checkpoint_task(checkpoint),
+                        **{"rule": decoding_rule_for(model.config, checkpoint_task(checkpoint))} | options)
 
 
 __all__ = ["checkpoint_task", "export_checkpoint"]

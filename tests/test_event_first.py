@@ -139,13 +139,14 @@ def test_exported_event_first_matches_torch_on_the_same_noise(tmp_path, hierarch
         assert props["musicbridge.decoding_rule"] == "event_first"
 
 
-def test_the_scale_lock_holds_inside_the_event_first_sampler(tmp_path):
+def test_the_scale_lock_holds_inside_the_event_first_sampler_of_every_variant(tmp_path):
     model = unsure_model()
-    export_model(model, tmp_path, preset="tiny", rule="event_first")
-    runtime = load_model(tmp_path, threads=1)
-    played = runtime.sample_prior(64, temperature=1.0, seed=3, scale=SCALE)
-    assert out_of_scale_onsets(MELODY, played, SCALE).sum() == 0
-    assert (played >= NOTE_ON).mean() > 0.5  # it still plays notes, inside the scale
+    export_model(model, tmp_path, preset="tiny", rule="event_first", variants=("int8", "fp16"))
+    for variant in ("fp32", "int8", "fp16"):  # fp16 turns the −1e9 mask into −inf: exp(−inf) = 0 all the same
+        runtime = load_model(tmp_path, variant=variant, threads=1)
+        played = runtime.sample_prior(64, temperature=1.0, seed=3, scale=SCALE)
+        assert out_of_scale_onsets(MELODY, played, SCALE).sum() == 0, variant
+        assert (played >= NOTE_ON).mean() > 0.5, variant  # it still plays notes, inside the scale
 
 
 def test_argmax_exports_are_unchanged(tmp_path):

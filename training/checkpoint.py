@@ -201,3 +201,8 @@ def _process_runs(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+def checkpoint_task(checkpoint: dict) -> str:
+    """What the checkpoint's model was trained for (TrainConfig.task; checkpoints before it: reconstruct)."""
+    return checkpoint["config"].get("train", {}).get("task", "reconstruct")

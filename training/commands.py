@@ -143,16 +143,18 @@ def load_for_evaluation(model_path: Path, device: str, variant: str | None = Non
 
     if is_exported_model(model_path):
         return load_exported_for_evaluation(model_path, device, variant)
-    from musicbridge.training.checkpoint import load_trained_model
+    from musicbridge.models.musicvae import decoding_rule_for
+    from musicbridge.training.checkpoint import checkpoint_task, load_trained_model
     from musicbridge.training.distributed import choose_device
     from musicbridge.training.evaluate import TorchModel
 
     torch_device = choose_device(device)
     model, checkpoint = load_trained_model(model_path, torch_device)
+    rule = decoding_rule_for(model.config, checkpoint_task(checkpoint))  # what its export would decode with
     info = {"preset": checkpoint["preset"], "representation": checkpoint["representation"],
             "dataset_hash": checkpoint["dataset_hash"], "step": checkpoint["step"],
             "steps_per_bar": model.config.steps_per_bar, "steps": model.config.steps, "engine": "torch"}
-    return TorchModel(model, torch_device), info
+    return TorchModel(model, torch_device, rule=rule), info
 
 
 def load_exported_for_evaluation(model_path: Path, device: str, variant: str | None):
