@@ -57,21 +57,17 @@ def _fixed(data: bytes, index: int, end: int, size: int, tag: str) -> int:
     return index + size
 
 
+# Numeric type tags: their struct format (big-endian, as OSC sends them) and so their size.
+NUMBERS = {"i": struct.Struct(">i"), "f": struct.Struct(">f"), "d": struct.Struct(">d"), "h": struct.Struct(">q")}
+
+
 def _arguments(data: bytes, index: int, end: int, tags: str) -> tuple:
     args = []
     for tag in tags:
-        if tag == "i":
-            start, index = index, _fixed(data, index, end, 4, tag)
-            args.append(struct.unpack_from(">i", data, start)[0])
-        elif tag == "f":
-            start, index = index, _fixed(data, index, end, 4, tag)
-            args.append(struct.unpack_from(">f", data, start)[0])
-        elif tag == "d":
-            start, index = index, _fixed(data, index, end, 8, tag)
-            args.append(struct.unpack_from(">d", data, start)[0])
-        elif tag == "h":
-            start, index = index, _fixed(data, index, end, 8, tag)
-            args.append(struct.unpack_from(">q", data, start)[0])
+        if tag in NUMBERS:
+            number = NUMBERS[tag]
+            start, index = index, _fixed(data, index, end, number.size, tag)
+            args.append(number.unpack_from(data, start)[0])
         elif tag in "sS":
             text, index = _string(data, index, end, "a string argument")
             args.append(text)
