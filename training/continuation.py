@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from musicbridge.codecs import MelodyCodec
 from musicbridge.music_stats import summarize
 from musicbridge.training.evaluate import continuations, derangement
 
-FIRST_NOTE_ON = 2  # melody tokens ≥ 2 are note-ons (musicbridge.codecs.MelodyCodec)
+FIRST_NOTE_ON = MelodyCodec.FIRST_NOTE_ON  # melody tokens from here on are note-ons
 CHAINED_CHUNKS = 4  # the drift check: the input followed by this many chained answers (2 + 8 bars for mel_2bar)
 
 
