@@ -14,6 +14,10 @@ Scale lock: every sampling call takes `scale` (a musicbridge.scales spec, Scale 
 its mask (musicbridge.scales.logit_mask) goes into the sampler's `logit_mask` input, so no note-on outside the
 scale can win an argmax. Graphs exported before that input existed get the same mask added to their noise.
 
+Lookback: a continuation exported with lookback (model.json "lookback": true) has one more sampler (and
+teacher_forced) input, `lookback` (B, T) — the phrase it continues, read step by step beside z (Magenta's
+Lookback RNN). continue_ feeds it the window it continues; sample / run_sampler need it as lookback=.
+
 Never imports torch (tests/test_no_torch.py): the live bridge loads this.
 """
 
@@ -39,6 +43,7 @@ REQUIRED = {"format": int, "representation": dict, "bars": int, "steps_per_bar":
             "vocab_size": int, "z_size": int, "hierarchical": bool, "variants": dict, "default_variant": str}
 CHECKED_IN_GRAPHS = ("representation", "bars", "steps", "vocab_size", "z_size", "hierarchical")
 MASK_INPUT = "logit_mask"  # the sampler's scale-lock input (export/musicvae.py sampler_noise)
+LOOKBACK_INPUT = "lookback"  # a lookback continuation's input: the phrase it continues (export/musicvae.py)
 # Model.interpolate: "inputs" = the path starts on a and ends on b themselves; "decoded" = every point decoded.
 INTERPOLATION_ENDS = ("inputs", "decoded")
 CONTINUATION_DIR = "continuation"  # a model directory's optional sub-model that writes what comes next
@@ -139,8 +144,9 @@ def load_model(path_or_name: str | os.PathLike, variant: str | None = None, devi
     model.session("encoder")
     model.session("sampler")  # teacher_forced loads on first use: only evaluation needs it
     if warmup:
+        probe = np.zeros((1, model.steps), np.int64)
         try:
-            model.sample(model.encode(np.zeros((1, model.steps), np.int64))[0], temperature=1.0, seed=0)
+            model.sample(model.encode(probe)[0], temperature=1.0, seed=0, lookback=probe if model.lookback else None)
         except Exception as error:  # graphs that load but do not run as the metadata says
             raise ModelLoadError(f"{path}: the {variant} graphs fail on a test input ({type(error).__name__}: "
                                  f"{str(error).strip()[:300]})") from None
@@ -214,6 +220,7 @@ class Model:
         self._sessions: dict[str, object] = {}
         self._masks: dict[Scale | None, np.ndarray] = {}
         self._takes_mask: bool | None = None  # whether the sampler graph has the logit_mask input
+        self._lookback: bool | None = None  # whether it has the lookback input (the `lookback` property)
         # The continuation/ sub-model when the directory has one (load_model sets it): continue_ then plays
         # what comes next instead of a variation of the input.
         self.continuation: Model | None = None
@@ -260,29 +267,56 @@ class Model:
         mu, sigma = self.session("encoder").run(None, {"tokens": self._tokens(tokens)})
         return mu, sigma
 
-    def sample(self, z, temperature: float = 1.0, seed: int | None = None, rng=None, scale=None) -> np.ndarray:
+    def sample(self, z, temperature: float = 1.0, seed: int | None = None, rng=None, scale=None,
+               lookback=None) -> np.ndarray:
         """Tokens (B, T) int64 decoded from z (B, Z): greedy at temperature 0, else sampled at that temperature;
-        no note-on outside `scale` (None = every note allowed)."""
+        no note-on outside `scale` (None = every note allowed). `lookback` (B, T): the phrase a lookback model
+        continues (required for one, refused for any other; see `lookback`)."""
         z = np.ascontiguousarray(np.atleast_2d(np.asarray(z, dtype=np.float32)))
         if z.ndim != 2 or z.shape[1] != self.z_size:
             raise ValueError(f"expected z of shape (batch, {self.z_size}), got {z.shape}")
         noise = self.noise(z.shape[0], temperature, rng if rng is not None else np.random.default_rng(seed))
-        return self.run_sampler(z, noise, scale)
+        return self.run_sampler(z, noise, scale, lookback)
 
-    def run_sampler(self, z: np.ndarray, noise: np.ndarray, scale=None) -> np.ndarray:
-        """The sampler graph on z (B, Z) float32 and noise (B, T, V) float32, locked to `scale`: tokens (B, T).
+    def run_sampler(self, z: np.ndarray, noise: np.ndarray, scale=None, lookback=None) -> np.ndarray:
+        """The sampler graph on z (B, Z) float32 and noise (B, T, V) float32, locked to `scale`: tokens (B, T);
+        a lookback model also reads `lookback` (B, T).
 
         The mask is the graph's logit_mask input; a graph exported before that input existed gets it added to
         the noise instead — the very sum the newer graph does before its loop (logits + (noise + mask))."""
         mask = self.scale_mask(scale)
         session = self.session("sampler")
+        feeds = {"z": z} | self._lookback_feed(lookback, len(z))
         if self._takes_mask is None:
             self._takes_mask = MASK_INPUT in {i.name for i in session.get_inputs()}
         if self._takes_mask:
-            return session.run(None, {"z": z, "noise": noise, MASK_INPUT: mask})[0]
+            return session.run(None, feeds | {"noise": noise, MASK_INPUT: mask})[0]
         if scale is not None:
             noise = noise + mask  # (B, T, V) + (V,)
-        return session.run(None, {"z": z, "noise": noise})[0]
+        return session.run(None, feeds | {"noise": noise})[0]
+
+    @property
+    def lookback(self) -> bool:
+        """Whether the sampler reads, beside z, the phrase it continues (a lookback continuation: its graphs have
+        the `lookback` input); such a model samples only with lookback=, and continue_ feeds it."""
+        if self._lookback is None:
+            self._lookback = LOOKBACK_INPUT in {i.name for i in self.session("sampler").get_inputs()}
+        return self._lookback
+
+    def _lookback_feed(self, lookback, batch: int) -> dict[str, np.ndarray]:
+        """The graphs' lookback input for `batch` rows: {} for a model without one, which refuses a lookback."""
+        if not self.lookback:
+            if lookback is not None:
+                raise ValueError(f"{self.path.name} has no lookback input (it was exported without lookback); "
+                                 f"call it without lookback=")
+            return {}
+        if lookback is None:
+            raise ValueError(f"{self.path.name} is a lookback continuation: it reads the phrase it continues step by "
+                             f"step, so pass that phrase as lookback=(batch, {self.steps}) tokens, or call continue_")
+        lookback = self._tokens(lookback)
+        if len(lookback) != batch:
+            raise ValueError(f"lookback has {len(lookback)} phrases for a batch of {batch}; give one per row")
+        return {LOOKBACK_INPUT: lookback}
 
     def scale_mask(self, scale=None) -> np.ndarray:
         """The (V,) float32 logit mask of `scale` for this model's representation (zeros for None), cached."""
@@ -299,7 +333,8 @@ class Model:
         variation decodes z = μ + novelty · σ · ε (ε ~ N(0, I); novelty 0 = μ itself). With a continuation
         sub-model, encoder and decoder are its own: z codes the phrase that follows, so the answer is the next
         bars; without one, the model's own (a variation of the input). `bars` (default: the model's) longer
-        than the model continues chunk by chunk, each chunk encoded to make the next."""
+        than the model continues chunk by chunk, each chunk encoded to make the next. A lookback writer also
+        reads the phrase it continues step by step: the input window, then for each chunk the one before it."""
         bars = self.bars if bars is None else int(bars)
         if bars < 1 or variations < 1:
             raise ValueError(f"bars and variations must be ≥ 1, got {bars} and {variations}")
@@ -309,10 +344,13 @@ class Model:
         chunks = []
         for _ in range(-(-bars // self.bars)):
             mu, sigma = writer.encode(window)
+            lookback = None
             if not chunks:  # the variations fan out from the input phrase
                 mu, sigma = np.repeat(mu, variations, axis=0), np.repeat(sigma, variations, axis=0)
+            if writer.lookback:  # the phrase this chunk continues, one row per variation
+                lookback = np.repeat(window, variations, axis=0) if not chunks else window
             z = mu + float(novelty) * sigma * rng.standard_normal(mu.shape).astype(np.float32)
-            window = writer.sample(z, temperature, rng=rng, scale=scale)
+            window = writer.sample(z, temperature, rng=rng, scale=scale, lookback=lookback)
             chunks.append(window)
         return np.concatenate(chunks, axis=1)[:, : bars * self.steps_per_bar]
 
@@ -363,14 +401,15 @@ class Model:
         start = np.full_like(segments[..., :1], self.start_token)
         return np.concatenate([start, segments[..., :-1]], axis=-1).reshape(tokens.shape)
 
-    def teacher_forced_logits(self, tokens, z) -> np.ndarray:
+    def teacher_forced_logits(self, tokens, z, lookback=None) -> np.ndarray:
         """Logits (B, T, V) of each step given the true previous tokens of `tokens` (B, T) and z (B, Z) —
-        the signature of musicbridge.training.evaluate's models."""
+        the signature of musicbridge.training.evaluate's models; a lookback model also reads `lookback` (B, T)."""
         z = np.ascontiguousarray(np.atleast_2d(np.asarray(z, dtype=np.float32)))
         inputs = self.decoder_inputs(tokens)
         if z.shape != (inputs.shape[0], self.z_size):
             raise ValueError(f"expected z of shape ({inputs.shape[0]}, {self.z_size}), got {z.shape}")
-        return self.session("teacher_forced").run(None, {"z": z, "inputs": inputs})[0]
+        feeds = {"z": z, "inputs": inputs} | self._lookback_feed(lookback, len(inputs))
+        return self.session("teacher_forced").run(None, feeds)[0]
 
     # -- helpers ----------------------------------------------------------------------------------------------
 

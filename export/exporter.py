@@ -28,6 +28,7 @@ from musicbridge.export import transformer
 from musicbridge.export.graph import Graph, make_model
 from musicbridge.export.musicvae import encoder_graph, sampler_graph, teacher_forced_graph, weights_of
 from musicbridge.models.musicvae import check_rule, first_note_on
+from musicbridge.models.presets import check_lookback
 
 FORMAT = 1
 DEFAULT_OPSET = 17
@@ -37,7 +38,7 @@ GRAPHS = {"encoder": encoder_graph, "sampler": sampler_graph, "teacher_forced": 
 # Keys of model.json that also go into every graph's metadata_props (JSON-encoded values).
 GRAPH_KEYS = ("format", "kind", "representation", "bars", "steps_per_bar", "steps", "vocab_size", "z_size",
               "hierarchical", "preset", "dataset_hash", "musicbridge_version", "exported_at", "opset",
-              "decoding_rule")
+              "decoding_rule", "lookback")
 
 
 def export_model(model, out_dir: str | os.PathLike, *, preset: str, representation: dict | None = None,
@@ -53,7 +54,9 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
     model was trained for (the checkpoint's train.task): "reconstruct" (a VAE) or "continue" (its z codes the
     phrase that follows the encoded one — the runtime uses such a model as another's continuation/); `rule` is
     how the sampler picks each token (musicbridge.models.musicvae.DECODING_RULES: "argmax", or "event_first"
-    for a melody MusicVAE — what `musicbridge export` gives continuation models), recorded as "decoding_rule"."""
+    for a melody MusicVAE — what `musicbridge export` gives continuation models), recorded as "decoding_rule".
+    A lookback model (config.lookback, task "continue" only) gets the sampler and teacher_forced input `lookback`
+    (export/musicvae.py), recorded as "lookback": true."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; use {OPSETS.start}–{OPSETS.stop - 1}")
     variants = ["fp32"] + [v for v in variants if v != "fp32"]
@@ -71,6 +74,7 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
                          f"MusicVAE and Transformer VAE models")
     is_transformer = architecture == "transformer"
     check_rule(rule)
+    check_lookback(model.config, task)
     if rule != "argmax":
         if is_transformer:
             raise ValueError(f"the Transformer VAE exporter writes argmax decoding only, not {rule!r}; export it "
@@ -91,6 +95,7 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
         "steps": config["bars"] * config["steps_per_bar"], "vocab_size": config["vocab_size"],
         "z_size": config["z_size"], "hierarchical": config["hierarchical"], "preset": preset, "config": config,
         "dataset_hash": dataset_hash, "checkpoint_step": checkpoint_step, "task": task, "decoding_rule": rule,
+        "lookback": bool(config.get("lookback", False)),
         "musicbridge_version": musicbridge.__version__,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "opset": opset,
         "default_variant": default_variant, "variants": {}, "sha256": {},

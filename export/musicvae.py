@@ -9,6 +9,8 @@ Three graphs, all batch-dynamic:
                   the tokens a scale lock forbids. Exported with rule="event_first", the step applies that rule
                   (musicbridge.models.musicvae.choose_tokens) to the same scores logits + noise + logit_mask.
 - teacher_forced: z (B, Z), inputs (B, T) int64 → logits (B, T, V), for parity and evaluation.
+A lookback model (config "lookback", a continuation; models/musicvae.py Layout) has one more input in the sampler
+and teacher_forced graphs: lookback (B, T) int64, the phrase it continues; model.json says "lookback": true.
 
 Recurrences (see docs/export.md for the measurements behind these choices):
 - The encoder and the conductor see their whole input at once, so they use ONNX's LSTM operator, whose
@@ -16,7 +18,8 @@ Recurrences (see docs/export.md for the measurements behind these choices):
 - The decoder feeds its own output back, so its cell is spelled out (gather, matmul, gates) inside an ONNX
   Loop over the steps. All step-independent work happens once, before the Loop: the token part of the first
   layer's input projection is a (vocab + 2, 4H) table (one Gather per step), the condition's part one (N, 4H)
-  term, the initial state one Gemm.
+  term, the initial state one Gemm. Lookback: the (vocab, 4H) lookback table gathered by the lookback input into
+  (N, segment, 4H) before the Loop, and that Gathered at `step` inside it (the pattern of the sampler's noise).
 - Hierarchical: the conductor runs once; all bars then decode as ONE batch of B·bars sequences.
 """
 
@@ -103,8 +106,13 @@ class _DecoderCell:
         self.hidden, self.layers = hidden, layers
         w0 = w["decoder.rnn.weight_ih_l0"]
         bias0 = w["decoder.rnn.bias_ih_l0"] + w["decoder.rnn.bias_hh_l0"]
+        cond_column = embed_size * (2 if config.get("lookback") else 1)  # c's columns follow the lookback's
         self.token_gates = g.const(w["decoder.embed.weight"] @ w0[:, :embed_size].T, "token_gates")  # (V+2, 4H)
-        self.cond_gates = g.op("Gemm", cond, g.const(w0[:, embed_size:]), g.const(bias0), transB=1)  # (N, 4H)
+        self.cond_gates = g.op("Gemm", cond, g.const(w0[:, cond_column:]), g.const(bias0), transB=1)  # (N, 4H)
+        self.lookback_table = None  # (V, 4H): the lookback columns applied to every lookback token's embedding
+        if config.get("lookback"):
+            self.lookback_table = g.const(w["decoder.lookback_embed.weight"] @ w0[:, embed_size:cond_column].T,
+                                          "lookback_gates")
         self.w_hh0 = g.const(w["decoder.rnn.weight_hh_l0"].T, "w_hh0")
         # Layers above the first: one matmul of [x, h] with [W_ih; W_hh] instead of two (fewer nodes per step).
         self.w_cat = [g.const(np.concatenate([w[f"decoder.rnn.weight_ih_l{i}"], w[f"decoder.rnn.weight_hh_l{i}"]], 1).T,
@@ -116,14 +124,17 @@ class _DecoderCell:
         self.split = g.const([hidden] * 4, dtype=np.int64)
         self.initial = _split_state(g, w, "decoder.init", cond, layers, hidden)
 
-    def __call__(self, g: Graph, tokens: str, hs: list[str], cs: list[str]):
-        """(N,) previous tokens and per-layer (N, H) states → logits (N, V) and the new states."""
+    def __call__(self, g: Graph, tokens: str, hs: list[str], cs: list[str], lookback_gates: str | None = None):
+        """(N,) previous tokens and per-layer (N, H) states → logits (N, V) and the new states; `lookback_gates`
+        (N, 4H): a lookback model's term of this step."""
         new_h, new_c = [], []
         x = None
         for i in range(self.layers):
             if i == 0:
-                gates = g.op("Add", g.op("Add", g.op("Gather", self.token_gates, tokens), self.cond_gates),
-                             g.op("MatMul", hs[0], self.w_hh0))
+                gates = g.op("Add", g.op("Gather", self.token_gates, tokens), self.cond_gates)
+                if lookback_gates is not None:
+                    gates = g.op("Add", gates, lookback_gates)
+                gates = g.op("Add", gates, g.op("MatMul", hs[0], self.w_hh0))
             else:
                 gates = g.op("Add", g.op("MatMul", g.op("Concat", x, hs[i], axis=1), self.w_cat[i - 1]), self.b_cat[i - 1])
             in_gate, forget_gate, cell_gate, out_gate = g.op("Split", gates, self.split, axis=1, outputs=4)
@@ -137,14 +148,20 @@ class _DecoderCell:
 
 
 def _decode(g: Graph, cell: _DecoderCell, first_tokens: str, n_steps: int, per_step, out_rank: int,
-            unroll: bool) -> str:
+            unroll: bool, lookback_gates: str | None = None) -> str:
     """Run the cell n_steps times from `first_tokens` (N,); `per_step(graph, logits, step) -> (next tokens (N,),
-    output)`. Returns the outputs stacked on axis 1: (N, n_steps) for rank-1 outputs, (N, n_steps, V) for rank 2."""
+    output)`; `lookback_gates` (N, n_steps, 4H): a lookback model's terms, step t reading [:, t].
+    Returns the outputs stacked on axis 1: (N, n_steps) for rank-1 outputs, (N, n_steps, V) for rank 2."""
     hs, cs = cell.initial
+
+    def looked(graph: Graph, step: str) -> str | None:
+        return None if lookback_gates is None else graph.op("Gather", lookback_gates, step, axis=1)  # (N, 4H)
+
     if unroll:
         tokens, outputs = first_tokens, []
         for step in range(n_steps):
-            logits, hs, cs = cell(g, tokens, hs, cs)
+            at = None if lookback_gates is None else g.const(step, dtype=np.int64)
+            logits, hs, cs = cell(g, tokens, hs, cs, None if at is None else looked(g, at))
             tokens, out = per_step(g, logits, g.const(step, dtype=np.int64))
             outputs.append(g.op("Unsqueeze", out, g.const([1], dtype=np.int64)))
         return g.op("Concat", *outputs, axis=1)
@@ -153,7 +170,7 @@ def _decode(g: Graph, cell: _DecoderCell, first_tokens: str, n_steps: int, per_s
     keep_going = body.input(body.fresh("cond_in"), BOOL, [])
     tokens = body.input(body.fresh("tokens"), INT64, ["n"])
     state_in = [body.input(body.fresh("state"), FLOAT, ["n", cell.hidden]) for _ in range(2 * cell.layers)]
-    logits, new_h, new_c = cell(body, tokens, state_in[: cell.layers], state_in[cell.layers :])
+    logits, new_h, new_c = cell(body, tokens, state_in[: cell.layers], state_in[cell.layers :], looked(body, step))
     next_tokens, out = per_step(body, logits, step)
     body.output(body.op("Identity", keep_going), body.fresh("cond_out"), BOOL, [])
     body.output(next_tokens, body.fresh("tokens_out"), INT64, ["n"])
@@ -168,6 +185,16 @@ def _decode(g: Graph, cell: _DecoderCell, first_tokens: str, n_steps: int, per_s
 def _segment(config: dict) -> int:
     """Steps the decoder runs per sequence it starts: one bar (hierarchical) or the whole sequence (flat)."""
     return config["steps_per_bar"] if config["hierarchical"] else config["bars"] * config["steps_per_bar"]
+
+
+def lookback_gates(g: Graph, cell: _DecoderCell, steps: int, segment: int) -> str | None:
+    """A lookback model's input lookback (B, T) int64 — the phrase it continues — gathered once, before the
+    Loop, into every step's first-layer gate term (N, segment, 4H); None (and no input) for other models."""
+    if cell.lookback_table is None:
+        return None
+    lookback = g.input("lookback", INT64, ["batch", steps])
+    segments = g.op("Reshape", lookback, g.const([-1, segment], dtype=np.int64))  # (N, segment)
+    return g.op("Gather", cell.lookback_table, segments)  # (N, segment, 4H)
 
 
 def sampler_noise(g: Graph, steps: int, vocab: int) -> str:
@@ -217,6 +244,7 @@ def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False, rule: s
     noise = sampler_noise(g, steps, vocab)
     cond = _conditions(g, w, config, z)
     cell = _DecoderCell(g, w, config, cond)
+    looked = lookback_gates(g, cell, steps, segment)
     noise = g.op("Reshape", noise, g.const([-1, segment, vocab], dtype=np.int64))  # (N, segment, V)
     rows = g.op("Slice", g.op("Shape", cond), g.const([0], dtype=np.int64), g.const([1], dtype=np.int64))
     start = g.op("ConstantOfShape", rows, value=helper.make_tensor("value", INT64, [1], [vocab]))  # start token
@@ -225,7 +253,7 @@ def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False, rule: s
         token = choose_token(graph, graph.op("Add", logits, graph.op("Gather", noise, step, axis=1)), rule, note_on)
         return token, token
 
-    tokens = _decode(g, cell, start, segment, token_step, 1, unroll)
+    tokens = _decode(g, cell, start, segment, token_step, 1, unroll, looked)
     g.output(g.op("Reshape", tokens, g.const([-1, steps], dtype=np.int64)), "tokens", INT64, ["batch", steps])
 
 
@@ -236,6 +264,7 @@ def teacher_forced_graph(g: Graph, w: dict, config: dict, unroll: bool = False) 
     inputs = g.input("inputs", INT64, ["batch", steps])
     cond = _conditions(g, w, config, z)
     cell = _DecoderCell(g, w, config, cond)
+    looked = lookback_gates(g, cell, steps, segment)
     inputs = g.op("Reshape", inputs, g.const([-1, segment], dtype=np.int64))  # (N, segment)
     last = g.const(segment - 1, dtype=np.int64)
 
@@ -245,7 +274,7 @@ def teacher_forced_graph(g: Graph, w: dict, config: dict, unroll: bool = False) 
         return graph.op("Gather", inputs, following, axis=1), logits
 
     first = g.op("Gather", inputs, g.const(0, dtype=np.int64), axis=1)
-    logits = _decode(g, cell, first, segment, logits_step, 2, unroll)
+    logits = _decode(g, cell, first, segment, logits_step, 2, unroll, looked)
     g.output(g.op("Reshape", logits, g.const([-1, steps, vocab], dtype=np.int64)), "logits", FLOAT,
              ["batch", steps, vocab])
 

@@ -6,6 +6,8 @@ The sampling API, batch-first throughout:
     mu, sigma = model.encode(tokens)                  # (B, T) int64 → (B, Z), (B, Z)
     tokens = model.decode(z, temperature=0.0, seed=1)  # (B, Z) → (B, T); temperature 0 = greedy
     tokens = model.decode(z, temperature=0.0, rule="event_first")  # the event class first, then the pitch
+    tokens = model.decode(z, lookback=phrase)          # a lookback model (config.lookback): phrase (B, T) is the
+                                                       # one it continues, read step by step beside z
 Training and evaluation use `forward` / `teacher_forced_logits` (the whole sequence in one fused LSTM call).
 
 Layout, for exporters (export/ re-expresses `LSTMDecoder.prepare` + `step` as one ONNX Loop):
@@ -16,6 +18,13 @@ Layout, for exporters (export/ re-expresses `LSTMDecoder.prepare` + `step` as on
 - the first decoder LSTM layer sees [embed(token), c]: its weight_ih_l0[:, :embed_size] acts on the token and
   [:, embed_size:] on c, so `prepare` folds the token part into a (vocab + 2, 4H) gate table and the c part
   into one (B, 4H) term per sequence; each step is then a gather, the recurrent matmuls, and the head.
+- lookback (config.lookback, continuations only; Magenta's Lookback RNN): the first layer sees
+  [embed(token), lookback_embed(lookback[t]), c], lookback[t] being the token the encoded phrase played at the
+  same step (one model length earlier): weight_ih_l0[:, :E] acts on the token, [:, E:2E] on the lookback token
+  (E = embed_size) and [:, 2E:] on c. `lookback_table` folds the middle part into a (vocab, 4H) table (no start
+  or mask token: lookback tokens are the representation's), gathered by the lookback phrase into one (4H,) term
+  per step that `step` adds to the first layer's gates. Hierarchical: each bar reads the same bar of the phrase.
+  A model without lookback has neither the embedding nor the columns.
 """
 
 from __future__ import annotations
@@ -113,29 +122,53 @@ class Conductor(nn.Module):
 
 
 class LSTMDecoder(nn.Module):
-    """Autoregressive LSTM over steps conditioned on a vector c, fed [embed(previous token), c] at every step."""
+    """Autoregressive LSTM over steps conditioned on a vector c, fed [embed(previous token), c] at every step —
+    with lookback, [embed(previous token), lookback_embed(lookback token of the step), c] (module docstring)."""
 
-    def __init__(self, vocab_size: int, embed_size: int, cond_size: int, hidden: int, layers: int):
+    def __init__(self, vocab_size: int, embed_size: int, cond_size: int, hidden: int, layers: int,
+                 lookback: bool = False):
         super().__init__()
         self.vocab_size, self.hidden, self.layers = vocab_size, hidden, layers
         self.start_token, self.mask_token = vocab_size, vocab_size + 1
         self.embed = nn.Embedding(vocab_size + 2, embed_size)
         self.init = nn.Linear(cond_size, 2 * layers * hidden)
-        self.rnn = nn.LSTM(embed_size + cond_size, hidden, layers, batch_first=True)
+        # weight_ih_l0's columns: the token's, the lookback token's (lookback only), then c's from cond_column.
+        self.cond_column = embed_size * (2 if lookback else 1)
+        self.rnn = nn.LSTM(self.cond_column + cond_size, hidden, layers, batch_first=True)
         self.head = nn.Linear(hidden, vocab_size)
+        self.lookback_embed = nn.Embedding(vocab_size, embed_size) if lookback else None
 
-    def forward(self, cond: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits (B, S, V) for input tokens (B, S) that start with the start token."""
-        x = torch.cat([self.embed(inputs), cond[:, None].expand(-1, inputs.shape[1], -1)], dim=-1)
+    def forward(self, cond: torch.Tensor, inputs: torch.Tensor, lookback: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced logits (B, S, V) for input tokens (B, S) that start with the start token; a lookback
+        decoder also reads `lookback` (B, S), the tokens the phrase it continues played at the same steps."""
+        parts = [self.embed(inputs)]
+        if self.lookback_embed is not None:
+            parts.append(self.lookback_embed(self._lookback(lookback, inputs.shape)))
+        x = torch.cat([*parts, cond[:, None].expand(-1, inputs.shape[1], -1)], dim=-1)
         out, _ = self.rnn(x, lstm_state_from(self.init, cond, self.layers, self.hidden))
         return self.head(out)
+
+    def lookback_table(self) -> torch.Tensor:
+        """The lookback part of the first layer's input projection per lookback token, (vocab, 4H)."""
+        embed_size = self.embed.embedding_dim
+        return self.lookback_embed.weight @ self.rnn.weight_ih_l0[:, embed_size:self.cond_column].T
+
+    def lookback_gates(self, lookback: torch.Tensor) -> torch.Tensor:
+        """Every step's lookback term of the first layer's gates, (B, S, 4H), for lookback tokens (B, S)."""
+        return self.lookback_table()[lookback]
+
+    def _lookback(self, lookback: torch.Tensor | None, shape) -> torch.Tensor:
+        if lookback is None or tuple(lookback.shape) != tuple(shape):
+            raise ValueError(f"this decoder reads a lookback phrase of shape {tuple(shape)} (the tokens the phrase it "
+                             f"continues played at the same steps); got {None if lookback is None else tuple(lookback.shape)}")
+        return lookback
 
     def prepare(self, cond: torch.Tensor):
         """Everything that does not depend on the step: token gate table, c's gate term, state, weights."""
         embed_size = self.embed.embedding_dim
         w0 = self.rnn.weight_ih_l0
         token_gates = self.embed.weight @ w0[:, :embed_size].T  # (vocab + 2, 4H)
-        cond_gates = F.linear(cond, w0[:, embed_size:], self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0)  # (B, 4H)
+        cond_gates = F.linear(cond, w0[:, self.cond_column:], self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0)  # (B, 4H)
         layers = [
             (getattr(self.rnn, f"weight_ih_l{i}"), getattr(self.rnn, f"weight_hh_l{i}"),
              getattr(self.rnn, f"bias_ih_l{i}") + getattr(self.rnn, f"bias_hh_l{i}"))
@@ -144,14 +177,17 @@ class LSTMDecoder(nn.Module):
         h, c = lstm_state_from(self.init, cond, self.layers, self.hidden)
         return token_gates, cond_gates, layers, (list(h.unbind(0)), list(c.unbind(0)))
 
-    def step(self, tokens, state, token_gates, cond_gates, layers):
-        """One step: previous tokens (B,) → logits (B, V) and the new state (lists of (B, H) per layer)."""
+    def step(self, tokens, state, token_gates, cond_gates, layers, lookback_gates=None):
+        """One step: previous tokens (B,) → logits (B, V) and the new state (lists of (B, H) per layer);
+        `lookback_gates` (B, 4H): a lookback decoder's term for this step (lookback_gates(...)[:, step])."""
         hs, cs = state
         new_h, new_c = [], []
         x = None
         for i, (w_ih, w_hh, bias) in enumerate(layers):
             # PyTorch's gate order: input, forget, cell, output.
             gates = token_gates[tokens] + cond_gates if i == 0 else F.linear(x, w_ih, bias)
+            if i == 0 and lookback_gates is not None:
+                gates = gates + lookback_gates
             gates = gates + F.linear(hs[i], w_hh)
             in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=-1)
             c = torch.sigmoid(forget_gate) * cs[i] + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
@@ -161,8 +197,9 @@ class LSTMDecoder(nn.Module):
         return self.head(x), (new_h, new_c)
 
     def sample(self, cond: torch.Tensor, n_steps: int, temperature: float, generator: torch.Generator | None,
-               rule: str = "argmax", note_on: int | None = None):
-        """Tokens (B, n_steps) by `rule` (DECODING_RULES; event_first needs `note_on`, the first note-on id).
+               rule: str = "argmax", note_on: int | None = None, lookback: torch.Tensor | None = None):
+        """Tokens (B, n_steps) by `rule` (DECODING_RULES; event_first needs `note_on`, the first note-on id);
+        a lookback decoder reads `lookback` (B, n_steps).
 
         argmax: argmax(logits / temperature + Gumbel noise), a categorical draw; plain argmax at temperature 0.
         event_first: the rule on logits + temperature · Gumbel noise — the scores the exported sampler graph
@@ -172,10 +209,13 @@ class LSTMDecoder(nn.Module):
         argmax) is a draw from the model's distribution."""
         check_rule(rule)
         token_gates, cond_gates, layers, state = self.prepare(cond)
+        looked = None if self.lookback_embed is None else self.lookback_gates(
+            self._lookback(lookback, (cond.shape[0], n_steps)))  # (B, n_steps, 4H)
         tokens = torch.full((cond.shape[0],), self.start_token, dtype=torch.long, device=cond.device)
         out = []
-        for _ in range(n_steps):
-            logits, state = self.step(tokens, state, token_gates, cond_gates, layers)
+        for t in range(n_steps):
+            logits, state = self.step(tokens, state, token_gates, cond_gates, layers,
+                                      None if looked is None else looked[:, t])
             if temperature > 0:
                 uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
                 gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
@@ -191,6 +231,7 @@ class MusicVAE(nn.Module):
         self.config = config
         self.steps = config.steps
         self.z_size = config.z_size
+        self.lookback = config.lookback  # the decoder also reads the phrase it continues (module docstring)
         # The decoder writes segments: the whole sequence (flat) or one bar at a time (hierarchical).
         self.segment = config.steps_per_bar if config.hierarchical else config.steps
         self.encoder = Encoder(config.vocab_size, config.embed_size, config.enc_size, config.enc_layers, config.z_size)
@@ -199,7 +240,8 @@ class MusicVAE(nn.Module):
         if config.hierarchical:
             self.conductor = Conductor(config.z_size, config.conductor_size, config.conductor_layers)
             cond_size = config.conductor_size
-        self.decoder = LSTMDecoder(config.vocab_size, config.embed_size, cond_size, config.dec_size, config.dec_layers)
+        self.decoder = LSTMDecoder(config.vocab_size, config.embed_size, cond_size, config.dec_size, config.dec_layers,
+                                   lookback=config.lookback)
 
     # -- the sampling API -------------------------------------------------------------------------------------
 
@@ -210,15 +252,17 @@ class MusicVAE(nn.Module):
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, temperature: float = 1.0, seed: int | None = None,
-               rule: str = "argmax") -> torch.Tensor:
+               rule: str = "argmax", lookback: torch.Tensor | None = None) -> torch.Tensor:
         """Tokens (B, T) decoded from z (B, Z); greedy when temperature == 0, else reproducible for a seed;
-        `rule` picks each token (DECODING_RULES, LSTMDecoder.sample)."""
+        `rule` picks each token (DECODING_RULES, LSTMDecoder.sample); `lookback` (B, T): the phrase a lookback
+        model continues (required for one, refused for any other)."""
+        segments = self.lookback_segments(lookback, z.shape[0])
         note_on = first_note_on(self.config.representation) if check_rule(rule) == "event_first" else None
         generator = None
         if seed is not None and temperature > 0:
             generator = torch.Generator(device=z.device).manual_seed(int(seed))
         cond = self.conditions(z)
-        tokens = self.decoder.sample(cond, self.segment, float(temperature), generator, rule, note_on)
+        tokens = self.decoder.sample(cond, self.segment, float(temperature), generator, rule, note_on, segments)
         return tokens.reshape(z.shape[0], self.steps)
 
     # -- training / evaluation --------------------------------------------------------------------------------
@@ -235,11 +279,28 @@ class MusicVAE(nn.Module):
         start = torch.full_like(segments[..., :1], self.decoder.start_token)
         return torch.cat([start, segments[..., :-1]], dim=-1).reshape(tokens.shape)
 
-    def teacher_forced_logits(self, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, V) given z and decoder inputs (B, T) from `decoder_inputs` (possibly altered)."""
+    def teacher_forced_logits(self, z: torch.Tensor, inputs: torch.Tensor,
+                              lookback: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V) given z and decoder inputs (B, T) from `decoder_inputs` (possibly altered); a lookback
+        model also reads `lookback` (B, T), the phrase it continues."""
+        segments = self.lookback_segments(lookback, z.shape[0])
         cond = self.conditions(z)
-        logits = self.decoder(cond, inputs.reshape(-1, self.segment))
+        logits = self.decoder(cond, inputs.reshape(-1, self.segment), segments)
         return logits.reshape(z.shape[0], self.steps, -1)
+
+    def lookback_segments(self, lookback: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """The decoder's lookback per segment, (B * segments, segment), or None for a model without lookback;
+        a ValueError when a lookback model gets none or the wrong shape, or another model gets one."""
+        if not self.lookback:
+            if lookback is not None:
+                raise ValueError("this model has no lookback (config.lookback is off); decode it without lookback=")
+            return None
+        if lookback is None:
+            raise ValueError("this model continues a phrase and reads it step by step (config.lookback): pass that "
+                             f"phrase as lookback=(batch, {self.steps}) tokens")
+        if tuple(lookback.shape) != (batch, self.steps):
+            raise ValueError(f"expected a lookback phrase of shape ({batch}, {self.steps}), got {tuple(lookback.shape)}")
+        return lookback.reshape(-1, self.segment)
 
     def forward(self, tokens: torch.Tensor, inputs: torch.Tensor | None = None, eps: torch.Tensor | None = None,
                 resample=None, source: torch.Tensor | None = None):
@@ -262,16 +323,44 @@ class MusicVAE(nn.Module):
 def vae_forward(model, tokens, inputs=None, eps=None, resample=None, source=None) -> dict:
     """The training pass every VAE here shares: encode, z = μ + σ·eps, optional guide pass, logits.
 
-    `model` needs encode, decoder_inputs and teacher_forced_logits (MusicVAE, TransformerVAE).
+    `model` needs encode, decoder_inputs and teacher_forced_logits (MusicVAE, TransformerVAE). A lookback model
+    (MusicVAE with config.lookback) reads `source`, the phrase it continues, step by step beside z.
     """
     mu, sigma = model.encode(tokens if source is None else source)
     z = mu + sigma * (torch.randn_like(mu) if eps is None else eps)
     if inputs is None:
         inputs = model.decoder_inputs(tokens)
+    lookback = {"lookback": source} if getattr(model, "lookback", False) else {}
     if resample is not None:
         with torch.no_grad():
-            inputs = resample(model.teacher_forced_logits(z, inputs))
-    return {"logits": model.teacher_forced_logits(z, inputs), "mu": mu, "sigma": sigma, "z": z}
+            inputs = resample(model.teacher_forced_logits(z, inputs, **lookback))
+    return {"logits": model.teacher_forced_logits(z, inputs, **lookback), "mu": mu, "sigma": sigma, "z": z}
+
+
+def with_lookback_columns(state: dict[str, torch.Tensor], model: MusicVAE) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """A state dict for lookback `model` made from `state`, the weights of the same model without lookback:
+    every tensor copied, and weight_ih_l0 widened with ZERO lookback columns (the Layout above), so the model
+    starts out computing exactly what the source does; tensors the source lacks (the lookback embedding) keep
+    `model`'s own initialisation. Returns (state dict, names of the tensors kept from `model`)."""
+    name, embed_size = "decoder.rnn.weight_ih_l0", model.config.embed_size
+    own = model.state_dict()
+    expected = {key: tuple(tensor.shape) for key, tensor in own.items() if not key.startswith("decoder.lookback_embed.")}
+    expected[name] = (expected[name][0], expected[name][1] - embed_size)
+    if not model.lookback or {key: tuple(tensor.shape) for key, tensor in state.items()} != expected:
+        raise ValueError("with_lookback_columns widens the weights of the same model without lookback into a "
+                         "lookback model; these weights are of another model")
+    adapted, fresh = {}, []
+    for key, tensor in own.items():
+        if key == name:
+            widened = torch.zeros_like(tensor)  # (4H, E + E + C)
+            widened[:, :embed_size] = state[key][:, :embed_size]
+            widened[:, model.decoder.cond_column:] = state[key][:, embed_size:]
+            adapted[key] = widened
+        elif key in state:
+            adapted[key] = state[key]
+        else:
+            adapted[key], fresh = tensor, [*fresh, key]
+    return adapted, fresh
 
 
 def build_model(config: ModelConfig | dict) -> nn.Module:
@@ -281,6 +370,9 @@ def build_model(config: ModelConfig | dict) -> nn.Module:
         config = ModelConfig(**config)
     if config.bars < 1 or config.steps_per_bar < 1:
         raise ValueError(f"a model needs at least one bar of at least one step, got {config}")
+    if config.lookback and config.architecture != "musicvae":
+        raise ValueError(f"lookback is an input of the MusicVAE's LSTM decoder; the {config.architecture!r} "
+                         f"architecture has none — leave lookback off or use architecture=musicvae")
     if config.architecture == "transformer":
         from musicbridge.models.transformer_vae import TransformerVAE
 

@@ -13,6 +13,7 @@ bit (on CPU), and the ranks of a distributed run draw different noise for differ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import threading
@@ -25,7 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from musicbridge.data import Dataset
 from musicbridge.models import Preset, build_model, count_parameters, preset_from_dict
-from musicbridge.models.musicvae import decoding_rule_for
+from musicbridge.models.musicvae import decoding_rule_for, with_lookback_columns
+from musicbridge.models.presets import check_lookback
 from musicbridge.training import augment, distributed, schedules
 from musicbridge.training.batches import BatchStream
 from musicbridge.training.checkpoint import (
@@ -73,6 +75,7 @@ class Trainer:
         self.preset, self.data, self.out = preset, data, Path(out_dir)
         self.config = preset.train
         self.console, self.show_progress = console, show_progress
+        check_lookback(preset.model, self.config.task)
         check_dataset(preset, data)
         schedules.check(self.config)
         self.processes, self.device = distributed.start(device)
@@ -308,14 +311,26 @@ class Trainer:
                       f"step {self.step}")
 
     def _initialise_from(self, path: Path) -> None:
-        """Start from another run's weights (the optimiser starts fresh): same model config required."""
+        """Start from another run's weights (the optimiser starts fresh): same model config required — or the
+        same model without lookback, for a lookback model (its lookback columns start at zero, so step 0
+        computes what the source does; models/musicvae.py with_lookback_columns)."""
         checkpoint = load_checkpoint(path, map_location=self.device)
-        if preset_from_dict(checkpoint["config"]).model != self.preset.model:
+        source, model = preset_from_dict(checkpoint["config"]).model, self.preset.model
+        widen = model.lookback and not source.lookback and dataclasses.replace(source, lookback=True) == model
+        if source != model and not widen:
             raise CheckpointError(f"init_from {path} holds a different model than preset {self.preset.name!r}")
         if checkpoint["representation"] != self.data.codec.describe():
             raise CheckpointError(f"init_from {path} speaks {checkpoint['representation']['name']} "
                                   f"v{checkpoint['representation']['version']}, the dataset another representation")
-        self.model.load_state_dict(checkpoint["model"])
+        if not widen:
+            self.model.load_state_dict(checkpoint["model"])
+            return
+        state, fresh = with_lookback_columns(checkpoint["model"], self.model)
+        self.model.load_state_dict(state)
+        if self.processes.is_main:
+            self._say(f"init_from {path}: a model without lookback — copied its {len(checkpoint['model'])} tensors, "
+                      f"decoder.rnn.weight_ih_l0 widened by {model.embed_size} zero lookback columns (step 0 computes "
+                      f"what the source does); fresh initialisation for {', '.join(fresh)}")
 
     def _log(self, kind: str, record: dict) -> None:
         if not self.processes.is_main:
