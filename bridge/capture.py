@@ -1,12 +1,12 @@
 """What the performer played, in beats: note-ons and note-offs from MIDI or OSC become Notes.
 
-Bounded in time and count, so a flood of input cannot grow it: notes that ended more than KEEP_BEATS ago are
-forgotten, and at most MAX_NOTES are kept.
+Owned by the engine (bridge/engine.py): only its thread writes and reads it, so it has no lock. Bounded in time
+and count, so a flood of input cannot grow it: notes that ended more than KEEP_BEATS ago are forgotten, and at
+most MAX_NOTES are kept.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 
 from musicbridge.codecs import BEATS_PER_BAR
@@ -18,25 +18,20 @@ MAX_NOTES = 4096
 
 class CaptureBuffer:
     def __init__(self):
-        self.lock = threading.Lock()
         self.notes: deque[Note] = deque(maxlen=MAX_NOTES)
         self.held: dict[tuple[int, int], tuple[float, int]] = {}  # (channel, pitch) -> (start beat, velocity)
         self.last_activity = float("-inf")  # beat of the last onset or release
-        self.onsets_since_answer = 0
 
     def note_on(self, channel: int, pitch: int, velocity: int, beat: float) -> None:
-        with self.lock:
-            if (channel, pitch) in self.held:  # a repeated note-on without its off: close the first
-                self._close(channel, pitch, beat)
-            self.held[(channel, pitch)] = (beat, velocity)
-            self.last_activity = max(self.last_activity, beat)
-            self.onsets_since_answer += 1
+        if (channel, pitch) in self.held:  # a repeated note-on without its off: close the first
+            self._close(channel, pitch, beat)
+        self.held[(channel, pitch)] = (beat, velocity)
+        self.last_activity = max(self.last_activity, beat)
 
     def note_off(self, channel: int, pitch: int, beat: float) -> None:
-        with self.lock:
-            if (channel, pitch) in self.held:
-                self._close(channel, pitch, beat)
-                self.last_activity = max(self.last_activity, beat)
+        if (channel, pitch) in self.held:
+            self._close(channel, pitch, beat)
+            self.last_activity = max(self.last_activity, beat)
 
     def _close(self, channel: int, pitch: int, beat: float) -> None:
         start, velocity = self.held.pop((channel, pitch))
@@ -46,8 +41,7 @@ class CaptureBuffer:
 
     def window(self, start: float, end: float) -> list[Note]:
         """Notes sounding in [start, end), shifted so that `start` is beat 0; held notes last until `end`."""
-        with self.lock:
-            notes = list(self.notes) + [Note(p, v, s, end, c) for (c, p), (s, v) in self.held.items()]
+        notes = list(self.notes) + [Note(p, v, s, end, c) for (c, p), (s, v) in self.held.items()]
         return [
             Note(n.pitch, n.velocity, max(n.start, start) - start, min(n.end, end) - start, n.channel)
             for n in notes
@@ -55,22 +49,14 @@ class CaptureBuffer:
         ]
 
     def onsets_between(self, start: float, end: float) -> int:
-        with self.lock:
-            starts = [n.start for n in self.notes] + [s for s, _ in self.held.values()]
+        starts = [n.start for n in self.notes] + [s for s, _ in self.held.values()]
         return sum(1 for s in starts if start <= s < end)
 
     def silent_since(self) -> float | None:
         """Beat of the last activity when nothing is held, else None (the performer is still playing)."""
-        with self.lock:
-            return None if self.held else self.last_activity
-
-    def mark_answered(self) -> None:
-        with self.lock:
-            self.onsets_since_answer = 0
+        return None if self.held else self.last_activity
 
     def clear(self) -> None:
-        with self.lock:
-            self.notes.clear()
-            self.held.clear()
-            self.last_activity = float("-inf")
-            self.onsets_since_answer = 0
+        self.notes.clear()
+        self.held.clear()
+        self.last_activity = float("-inf")

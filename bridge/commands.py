@@ -16,6 +16,7 @@ from musicbridge.bridge.config import (
     BPM_RANGE,
     CLOCKS,
     ENDINGS,
+    LINK_QUANTUM_RANGE,
     MODES,
     PARAM_RANGES,
     SCHEDULERS,
@@ -85,7 +86,11 @@ def register(app: typer.Typer) -> None:
                                                "send all-notes-off on the output channels (every channel with "
                                                "--thru), so notes a killed predecessor left on end."),
         clock: str = typer.Option(DEFAULTS.clock, help="auto (MIDI clock when ticks arrive, else internal), internal, "
-                                  "midi or osc (stopped until /musicbridge/transport/play)."),
+                                  "midi, osc (stopped until /musicbridge/transport/play) or link (Ableton Link: "
+                                  "tempo, bar phase and start/stop shared with the session; needs the link extra)."),
+        link_quantum: int = typer.Option(DEFAULTS.link_quantum, min=LINK_QUANTUM_RANGE[0], max=LINK_QUANTUM_RANGE[1],
+                                         help="--clock link: bars whose phase is shared with the Link session "
+                                         "(set it like Live's quantization; 1 = every bar line)."),
         bpm: float = typer.Option(DEFAULTS.bpm, min=BPM_RANGE[0], max=BPM_RANGE[1], help="Tempo of the internal clock."),
         output_offset_ms: float = typer.Option(0.0, help="Send output this much later (negative: earlier) to "
                                                "compensate latency."),
@@ -119,6 +124,11 @@ def register(app: typer.Typer) -> None:
         log_level = _choice(log_level.lower(), LOG_LEVELS, "--log-level")
         logging.basicConfig(level=log_level.upper(), format="%(message)s", datefmt="%X",
                             handlers=[RichHandler(console=console, show_path=False)])
+        clock = _choice(clock, CLOCKS, "--clock")
+        if clock == "link":
+            from musicbridge.cli_errors import require_extra
+
+            require_extra("aalink", "--clock link", Console(stderr=True, soft_wrap=True))  # one unbroken line
         from musicbridge.runtime import SHIPPED_DIR
 
         model = list(model) or [DEFAULT_MODEL]  # the shipped default: works offline out of the box
@@ -128,7 +138,7 @@ def register(app: typer.Typer) -> None:
             models=list(model), models_dirs=[str(d) for d in dirs],
             midi_api=_choice(midi_api, API_CHOICES, "--midi-api"), midi_in=midi_in, midi_out=midi_out,
             in_channel=in_channel, out_channel=out_channel, thru=thru, startup_notes_off=startup_notes_off,
-            clock=_choice(clock, CLOCKS, "--clock"),
+            clock=clock, link_quantum=link_quantum,
             bpm=bpm, output_offset_ms=output_offset_ms, scheduler=_choice(scheduler, SCHEDULERS, "--scheduler"),
             realtime=realtime,
             osc_host=osc_host, osc_port=osc_port, osc_reply_port=osc_reply_port, osc_reply_host=osc_reply_host,

@@ -8,7 +8,8 @@ from musicbridge.scales import Scale
 
 MODES = ("continue", "call-response", "interpolate", "sample", "loop", "mutate", "off")
 ENDINGS = ("hold", "loop", "pingpong")
-CLOCKS = ("auto", "internal", "midi", "osc")
+FALLBACKS = ("repeat", "hold")  # what plays when an answer misses its deadline (bridge/engine.py)
+CLOCKS = ("auto", "internal", "midi", "osc", "link")
 SCHEDULERS = ("precise", "sleep")  # "sleep" is the naive baseline the benchmark compares against
 
 # The ranges of the numeric musical parameters, in one place: the OSC routes (bridge/osc.py), the `serve`
@@ -22,8 +23,9 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
     "silence": (0.0, 16.0),
     "steps": (2, 64),
 }
-PARAM_CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "ending": ENDINGS}
+PARAM_CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "ending": ENDINGS, "fallback": FALLBACKS}
 BPM_RANGE = (20, 300)  # the internal/OSC clock (--bpm, /musicbridge/transport/tempo)
+LINK_QUANTUM_RANGE = (1, 16)  # --link-quantum, in bars
 
 
 def check_param(name: str, value) -> None:
@@ -49,6 +51,7 @@ class Params:
     steps: int = 8  # interpolate: phrases from A to B, both included
     ending: str = "hold"  # interpolate: after B
     scale: Scale | None = None  # scale lock: no note-on outside it in any answer (None = every note)
+    fallback: str = "repeat"  # an answer not ready by its deadline: repeat the last answer, or hold (nothing new)
 
     def __setattr__(self, name: str, value) -> None:
         check_param(name, value)  # every change (command line, OSC, code) stays inside the table's ranges
@@ -74,6 +77,7 @@ class ServeConfig:
     startup_notes_off: bool = True  # CC 123 on the output channels at start: a killed predecessor's notes end
     clock: str = "auto"
     bpm: float = 120.0
+    link_quantum: int = 1  # --clock link: bars whose phase is shared with the Link session (Live's quantum)
     output_offset_ms: float = 0.0  # >0 sends later, <0 earlier (latency compensation)
     scheduler: str = "precise"
     realtime: bool = True  # real-time priority for the daemon's threads where permitted (bridge/priority.py)

@@ -1,15 +1,19 @@
-"""The live bridge: wires MIDI/OSC input, the clock, the trigger, the generation worker and the scheduler.
+"""The live bridge: wires MIDI/OSC input, the clock, the engine, the generation worker and the scheduler.
 
-One pass: note in → capture buffer (beats) → trigger at a bar's last 16th → worker encodes the last bars and
-decodes the answer → a phrase in beats → scheduler → MIDI out (and /musicbridge/gen/* over OSC).
+One pass: note in → engine (capture buffer, in beats) → trigger at a bar's last 16th → worker encodes the last
+bars and decodes the answer → engine (still current?) → a phrase in beats → scheduler → MIDI out (and
+/musicbridge/gen/* over OSC).
 
-Threads: the MIDI input poller and the OSC server (I/O), the scheduler (precise output), the trigger loop (bar
-lines), the generation worker (model calls), the model-load worker (one load at a time, bridge/model_store.py)
+Threads: the MIDI input poller and the OSC server (I/O), the engine (bridge/engine.py: the one owner of the
+musical state; the others post it events, and it wakes for the bar lines itself), the scheduler (precise
+output), the generation worker (model calls), the model-load worker (one load at a time, bridge/model_store.py)
 and the main thread's housekeeping (port reconnection; a JACK server that goes away and comes back: the ports are
 detached and re-created, the musical state stays).
-Lock order, never reversed: bridge lock → scheduler lock → clock lock / output lock.
-Every way out — Stop, relocation, mode change, model switch, panic, SIGINT/SIGTERM, an exception — ends in
-scheduler.flush(), which sends a note-off for every note still sounding.
+Lock order, never reversed: scheduler lock → clock lock / output lock. The engine holds no lock: an OSC command
+waits for the engine thread to run it (Engine.call), never the other way round.
+Every way out — Stop, relocation, mode change, panic, SIGINT/SIGTERM, an exception — ends in scheduler.flush(),
+which sends a note-off for every note still sounding; a model switch ends the old model's phrase on the bar line
+where the new model starts (scheduler.cut()).
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import gc
 import io
 import logging
-import math
 import os
 import signal
 import sys
@@ -25,19 +28,19 @@ import threading
 import time
 
 from musicbridge.bridge import midi_io, priority
-from musicbridge.bridge.capture import CaptureBuffer
 from musicbridge.bridge.clock import Clock
 from musicbridge.bridge.config import ServeConfig
-from musicbridge.bridge.generator import GenerationWorker, Phrase, Request
+from musicbridge.bridge.engine import AnswerReady, Engine, ModelReady, NoteIn, TransportChanged
+from musicbridge.bridge.engine import Refused as EngineRefused
+from musicbridge.bridge.generator import GenerationWorker, ModelRef, Phrase, Request
 from musicbridge.bridge.jack_watch import JackWatch
+from musicbridge.bridge.link_clock import LinkClock
 from musicbridge.bridge.model_store import LoadRequest, LoadWorker, ModelStore, RefusedPath
-from musicbridge.bridge.modes import Modes, trigger_beat
 from musicbridge.bridge.osc import STATUS_PARAMS, OscInputError, OscServer, P
 from musicbridge.bridge.osc_packet import show
 from musicbridge.bridge.paths import MAX_MIDI_FILE_BYTES, Refused, confine, read_regular_file, resolve_dirs
 from musicbridge.bridge.scheduler import Scheduler
 from musicbridge.bridge.status import StatusLine, summary
-from musicbridge.codecs import BEATS_PER_BAR, STEP_BEATS
 from musicbridge.midi_ports import MidiUnavailableError
 from musicbridge.phrases import FROM_START, PhraseError, file_tokens
 from musicbridge.scales import ScaleError, parse_scale
@@ -48,21 +51,12 @@ log = logging.getLogger(__name__)
 class Bridge:
     def __init__(self, config: ServeConfig, store: ModelStore | None = None):
         self.config = config
-        self.params = config.params
         self.stopping = threading.Event()
-        self.wake = threading.Event()  # interrupts the trigger loop's wait (transport changes)
-        self.lock = threading.RLock()  # params and mode state
-        self.epoch = 0  # bumped by every flush: answers requested before it are stale
-        self.gen_id = 0
-        self.candidates: tuple[list, float, int] | None = None  # (token rows, start beat, bars) of the last answer
-        self.last_latency_ms = -1.0
-        self.counts = {"answers": 0, "stale": 0}
         self.store = store or ModelStore(config.models_dirs)
         self.loader = LoadWorker(self.store, self._on_model_loaded, self._on_model_failed, self._on_model_dropped)
         self.files_dirs = resolve_dirs(config.files_dirs or [os.getcwd()])  # where capture/file may read
-        self.capture = CaptureBuffer()
-        self.modes = Modes(self.capture, self.params)
-        self.clock = Clock(config.clock, config.bpm, on_event=self._on_clock)
+        self.clock = LinkClock(config.bpm, config.link_quantum, on_event=self._on_clock) if config.clock == "link" \
+            else Clock(config.clock, config.bpm, on_event=self._on_clock)
         self.output: midi_io.MidiOutput | None = None
         self.input: midi_io.MidiInput | None = None
         self.midi_description = ""  # what MIDI it serves, for the log: the ports, or why OSC only
@@ -71,7 +65,8 @@ class Bridge:
         self.midi_outages = 0
         self.watch: JackWatch | None = None  # tells when the JACK server goes away and comes back
         self.scheduler: Scheduler | None = None
-        self.worker = GenerationWorker(lambda: self.store.active, self._on_phrase, self._on_generation_error)
+        self.engine: Engine | None = None  # the musical state (made in open(), once the models are loaded)
+        self.worker = GenerationWorker(self._on_phrase, self._on_generation_error)
         self.osc: OscServer | None = None
         self.threads: list[threading.Thread] = []
 
@@ -82,6 +77,10 @@ class Bridge:
         self._open_midi()
         self.scheduler = Scheduler(self.clock, self.output, self.config.output_offset_ms, self.config.scheduler,
                                    self.config.realtime)
+        active = self.store.active
+        self.engine = Engine(self.config.params, self.clock, self.scheduler, self.worker.submit, self._channel_for,
+                             ModelRef.of(self.store.active_name, active) if active is not None else None,
+                             seed=self.config.seed, send_phrase=self._send_phrase, model_switched=self._model_switched)
         self.osc = OscServer(self, self.config.osc_host, self.config.osc_port, self.config.osc_reply_port,
                              self.config.osc_reply_host)
 
@@ -99,6 +98,8 @@ class Bridge:
                 self.output.set_cycle(self.watch.period_s())
             except OSError as error:  # the ports work; only a restart of the server would go unnoticed
                 log.warning("cannot watch the JACK server (%s): a restart of it will not be noticed", error)
+        if cfg.realtime:  # below the MIDI system's own threads, by what its server runs at (bridge/priority.py)
+            priority.adopt(priority.plan_for(self.output.api, self.watch))
 
     def _close_midi(self) -> None:
         midi_io.close_ports(self.input, self.output)
@@ -119,9 +120,12 @@ class Bridge:
             log.debug("all notes off (%s): %d notes closed", why, closed)
 
     def out_channel(self) -> int:
+        return self._channel_for(self.engine.view.model if self.engine is not None else None)
+
+    def _channel_for(self, model: ModelRef | None) -> int:
+        """The answer channel: --out-channel, else by representation (melody 1, drums 10)."""
         if self.config.out_channel:
             return self.config.out_channel - 1
-        model = self.store.active
         return 9 if model is not None and model.codec.name == "drums" else 0
 
     # ---- running --------------------------------------------------------------------------------
@@ -152,12 +156,10 @@ class Bridge:
 
     def start(self) -> None:
         self.scheduler.start()
+        self.engine.start()
         self.worker.start()
         self.loader.start()
         self.osc.start()
-        trigger = threading.Thread(target=self._trigger_loop, name="trigger", daemon=True)
-        trigger.start()
-        self.threads.append(trigger)
         self.clock.start_internal(time.perf_counter())
         if self.config.startup_notes_off:
             self._notes_off_everywhere("startup")
@@ -170,11 +172,13 @@ class Bridge:
     def shutdown(self) -> None:
         """Stop every thread and leave nothing sounding (runs on every exit path)."""
         self.stopping.set()
-        self.wake.set()
         try:
             if self.input is not None:
                 self.input.stop()
                 self.midi_in_count = self.input.received
+                self.midi_in_ignored = self.input.ignored
+            if self.engine is not None:
+                self.engine.stop()  # the scheduler is the engine's: it stops first
             self.worker.stop()
             self.loader.stop()
             if self.scheduler is not None:
@@ -188,6 +192,8 @@ class Bridge:
             for thread in self.threads:
                 thread.join(timeout=2)
             self._close_midi()
+            if isinstance(self.clock, LinkClock):
+                self.clock.close()  # leave the Link session: its peers drop this one at once
 
     def _thread_crashed(self, args) -> None:
         log.error("thread %s crashed: %s", args.thread.name if args.thread else "?", args.exc_value,
@@ -197,6 +203,8 @@ class Bridge:
     def _housekeeping(self) -> None:
         """Every 0.5 s on the main thread: the MIDI system's presence (a flag test while it is there), then
         named ports that may have come back. No lock a note-on needs is held while looking."""
+        if hasattr(self.clock, "check_input"):
+            self.clock.check_input(time.perf_counter())  # a MIDI clock gone silent is reported (_on_clock)
         event = self.watch.poll() if self.watch is not None else None
         if event == "lost":
             self._midi_lost()
@@ -243,6 +251,8 @@ class Bridge:
                 port.detach()
             return
         self.output.set_cycle(self.watch.period_s())
+        if self.config.realtime:  # the new server may run at other priorities
+            priority.adopt(priority.plan_for("jack", self.watch))
         self.midi_state = "ok"
         log.warning("the JACK server is back: MIDI ports re-created in %.0f ms (in %r, out %r)",
                     (time.perf_counter() - started) * 1000, self.input.port.name, self.output.port.name)
@@ -252,83 +262,18 @@ class Bridge:
 
     # ---- time -----------------------------------------------------------------------------------
     def _on_clock(self, kind: str, beat: float) -> None:
-        if kind in ("stop", "relocate", "start"):
-            self.flush(f"transport {kind}")
-            self.capture.clear()
-        self.wake.set()
-
-    def flush(self, why: str) -> None:
-        with self.lock:
-            self.epoch += 1
-            self.modes.state.reset_cadence()
-        if self.scheduler is not None:
-            closed = self.scheduler.flush((self.out_channel(),))
-            log.debug("flush (%s): %d notes closed", why, closed)
-
-    def _trigger_loop(self) -> None:
-        """Wake at each bar's trigger point and ask the current mode for an answer."""
-        handled: tuple[float, int] | None = None  # (bar line, epoch): a flush (new mode, relocation) re-arms it
-        while not self.stopping.is_set():
-            try:
-                handled = self._trigger_step(handled)
-            except Exception:  # one bad bar must not end the answers; the next bar tries again
-                log.exception("error in the trigger loop")
-                self.wake.wait(0.05)
-
-    def _trigger_step(self, handled: tuple[float, int] | None) -> tuple[float, int] | None:
-        """Wait a little towards the next trigger point, or fire it; returns the last bar line handled."""
-        playing, beat, _ = self.clock.state(time.perf_counter())
-        if not playing:
-            self.wake.wait(0.01)
-            self.wake.clear()
-            return handled
-        bar_end = (math.floor(beat / BEATS_PER_BAR + 1e-9) + 1) * BEATS_PER_BAR
-        done = handled == (bar_end, self.epoch)
-        if beat < trigger_beat(bar_end) or done:
-            due = self.clock.time_at(trigger_beat(bar_end))
-            wait = 0.01 if due is None else min(max(due - time.perf_counter(), 0.0005), 0.02)
-            self.wake.wait(0.02 if done else wait)
-            self.wake.clear()
-            return handled
-        epoch = self.epoch
-        self._request_at(bar_end, forced=False)
-        return bar_end, epoch
-
-    def _request_at(self, bar_end: float, forced: bool) -> str | None:
-        model = self.store.active
-        with self.lock:
-            request = self.modes.at_bar(model, bar_end, forced)
-            if isinstance(request, Request):
-                request.epoch = self.epoch
-                request.seed = None if self.config.seed is None else self.config.seed + self.gen_id
-                request.scale = self.params.scale
-        if isinstance(request, Request):
-            self.worker.submit(request)
-            return None
-        return request
+        if kind in ("input_silent", "input_back"):  # the MIDI clock stopped coming while it ran, or is back
+            if self.osc is not None:
+                if kind == "input_silent":
+                    self.osc.replier.send(f"{P}/error", "clock_silent", self.clock.input_report)  # to every target
+                self.osc_status()
+            return
+        if self.engine is not None:
+            self.engine.post(TransportChanged(kind, beat))
 
     # ---- answers --------------------------------------------------------------------------------
     def _on_phrase(self, phrase: Phrase) -> None:
-        request = phrase.request
-        with self.lock:
-            if request.epoch != self.epoch:
-                self.counts["stale"] += 1  # the transport or mode changed while it was generated
-                return
-            self.gen_id += 1
-            phrase_id = self.gen_id
-            state = self.modes.state
-            if request.kind == "interpolate":
-                state.path, state.path_index, state.path_direction = phrase.path, 0, 1
-            state.last_tokens, state.last_bars = phrase.tokens, phrase.n_bars
-            self.candidates = (phrase.candidates, request.start_beat, phrase.n_bars)
-            if request.kind != "replay":
-                self.last_latency_ms = phrase.latency_ms
-            self.counts["answers"] += 1
-            self.scheduler.add_phrase(phrase.notes, request.start_beat, phrase_id, self.out_channel(), request.replace)
-        log.debug("phrase %d (%s): %d notes at beat %g, %.1f ms", phrase_id, request.kind, len(phrase.notes),
-                  request.start_beat, phrase.latency_ms)
-        if request.reply and self.osc is not None:
-            self._send_phrase(phrase_id, phrase.notes, phrase.n_bars, request.start_beat)
+        self.engine.post(AnswerReady(phrase))  # the engine decides whether it is still current
 
     def _send_phrase(self, phrase_id: int, notes, n_bars: int, start_beat: float) -> None:
         send = self.osc.replier.send
@@ -356,12 +301,9 @@ class Bridge:
 
     def _note(self, channel: int, pitch: int, velocity: int, t: float) -> None:
         playing, beat, _ = self.clock.state(t)
-        if not playing:
+        if not playing or self.engine is None:
             return  # no musical time to put it at
-        if velocity > 0:
-            self.capture.note_on(channel, pitch, velocity, beat)
-        else:
-            self.capture.note_off(channel, pitch, beat)
+        self.engine.post(NoteIn(t, beat, channel, pitch, velocity))
 
     # ---- OSC handlers (arguments already checked against osc.ROUTES) ----------------------------
     def osc_note(self, pitch: int, velocity: int, channel: int = 1, host: str | None = None) -> None:
@@ -379,21 +321,18 @@ class Bridge:
     def osc_position(self, beats: float, host=None) -> None:
         self.clock.set_position(beats, time.perf_counter())
 
+    def _call(self, fn, *args):
+        """Run an engine command on its thread; what it refuses becomes the OSC error reply."""
+        try:
+            return self.engine.call(fn, *args)
+        except EngineRefused as refused:
+            raise OscInputError(refused.code, str(refused)) from None
+
     def osc_mode(self, name: str, host=None) -> None:
-        with self.lock:
-            if name == self.params.mode:
-                return
-            self.params.mode = name
-            state = self.modes.state
-            state.mutate_source = state.last_tokens if name == "mutate" else None
-            if name == "interpolate":
-                state.path = []
-            self.capture.mark_answered()
-        self.flush(f"mode {name}")
+        self._call(self.engine.set_mode, name)
 
     def _set(self, name: str, value) -> None:
-        with self.lock:
-            setattr(self.params, name, value)
+        self._call(self.engine.set_param, name, value)
 
     def osc_temperature(self, x: float, host=None) -> None:
         self._set("temperature", x)
@@ -411,39 +350,30 @@ class Bridge:
         self._set("silence", beats)
 
     def osc_steps(self, n: int, host=None) -> None:
-        with self.lock:
-            self.params.steps = n
-            self.modes.state.path = []
+        self._set("steps", n)
 
     def osc_ending(self, name: str, host=None) -> None:
         self._set("ending", name)
+
+    def osc_fallback(self, name: str, host=None) -> None:
+        self._set("fallback", name)
 
     def osc_scale(self, spec: str, host=None) -> None:
         try:
             scale = parse_scale(spec)  # "off" / "" → None: unlocked
         except ScaleError as error:
             raise OscInputError("out_of_range", str(error)) from None
-        with self.lock:
-            if scale != self.params.scale:  # the device sends its scale again on every reconnect
-                self.params.scale = scale
-                self.modes.state.path = []  # an interpolation path is decoded again under the new lock
-        log.info("scale lock: %s", scale.name if scale is not None else "off")
+        self._set("scale", scale)  # the device sends its scale again on every reconnect: a no-op then
 
     def osc_capture(self, slot: str, host=None) -> None:
-        model = self._require_model()
-        _, beat, _ = self.clock.state(time.perf_counter())
-        end = round(beat / BEATS_PER_BAR) * BEATS_PER_BAR  # the nearest bar line: a late press still counts
-        tokens, _, _ = self.modes.window(model.codec, model.bars, end)
-        if not self.modes.capture.window(end - model.bars * BEATS_PER_BAR, end):
-            raise OscInputError("not_ready", f"nothing played in the {model.bars} bars before beat {end:g}")
-        self._store_slot(slot, tokens)
+        self._call(self.engine.capture_slot, slot)
 
     def osc_capture_file(self, slot: str, path: str, host=None) -> None:
         import mido
 
         from musicbridge.notes import NoteSequence
 
-        model = self._require_model()
+        model = self._require_model()  # the file is read for the model active now; the engine checks it still is
         # One refusal for every path it cannot use (outside, missing, a FIFO or device, too big): a sender
         # learns nothing about what exists. The read never blocks (bridge/paths.py).
         refusal = f"{show(path)} is not a MIDI file in the files directories (--files-dir)"
@@ -459,47 +389,28 @@ class Bridge:
             tokens = file_tokens(sequence, model.codec, model.bars, FROM_START)  # a slot: the file's opening
         except PhraseError as error:
             raise OscInputError("load_failed", f"{show(path)}: {error}") from None
-        self._store_slot(slot, tokens)
+        self._call(self.engine.store_slot, slot, tokens, model)
 
-    def _store_slot(self, slot: str, tokens) -> None:
-        with self.lock:
-            self.modes.state.slots[slot] = tokens
-            self.modes.state.path = []
-
-    def _require_model(self):
-        model = self.store.active
+    def _require_model(self) -> ModelRef:
+        model = self.engine.view.model
         if model is None:
             raise OscInputError("not_ready", "no model loaded (start with --model or send /musicbridge/model/load)")
         return model
 
     def osc_generate(self, host=None) -> None:
-        _, beat, _ = self.clock.state(time.perf_counter())
-        bar_end = (math.floor(beat / BEATS_PER_BAR + 1e-9) + 1) * BEATS_PER_BAR
-        if bar_end - beat < STEP_BEATS:  # too close to the bar line to make it: the one after
-            bar_end += BEATS_PER_BAR
-        reason = self._request_at(bar_end, forced=True)
-        if reason:
-            raise OscInputError("not_ready", reason)
+        self._call(self.engine.generate)
 
     def osc_variation(self, index: int, host=None) -> None:
-        with self.lock:
-            if self.candidates is None:
-                raise OscInputError("not_ready", "no generation yet")
-            rows, start_beat, n_bars = self.candidates
-            if index >= len(rows):
-                raise OscInputError("out_of_range", f"index {index}: the last generation has {len(rows)} candidate(s)")
-        notes = self._require_model().codec.decode(rows[index])
+        tokens, start_beat, n_bars, codec = self._call(self.engine.candidate, index)
+        notes = codec.decode(tokens)
 
         def send() -> None:  # the packet's one answer: a bundle of 1,000 requests sends one phrase, not 1,000
-            with self.lock:
-                self.gen_id += 1
-                phrase_id = self.gen_id
-            self._send_phrase(phrase_id, notes, n_bars, start_beat)
+            self._send_phrase(self.engine.phrase_ids.next(), notes, n_bars, start_beat)
 
         self.osc.replier.answer(send)
 
     def osc_panic(self, host=None) -> None:
-        self.flush("panic")
+        self._call(self.engine.panic)
         if self.output is not None:
             self.output.panic()
 
@@ -518,15 +429,12 @@ class Bridge:
         self.osc.replier.error("load_failed", f"{message} (the previous model stays active)", request.requester)
 
     def _on_model_loaded(self, request: LoadRequest, before, after) -> None:
-        host = request.requester
-        with self.lock:
-            state = self.modes.state
-            state.path = []
-            if before is None or before.codec != after.codec:  # tokens of another representation mean nothing
-                state.slots.clear()
-                state.last_tokens = state.mutate_source = self.candidates = None
-        self.flush("model switch")
-        self.osc_status(host=host)
+        # One ordered event: the engine switches at the next bar line and then calls _model_switched.
+        self.engine.post(ModelReady(request.seq, ModelRef.of(request.resolved.name, after), request.requester))
+
+    def _model_switched(self, requester) -> None:
+        if self.osc is not None:
+            self.osc_status(host=requester)
 
     def osc_subscribe(self, port: int | None = None, seconds: float | None = None, host=None) -> None:
         self.osc.subscribe(host, port, seconds)
@@ -535,13 +443,18 @@ class Bridge:
 
     def osc_status(self, host=None) -> None:
         playing, _, bpm = self.clock.state(time.perf_counter())
-        self.osc.replier.send(f"{P}/status", self.params.mode, bpm, int(playing), self.store.active_name or "",
-                              self.last_latency_ms, self.midi_state, *self._status_params(), host=host)
+        view = self.engine.view
+        self.osc.replier.send(f"{P}/status", view.params.mode, bpm, int(playing),
+                              view.model.name if view.model is not None else "", view.last_latency_ms,
+                              self._midi_status(), *self._status_params(view), host=host)
 
-    def _status_params(self) -> list:
-        """The values of osc.STATUS_PARAMS, read together under the lock."""
-        with self.lock:
-            params = self.params
-            derived = {"scale": params.scale.spec if params.scale is not None else "off",
-                       "slots": "".join(sorted(self.modes.state.slots))}
-            return [derived[name] if name in derived else getattr(params, name) for name in STATUS_PARAMS]
+    def _midi_status(self) -> str:
+        """The status reply's `midi`: the MIDI system's state, or "silent" while a running clock is not heard."""
+        return "silent" if self.midi_state == "ok" and getattr(self.clock, "input_silent", False) else self.midi_state
+
+    @staticmethod
+    def _status_params(view) -> list:
+        """The values of osc.STATUS_PARAMS, from one snapshot of the engine's state."""
+        params = view.params
+        derived = {"scale": params.scale.spec if params.scale is not None else "off", "slots": view.slots}
+        return [derived[name] if name in derived else getattr(params, name) for name in STATUS_PARAMS]

@@ -1,8 +1,10 @@
 """The generation worker: model calls on their own thread, so MIDI I/O and the clock never wait for them.
 
 A Request says what to generate (continue a window, sample the prior, walk A→B, mutate around a z, replay),
-for which song position, with the parameters of the moment. Only the newest request waits: a request that
-is still queued when the next one comes is superseded (an answer for a bar that has passed is worthless).
+for which song position, with the parameters of the moment, and which model it was built for: the worker runs
+it on that model, never on whatever is active by then (the engine drops an answer whose model or epoch is no
+longer current: bridge/engine.py). Only the newest request waits: a request that is still queued when the next
+one comes is superseded (an answer for a bar that has passed is worthless).
 
 Variation pick rule: of K candidates (one batch), play the one whose onset density (onsets per bar) is
 closest to the reference — the input window's, else the last phrase played; ties go to the lowest index.
@@ -26,6 +28,21 @@ from musicbridge.scales import Scale, applies_to
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, eq=False)
+class ModelRef:
+    """The model a request is built for and must be answered by. Compared by identity: after a switch (even
+    back to the same folder) an answer from the model active before is never taken for the current one's."""
+
+    name: str  # what status replies show
+    codec: object  # its representation (musicbridge.codecs)
+    bars: int  # the length of its window
+    model: object | None = None  # the runtime Model; None where only decisions are made (unit tests)
+
+    @classmethod
+    def of(cls, name: str, model) -> ModelRef:
+        return cls(name, model.codec, model.bars, model)
+
+
 @dataclass
 class Request:
     kind: str  # continue | sample | interpolate | mutate | replay (play given tokens again, no model call)
@@ -42,9 +59,11 @@ class Request:
     replace: bool = True  # cut what earlier phrases have pending from start_beat on
     reply: bool = True  # send /musicbridge/gen/* for it
     seed: int | None = None
-    scale: Scale | None = None  # the scale lock of the moment (the daemon sets it; drum models ignore it)
-    epoch: int = 0  # the bridge's flush counter when requested: a flush since makes the answer stale
-    created: float = field(default_factory=time.perf_counter)
+    scale: Scale | None = None  # the scale lock of the moment (drum models ignore it)
+    model: ModelRef | None = None  # the model it was built for: only that model answers it
+    epoch: int = 0  # the engine's flush counter when requested: a flush since makes the answer stale
+    seq: int = 0  # the engine's request number: an answer older than one already played is dropped
+    created: float = field(default_factory=time.perf_counter)  # when the trigger asked (latency is measured from it)
 
 
 @dataclass
@@ -90,7 +109,8 @@ def model_window(tokens: np.ndarray, model) -> np.ndarray:
 
 
 def run_model(model, request: Request) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The model calls of one request: (K candidates (K, T), interpolation path or [])."""
+    """The model calls of one request (not replay: it calls no model): (K candidates (K, T), interpolation
+    path or [])."""
     k = request.variations
     scale = request.scale if applies_to(model.codec) else None  # a drum kit has no pitches to lock
     if request.kind == "continue":  # the runtime chains phrases for answers longer than the model
@@ -113,17 +133,31 @@ def run_model(model, request: Request) -> tuple[np.ndarray, list[np.ndarray]]:
         a, b = model_window(request.tokens, model), model_window(request.other, model)
         path = np.asarray(model.interpolate(a, b, request.steps, scale=scale)).reshape(-1, model.steps)
         return path[:1], list(path)
-    if request.kind == "replay":
-        return request.tokens[None, :], []
     raise ValueError(f"unknown request kind {request.kind!r}")
 
 
-class GenerationWorker:
-    """Runs requests on one thread against the active model; `on_phrase(phrase)` receives the results."""
+def make_phrase(request: Request, now: Callable[[], float] = time.perf_counter) -> Phrase:
+    """The answer to one request, from the model it carries (replay: its own tokens, no model call)."""
+    codec = request.model.codec
+    began = now()
+    if request.kind == "replay":
+        candidates, path = request.tokens[None, :], []
+    else:
+        candidates, path = run_model(request.model.model, request)
+    model_ms = (now() - began) * 1000
+    steps_per_bar = codec.steps_per_bar
+    candidates = fit_bars(candidates, request.bars, steps_per_bar)
+    path = [fit_bars(p, request.bars, steps_per_bar)[0] for p in path]
+    ordered = pick(codec, candidates, request.bars, request.reference_density)
+    notes = codec.decode(ordered[0], velocity=request.velocity)
+    latency_ms = (now() - request.created) * 1000
+    return Phrase(request, ordered[0], notes, ordered, request.bars, model_ms, latency_ms, path)
 
-    def __init__(self, get_model: Callable[[], object | None], on_phrase: Callable[[Phrase], None],
-                 on_error: Callable[[Request, Exception], None]):
-        self.get_model = get_model
+
+class GenerationWorker:
+    """Runs requests on one thread, each on the model it carries; `on_phrase(phrase)` receives the results."""
+
+    def __init__(self, on_phrase: Callable[[Phrase], None], on_error: Callable[[Request, Exception], None]):
         self.on_phrase = on_phrase
         self.on_error = on_error
         self.mailbox: NewestWins[Request] = NewestWins()
@@ -156,24 +190,12 @@ class GenerationWorker:
                 log.exception("generation failed")
                 self.on_error(request, error)
                 continue
-            if phrase is not None:
-                self.on_phrase(phrase)
+            self.on_phrase(phrase)
 
-    def generate(self, request: Request) -> Phrase | None:
-        model = self.get_model()
-        if model is None:
+    def generate(self, request: Request) -> Phrase:
+        if request.model is None or request.model.model is None:
             raise RuntimeError("no model loaded")
-        codec = model.codec
-        began = time.perf_counter()
-        candidates, path = run_model(model, request)
-        model_ms = (time.perf_counter() - began) * 1000
-        steps_per_bar = codec.steps_per_bar
-        candidates = fit_bars(candidates, request.bars, steps_per_bar)
-        path = [fit_bars(p, request.bars, steps_per_bar)[0] for p in path]
-        ordered = pick(codec, candidates, request.bars, request.reference_density)
-        notes = codec.decode(ordered[0], velocity=request.velocity)
-        latency_ms = (time.perf_counter() - request.created) * 1000
-        if request.kind != "replay":
-            self.latencies_ms.append(latency_ms)
-            self.model_ms.append(model_ms)
-        return Phrase(request, ordered[0], notes, ordered, request.bars, model_ms, latency_ms, path)
+        phrase = make_phrase(request)
+        self.latencies_ms.append(phrase.latency_ms)
+        self.model_ms.append(phrase.model_ms)
+        return phrase

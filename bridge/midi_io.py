@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import rtmidi
 
 from musicbridge.bridge import priority
-from musicbridge.midi_ports import MidiUnavailableError, find_port, open_client
+from musicbridge.midi_ports import MidiUnavailableError, find_port, open_client, quiet_stderr
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ OUT_PORT_NAME = "musicbridge out"
 # client takes its port's name instead: JACK and ALSA list "musicbridge in:musicbridge in" and
 # "musicbridge out:musicbridge out", CoreMIDI shows the port names alone.
 CLIENT_NAMES = {"in": IN_PORT_NAME, "out": OUT_PORT_NAME}
+PROBE_SUFFIX = " (ports)"  # the client that lists ports for housekeeping where the port's own one must not (ALSA)
 WINDOWS_HELP = (
     "Windows MIDI has no virtual ports: install a loopback driver (e.g. loopMIDI), create a port and pass "
     "--midi-out 'loopMIDI Port' (and --midi-in for input)."
@@ -74,7 +76,9 @@ class _Port:
     """One rtmidi port, virtual or connected to an existing port by substring (and reconnected when it returns).
 
     `handle` is None while the MIDI system is away (detach); reattach() swaps in a new client. Every use of
-    the handle holds `lock` (rtmidi objects are not thread-safe) and finds out there whether it is there.
+    the handle holds `lock` (rtmidi objects are not thread-safe) and finds out there whether it is there —
+    except housekeeping's look at the port list (check()), which never takes it: a note-on never waits for it.
+    `handle` is swapped only by the housekeeping thread (detach, reattach, close), so that thread reads it freely.
     """
 
     def __init__(self, direction: str, api: str, wanted: str | None, configure: Callable | None = None):
@@ -88,6 +92,7 @@ class _Port:
         self.name = self.virtual_name if wanted is None else wanted
         self.lock = threading.RLock()
         self.handle = None
+        self.probe = None  # housekeeping's own client for listing ports (not on JACK); made when first needed
         try:
             self.configure(handle)
             self._open(handle, required=True)
@@ -121,17 +126,16 @@ class _Port:
     def check(self) -> None:
         """Reconnect a named port whose peer went away and came back (virtual ports need nothing).
 
-        The port list is read outside the lock on JACK (libjack reads its graph from shared memory, safe from
-        any thread), so the note-ons the lock guards never wait for it."""
+        Looking takes no lock: the port list comes from the handle itself on JACK (libjack reads its graph from
+        shared memory, safe from any thread) and from a probe client of housekeeping's own elsewhere (an ALSA
+        sequencer handle must not be used by two threads at once). The lock is taken only to change the
+        connection, when the peer went away or came back."""
         if self.wanted is None:
             return
-        with self.lock:
-            handle = self.handle
-            if handle is None:
-                return
-            ports = handle.get_ports() if self.api != "jack" else None
-        if ports is None:
-            ports = handle.get_ports()
+        handle = self.handle  # swapped only on this (the housekeeping) thread
+        if handle is None:
+            return
+        ports = self._list_ports(handle)
         if self.connected_to in ports:
             return
         matches = [p for p in ports if self.wanted.lower() in p.lower()]
@@ -143,9 +147,25 @@ class _Port:
                 self.connected_to = None
                 handle.close_port()
             if matches:
-                handle.open_port(ports.index(matches[0]))
+                own = ports if self.api == "jack" else handle.get_ports()  # its own numbering (a reconnect: rare)
+                if matches[0] not in own:
+                    return
+                handle.open_port(own.index(matches[0]))
                 self.connected_to = self.name = matches[0]
                 log.warning("MIDI %s port %r is back; reconnected", self.direction, matches[0])
+
+    def _list_ports(self, handle) -> list[str]:
+        if self.api == "jack":
+            return handle.get_ports()
+        if self.probe is None:
+            with quiet_stderr():
+                self.probe, _ = open_client(self.key, self.api, CLIENT_NAMES[self.key] + PROBE_SUFFIX)
+        return self.probe.get_ports()
+
+    def _close_probe(self) -> None:
+        probe, self.probe = self.probe, None
+        if probe is not None:
+            _delete(probe)
 
     def detach(self) -> None:
         """The MIDI system went away: drop the dead client (uses of the port do nothing until reattach)."""
@@ -153,6 +173,7 @@ class _Port:
             old, self.handle, self.connected_to = self.handle, None, None
         if old is not None:
             _delete(old)
+        self._close_probe()  # its client died with the MIDI system too
 
     def reattach(self) -> None:
         """A new client and port on the MIDI system that came back. Made before the lock is taken (tens of ms
@@ -175,6 +196,7 @@ class _Port:
             old, self.handle = self.handle, None
         if old is not None:
             _delete(old)
+        self._close_probe()
 
 
 class MidiOutput:
@@ -264,20 +286,43 @@ class MidiOutput:
 
 class ArrivalClock:
     """perf_counter() times of arrival from rtmidi's delta times (stamped by the MIDI system, e.g. in JACK's
-    process cycle), so a late poll does not blur them. The offset between the two clocks is the smallest
-    (poll time − summed deltas) seen: a poll never precedes the arrival. Both are CLOCK_MONOTONIC on Linux."""
+    process cycle), so a late poll does not blur them.
+
+    The summed deltas run on the MIDI system's clock from an unknown origin; the offset to perf_counter is the
+    smallest (poll time − summed deltas) of the last WINDOW_S seconds: a poll never precedes the arrival, and
+    one poll in the window made promptly pins it (measured on JACK, 1 ms polls: within 0.04 ms of the smallest
+    ever seen). A window, not the smallest ever: a delta the sum never got (rtmidi counts the time of a message
+    it dropped — one it was told to ignore, one its full queue refused — into no delta) would otherwise shift
+    every later time for good; here it heals within the window. The input therefore ignores nothing in rtmidi
+    and drops what it does not use after the time is taken (MidiInput)."""
+
+    WINDOW_S = 2.0
 
     def __init__(self):
         self.reset()
 
     def reset(self) -> None:
         self.elapsed = 0.0
-        self.offset = float("inf")
+        self.candidates: deque[tuple[float, float]] = deque()  # (poll time, offset), offsets increasing
 
     def arrival(self, delta: float, polled: float) -> float:
         self.elapsed += delta
-        self.offset = min(self.offset, polled - self.elapsed)
-        return self.offset + self.elapsed
+        offset = polled - self.elapsed
+        while self.candidates and self.candidates[-1][1] >= offset:  # a sliding-window minimum
+            self.candidates.pop()
+        self.candidates.append((polled, offset))
+        while self.candidates[0][0] < polled - self.WINDOW_S:
+            self.candidates.popleft()
+        return self.candidates[0][1] + self.elapsed
+
+
+SYSEX_START, SYSEX_END, ACTIVE_SENSING = 0xF0, 0xF7, 0xFE
+
+
+def unused_input(message: list[int]) -> bool:
+    """Input the daemon has no use for: system exclusive (or a piece of one: no status byte first) and active
+    sensing."""
+    return not message or message[0] in (SYSEX_START, SYSEX_END, ACTIVE_SENSING) or message[0] < 0x80
 
 
 class MidiInput:
@@ -285,6 +330,10 @@ class MidiInput:
 
     Polling, not rtmidi's callback: a callback runs Python (and waits for the GIL) inside the MIDI system's
     real-time thread; under JACK that makes cycles late and messages get lost.
+
+    rtmidi is told to ignore nothing: its delta times count from the last message it received, ignored or not,
+    so an ignored message's time was lost to the sum (answers drifted earlier with every Active Sensing a
+    keyboard sends). Unused messages are dropped here, after their delta is counted (`ignored`).
     """
 
     POLL_SECONDS = 0.001
@@ -294,11 +343,12 @@ class MidiInput:
         self.realtime = realtime
         # timing = MIDI clock, which we need
         self.port = _Port("in", api_name, wanted,
-                          configure=lambda handle: handle.ignore_types(sysex=True, timing=False, active_sense=True))
+                          configure=lambda handle: handle.ignore_types(sysex=False, timing=False, active_sense=False))
         self.api = self.port.api
         self.on_message = on_message
         self.clock = ArrivalClock()
-        self.received = 0
+        self.received = 0  # messages handed to on_message
+        self.ignored = 0  # messages dropped as unused (sysex, active sensing)
         self.running = True
         self.thread = threading.Thread(target=self._poll, name="midi-in", daemon=True)
         self.thread.start()
@@ -313,8 +363,11 @@ class MidiInput:
             if event is None:
                 time.sleep(self.POLL_SECONDS)
                 continue
-            self.received += 1
             t = self.clock.arrival(event[1], time.perf_counter())
+            if unused_input(event[0]):
+                self.ignored += 1
+                continue
+            self.received += 1
             try:
                 self.on_message(event[0], t)
             except Exception:  # input handling must never die; the message is lost, the daemon goes on

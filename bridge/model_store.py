@@ -5,10 +5,15 @@ with every file in it too (symlinks and `..` resolved: bridge/paths.py); anythin
 Loads run on one worker thread, one at a time: a newer request replaces a pending one, and at most MAX_LOADED
 models stay loaded (least recently used evicted, never the active one), so a burst of requests costs neither
 threads nor memory. A failed load leaves the active model as it was.
+
+The store's `active` is the model chosen last (the LRU never evicts it); the model that plays is the engine's
+(bridge/engine.py), which takes a finished load as an event and switches at the next bar line. Each load request
+is numbered when it is submitted, so the engine always ends on the model requested last.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -161,6 +166,7 @@ class LoadRequest:
     text: str  # as the sender wrote it
     resolved: Resolved
     requester: object = None  # the client address replies go to
+    seq: int = 0  # numbered by LoadWorker.submit: a higher number was requested later
 
 
 class LoadWorker:
@@ -172,6 +178,7 @@ class LoadWorker:
         self.on_loaded, self.on_failed, self.on_dropped = on_loaded, on_failed, on_dropped
         self.mailbox: NewestWins[LoadRequest] = NewestWins()
         self.dropped = 0
+        self.numbers = itertools.count(1)
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -180,6 +187,7 @@ class LoadWorker:
         self.thread.start()
 
     def submit(self, request: LoadRequest) -> None:
+        request.seq = next(self.numbers)  # submit is called from one thread (OSC): numbers follow its order
         dropped = self.mailbox.put(request)
         if dropped is not None:
             self.dropped += 1

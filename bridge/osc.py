@@ -16,7 +16,7 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from musicbridge.bridge.config import BPM_RANGE, ENDINGS, MODES, PARAM_RANGES, Params
+from musicbridge.bridge.config import BPM_RANGE, ENDINGS, FALLBACKS, MODES, PARAM_RANGES, Params
 from musicbridge.bridge.osc_packet import MAX_DATAGRAM, Message, PacketError, parse_packet, show
 from musicbridge.bridge.replies import Replier, Target
 
@@ -127,6 +127,7 @@ ROUTES: tuple[Route, ...] = (
     param_route("steps", "n", "interpolation steps"),
     Route(f"{P}/param/ending", (Arg("name", "s", choices=ENDINGS),), "osc_ending", "interpolation ending"),
     Route(f"{P}/param/scale", (Arg("spec", "s"),), "osc_scale", "scale lock"),
+    Route(f"{P}/param/fallback", (Arg("name", "s", choices=FALLBACKS),), "osc_fallback", "missed deadline"),
     Route(f"{P}/capture", (Arg("slot", "s", choices=("a", "b")),), "osc_capture", "capture a slot"),
     Route(f"{P}/capture/file", (Arg("slot", "s", choices=("a", "b")), Arg("path", "s")), "osc_capture_file",
           "slot from a MIDI file"),
@@ -149,19 +150,20 @@ class Reply:
 
 # What a status reply carries after the transport and the model: every param, so a controller that (re)connects
 # can read them back. The numeric ones in PARAM_RANGES order, then the ending, the scale lock (its spec, "off"
-# when none) and the capture slots that hold a phrase ("", "a", "b" or "ab").
-STATUS_PARAMS = (*PARAM_RANGES, "ending", "scale", "slots")
+# when none), the capture slots that hold a phrase ("", "a", "b" or "ab") and the deadline fallback (added last:
+# patches that read the fields before it are unaffected).
+STATUS_PARAMS = (*PARAM_RANGES, "ending", "scale", "slots", "fallback")
 _STATUS_PARAM_TYPES = " ".join(f"{name}:{'i' if Params.is_integer(name) else 'f'}" for name in PARAM_RANGES)
 REPLIES: tuple[Reply, ...] = (
     Reply(f"{P}/gen/begin", "id:i n_bars:i start_beat:f"),
     Reply(f"{P}/gen/note", "id:i pitch:i velocity:i start_beat:f duration_beats:f"),
     Reply(f"{P}/gen/end", "id:i n_notes:i"),
     Reply(f"{P}/status", f"mode:s bpm:f playing:i model:s last_latency_ms:f midi:s {_STATUS_PARAM_TYPES} ending:s "
-                         "scale:s slots:s"),
+                         "scale:s slots:s fallback:s"),
     Reply(f"{P}/error", "code:s message:s"),
 )
 ERROR_CODES = ("unknown_address", "bad_arguments", "out_of_range", "refused", "load_failed", "not_ready", "internal",
-               "midi_lost")
+               "midi_lost", "clock_silent")
 _REPLY_TYPES = {r.address: [part.split(":")[1] for part in r.signature.split()] for r in REPLIES}
 
 

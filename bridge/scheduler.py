@@ -6,6 +6,10 @@ perf_counter for the rest (a plain sleep wakes up tens to hundreds of µs late),
 system allows (bridge/priority.py). Sending happens under the scheduler's lock, so flush() can never be
 overtaken by a note-on: after a flush nothing is left sounding. The "sleep" mode is the naive baseline the
 benchmark compares against: time.sleep until due, then send.
+
+A note is never sent late: a phrase that arrives after some of its notes were due loses those notes (counted in
+late_dropped), and the rest play on time. A phrase's deadline (deadline()) is its start minus OUTPUT_LEAD_S:
+the engine plays its fallback for an answer that is not there by then (bridge/engine.py).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ log = logging.getLogger(__name__)
 SPIN_SECONDS = 0.0005  # measured: a longer spin on a busy machine gets the thread preempted mid-spin
 MAX_WAIT_SECONDS = 0.02  # re-read the clock at least this often (tempo may change)
 NOTE_OFF, NOTE_ON = 0, 1  # at the same beat a note-off goes first, so a repeated pitch re-sounds
+# A phrase must be here this long before its first note: the spin before a send (SPIN_SECONDS), and room for the
+# engine thread that adds it to wake a little late on a busy machine.
+OUTPUT_LEAD_S = 0.005
 
 
 @dataclass(eq=False)
@@ -43,12 +50,13 @@ class ScheduledNote:
 
 class Scheduler:
     def __init__(self, clock, output: MidiOutput | None, offset_ms: float = 0.0, mode: str = "precise",
-                 realtime: bool = True):
+                 realtime: bool = True, now=time.perf_counter):
         if mode not in ("precise", "sleep"):
             raise ValueError(f"unknown scheduler {mode!r}")
         self.clock = clock
         self.output = output
         self.offset = offset_ms / 1000.0
+        self.now = now  # what "already late" is measured against when a phrase is added (tests: a fake clock)
         self.mode = mode
         self.want_realtime = realtime and mode == "precise"  # the naive baseline stays naive
         self.realtime = False
@@ -73,7 +81,7 @@ class Scheduler:
         With `replace`, what is pending from earlier phrases at or after start_beat is cancelled and notes still
         sounding then are cut there. Returns (scheduled, dropped_late).
         """
-        now = time.perf_counter()
+        now = self.now()
         scheduled = dropped = 0
         with self.cond:
             if replace:
@@ -94,6 +102,23 @@ class Scheduler:
         if dropped:
             log.warning("phrase %d: %d late note(s) dropped", phrase_id, dropped)
         return scheduled, dropped
+
+    def deadline(self, beat: float) -> float | None:
+        """The latest time (perf_counter seconds) a phrase starting at `beat` may arrive and play whole; None
+        while the transport is stopped."""
+        due = self.clock.time_at(beat)
+        return None if due is None else due + self.offset - OUTPUT_LEAD_S
+
+    def cut(self, beat: float) -> None:
+        """End every phrase at `beat`: what would start there is cancelled, what sounds then stops there."""
+        with self.cond:
+            self._cut_at(beat)
+            self.cond.notify()
+
+    def pending(self) -> list[ScheduledNote]:
+        """The notes not yet started, in the order they start."""
+        with self.cond:
+            return sorted((n for n in self.notes if n.state == "pending"), key=lambda n: (n.on_beat, n.pitch))
 
     def _cut_at(self, beat: float) -> None:
         for note in self.notes:

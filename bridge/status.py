@@ -25,6 +25,9 @@ def percentiles(values, scale: float = 1.0) -> dict:
 
 def summary(bridge) -> dict:
     scheduler = bridge.scheduler
+    engine = bridge.engine
+    counts = engine.counts if engine else {}
+    params = engine.view.params if engine else bridge.config.params
     errors = list(scheduler.errors) if scheduler else []
     return {
         "generation_latency_ms": percentiles(bridge.worker.latencies_ms),
@@ -33,17 +36,25 @@ def summary(bridge) -> dict:
         "timing_error_signed_mean_ms": round(float(np.mean(errors)) * 1000, 4) if errors else None,
         "notes_sent": scheduler.sent if scheduler else 0,
         "late_dropped": scheduler.late_dropped if scheduler else 0,
-        "answers": bridge.counts["answers"],
+        "answers": counts.get("answers", 0),
         "superseded": bridge.worker.superseded,
-        "stale": bridge.counts["stale"],
+        "stale": counts.get("stale", 0),  # answers requested before a flush (stop, relocation, mode change, …)
+        "stale_model": counts.get("stale_model", 0),  # answers from a model that was switched away from
+        "overtaken": counts.get("overtaken", 0),  # answers that came after a newer one was played
+        "deadline_missed": counts.get("deadline_missed", 0),  # answers not ready by their deadline: fallback
+        "late_answers": counts.get("late_answers", 0),  # of those, answers that came later and took over
+        "fallback": params.fallback,  # at exit
         "generation_failed": bridge.worker.failed,
         "midi_in": bridge.input.received if bridge.input else bridge.midi_in_count,
         "osc_in": bridge.osc.handled if bridge.osc else 0,
         "osc_errors": bridge.osc.replier.errors if bridge.osc else 0,
-        "lost_clock_ticks": bridge.clock.ticks.lost_ticks,
+        "lost_clock_ticks": bridge.clock.ticks.lost_ticks if hasattr(bridge.clock, "ticks") else 0,
+        "clock_silences": getattr(bridge.clock, "silences", 0),  # times a running MIDI clock stopped coming
+        "midi_in_ignored": bridge.input.ignored if bridge.input else getattr(bridge, "midi_in_ignored", 0),
+        "link": bridge.clock.link_status() if hasattr(bridge.clock, "link_status") else None,  # --clock link
         "midi_outages": bridge.midi_outages,  # times the MIDI system (JACK server) went away
         "scheduler": {"mode": scheduler.mode, "realtime": scheduler.realtime} if scheduler else None,
-        "scale": bridge.params.scale.spec if bridge.params.scale is not None else None,  # at exit
+        "scale": params.scale.spec if params.scale is not None else None,  # at exit
     }
 
 
@@ -51,19 +62,26 @@ def status_text(bridge) -> Text:
     playing, beat, bpm = bridge.clock.state(time.perf_counter())
     bar, in_bar = divmod(beat, BEATS_PER_BAR)
     scheduler = bridge.scheduler
-    latency = f"{bridge.last_latency_ms:.1f} ms" if bridge.last_latency_ms >= 0 else "–"
+    view = bridge.engine.view
+    params = view.params
+    latency = f"{view.last_latency_ms:.1f} ms" if view.last_latency_ms >= 0 else "–"
     parts = [
         ("▶ " if playing else "■ ", "green" if playing else "red"),
-        (f"{bridge.params.mode}", "bold"),
+        (f"{params.mode}", "bold"),
         (f" │ {bpm:6.1f} bpm │ {int(bar) + 1}:{int(math.floor(in_bar)) + 1}", ""),
-        (f" │ {bridge.store.active_name or 'no model'}", "cyan"),
-        (f" │ scale {bridge.params.scale.name if bridge.params.scale is not None else 'off'}", "magenta"),
+        (f" │ {view.model.name if view.model is not None else 'no model'}", "cyan"),
+        (f" │ scale {params.scale.name if params.scale is not None else 'off'}", "magenta"),
         (f" │ gen {latency}", ""),
+        (f" │ missed {bridge.engine.counts['deadline_missed']} ({params.fallback})", ""),
         (f" │ late {scheduler.late_dropped if scheduler else 0}", ""),
         (f" │ superseded {bridge.worker.superseded}", ""),
     ]
+    if hasattr(bridge.clock, "link_status"):  # --clock link: who shares the session
+        parts.append((f" │ Link {bridge.clock.link_status()['peers']} peer(s)", "cyan"))
     if bridge.midi_state == "lost":
         parts.append((" │ MIDI lost: waiting for the JACK server", "bold red"))
+    elif getattr(bridge.clock, "input_silent", False):
+        parts.append((" │ MIDI clock silent", "bold red"))
     return Text.assemble(*parts)
 
 

@@ -32,6 +32,7 @@ EXTRAS = {
     "onnx": TRAIN_INSTALL,
     "matplotlib": "pip install 'musicbridge[plot]'",
     "music21": "pip install 'musicbridge[corpus]'",
+    "aalink": "pip install 'musicbridge[link]'",  # serve --clock link (aalink is GPL-3.0)
 }
 
 

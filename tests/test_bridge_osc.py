@@ -30,7 +30,7 @@ def starting_state() -> dict:
     command line's tempo and model, no MIDI, no scale lock, empty slots."""
     return {"mode": DEFAULTS.mode, "bpm": BPM, "playing": 1, "model": MODEL, "midi": "off",
             **{name: getattr(DEFAULTS, name) for name in PARAM_RANGES}, "ending": DEFAULTS.ending, "scale": "off",
-            "slots": ""}
+            "slots": "", "fallback": DEFAULTS.fallback}
 
 
 def state(osc: OscPeer) -> dict:
@@ -69,6 +69,7 @@ class OscDaemon:
         for name in PARAM_RANGES:
             osc.send(f"/musicbridge/param/{name}", getattr(DEFAULTS, name))
         osc.send("/musicbridge/param/ending", DEFAULTS.ending)
+        osc.send("/musicbridge/param/fallback", DEFAULTS.fallback)
         osc.send("/musicbridge/param/scale", "off")
         osc.send("/musicbridge/transport/stop")  # forgets what was played (the capture buffer)
         osc.send("/musicbridge/transport/tempo", BPM)
@@ -163,7 +164,7 @@ def test_malformed_packets_are_answered(osc_rig):
 def test_params_and_modes_are_applied(osc_rig):
     _, osc = osc_rig
     wanted = {"temperature": 0.5, "bars": 1, "novelty": 0.0, "variations": 3, "silence": 1.0, "steps": 4,
-              "ending": "pingpong", "scale": "D:dorian"}
+              "ending": "pingpong", "scale": "D:dorian", "fallback": "hold"}
     assert all(value != starting_state()[name] for name, value in wanted.items())  # each one shows a change
     since = time.perf_counter()
     for name, value in wanted.items():

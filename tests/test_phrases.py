@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from musicbridge.bridge.capture import CaptureBuffer
-from musicbridge.bridge.config import Params
-from musicbridge.bridge.modes import Modes
+from musicbridge.bridge.modes import window
 from musicbridge.codecs import get_codec
 from musicbridge.generate import phrase_tokens
 from musicbridge.notes import Note, NoteSequence
@@ -83,7 +82,7 @@ def test_generate_a_capture_file_and_live_capture_read_a_phrase_alike():
     for note in notes:
         capture.note_on(note.channel, note.pitch, note.velocity, note.start)
         capture.note_off(note.channel, note.pitch, note.end)
-    live, _, _ = Modes(capture, Params()).window(MELODY, 2, 8.0)
+    live, _, _ = window(capture, MELODY, 2, 8.0)
     from_end = phrase_tokens(model, sequence)
     from_start = file_tokens(sequence, MELODY, 2, FROM_START)
     assert np.array_equal(from_end, from_start) and np.array_equal(from_end, live)
