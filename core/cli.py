@@ -45,6 +45,7 @@ STAGE_COMMANDS = (
     "musicbridge.benchmarks.commands",
     "musicbridge.bridge.commands",
     "musicbridge.generate_commands",
+    "musicbridge.embed_commands",
 )
 
 

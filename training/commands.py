@@ -184,6 +184,9 @@ def evaluate(
                                             help="Sampling temperature for --prior-stats and --music."),
     music: bool = typer.Option(False, "--music", help="Musical statistics (key fit, density, range, leaps, "
                                "repetition) of the data, prior samples and continuations; see docs/evaluate.md."),
+    retrieval: bool = typer.Option(False, "--retrieval", help="How well μ finds music: windows of the same piece "
+                                   "nearer than others (MRR, recall@k), a window's transposed copy nearer than every "
+                                   "other window, cosine and Euclidean; see docs/latent.md."),
     continuation: bool = typer.Option(False, "--continuation", help="How the model continues: bars 1–2 of each "
                                       "window of a dataset built with twice the model's --bars in, its next bars "
                                       "against the true ones (onset F1), beside repeating the input and a random "
@@ -216,8 +219,19 @@ def evaluate(
         _fail(f"the model speaks {info['representation']['name']!r}, the dataset {dataset.codec.name!r}")
     if music and dataset.codec.name != "melody":
         _fail(f"--music measures melodies and this model speaks {dataset.codec.name!r}; leave --music out")
+    origins = None
+    if retrieval and continuation:
+        _fail("--continuation measures a dataset of twice the model's bars and --retrieval one of its own length; "
+              "run them as two commands")
+    if retrieval:
+        try:
+            origins = dataset.origins(split)  # the piece, voice and bar of each window
+        except ValueError as error:
+            _fail(str(error))
+    subset = slice(None)
     if limit and limit < len(tokens):
-        tokens = tokens[np.sort(np.random.default_rng(seed).choice(len(tokens), limit, replace=False))]
+        subset = np.sort(np.random.default_rng(seed).choice(len(tokens), limit, replace=False))
+        tokens = tokens[subset]
     tokens = np.asarray(tokens, dtype=np.int64)
     if len(tokens) < 2:
         _fail(f"split {split!r} of {data} has {len(tokens)} windows; evaluation needs at least 2")
@@ -247,6 +261,11 @@ def evaluate(
     if music:
         result["music"] = music_metrics(sampler, tokens, info["steps_per_bar"], prior_samples, prior_temperature,
                                         seed, batch_size)
+    if retrieval:
+        from musicbridge.training.evaluate import retrieval_metrics
+
+        result["retrieval"] = retrieval_metrics(sampler, tokens, origins[subset], dataset.codec,
+                                                info["steps"] // info["steps_per_bar"], seed, batch_size)
     result["seconds"] = round(time.perf_counter() - started, 2)
     if as_json:
         print(json.dumps(result))
@@ -254,6 +273,8 @@ def evaluate(
         Console().print(_table(result))
         if "music" in result:
             Console().print(_music_table(result["music"]))
+        if "retrieval" in result:
+            Console().print(_retrieval_table(result["retrieval"]))
 
 
 def _table(result: dict) -> Table:
@@ -261,7 +282,7 @@ def _table(result: dict) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
-        if key in ("interpolation", "prior_stats", "music", "continuation") or key in ("model", "data", "split", "preset"):
+        if key in ("interpolation", "prior_stats", "music", "continuation", "retrieval") or key in ("model", "data", "split", "preset"):
             continue
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     if "interpolation" in result:
@@ -286,6 +307,23 @@ def _music_table(music: dict) -> Table:
     for name in music["data"]:
         cells = [music[column][name] for column in MUSIC_COLUMNS]
         table.add_row(name, *("–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in cells))
+    return table
+
+
+def _retrieval_table(retrieval: dict) -> Table:
+    """The --retrieval rankings, one row each: same piece (cosine, Euclidean, random vectors), transposed copy."""
+    table = Table(title=f"retrieval: {retrieval['windows']} windows of {retrieval['pieces']} pieces")
+    rows = [(f"same piece, {name}", scores) for name, scores in retrieval["same_piece"].items()]
+    if retrieval["transposition"]:
+        rows += [(f"transposed copy, {name}", retrieval["transposition"][name]) for name in ("cosine", "euclidean")]
+    columns = [key for key in rows[0][1] if key != "queries"]
+    for column in ("ranking", "queries", *columns):
+        table.add_column(column, justify="left" if column == "ranking" else "right")
+    for name, scores in rows:
+        table.add_row(name, str(scores["queries"]), *("–" if scores[c] is None else f"{scores[c]:.3f}" for c in columns))
+    if retrieval["transposition"]:
+        table.caption = (f"mean cosine to the transposed copy {retrieval['transposition']['cosine_to_copy']:.3f}, "
+                         f"to another window {retrieval['transposition']['cosine_to_other_window']:.3f}")
     return table
 
 

@@ -6,8 +6,10 @@ A model is anything with (numpy in, numpy out):
     sample(z (B, Z), temperature=1.0, seed=None) -> tokens (B, T)      # greedy at temperature 0
 and optionally teacher_forced_logits(tokens (B, T), z (B, Z)) -> logits (B, T, V) (without it
 recon_acc_teacher_forced is None) and continue_(tokens, bars, temperature, variations, novelty, seed) (the
-continuation `music_metrics` measures; without it, the greedy decoding of μ). `TorchModel` adapts a MusicVAE
-to this; musicbridge.runtime.Model has the same encode/sample, so `evaluate(runtime_model, ...)` needs no torch.
+continuation `music_metrics` measures; without it, the greedy decoding of μ). A lookback continuation model
+(`lookback` true: its decoder reads the phrase it continues step by step) takes that phrase as sample(…,
+lookback=tokens) and teacher_forced_logits(…, lookback=tokens). `TorchModel` adapts a MusicVAE to this;
+musicbridge.runtime.Model has the same encode/sample, so `evaluate(runtime_model, ...)` needs no torch.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class TorchModel:
     def __init__(self, model, device="cpu", rule: str = "argmax"):
         self.model, self.device, self.rule = model.eval(), device, rule
         self.z_size, self.steps = model.z_size, model.steps
+        self.lookback = bool(getattr(model, "lookback", False))
 
     def encode(self, tokens):
         import torch
@@ -48,21 +51,30 @@ class TorchModel:
             mu, sigma = self.model.encode(torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device))
         return mu.cpu().numpy(), sigma.cpu().numpy()
 
-    def sample(self, z, temperature=1.0, seed=None):
+    def sample(self, z, temperature=1.0, seed=None, lookback=None):
         import torch
 
         z = torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device)
         by_rule = {} if self.rule == "argmax" else {"rule": self.rule}  # the Transformer VAE knows argmax only
-        return self.model.decode(z, temperature=temperature, seed=seed, **by_rule).cpu().numpy()
+        return self.model.decode(z, temperature=temperature, seed=seed, **by_rule,
+                                 **self._lookback(lookback)).cpu().numpy()
 
-    def teacher_forced_logits(self, tokens, z):
+    def teacher_forced_logits(self, tokens, z, lookback=None):
         import torch
 
         with torch.no_grad():
             tokens = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
             z = torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device)
-            logits = self.model.teacher_forced_logits(z, self.model.decoder_inputs(tokens))
+            logits = self.model.teacher_forced_logits(z, self.model.decoder_inputs(tokens), **self._lookback(lookback))
         return logits.cpu().numpy()
+
+    def _lookback(self, lookback) -> dict:
+        """The lookback keyword for the torch model (none when not given: models without lookback take none)."""
+        if lookback is None:
+            return {}
+        import torch
+
+        return {"lookback": torch.as_tensor(np.asarray(lookback, dtype=np.int64), device=self.device)}
 
 
 def _batched(function, arrays, batch_size):
@@ -242,7 +254,8 @@ def continuations(model: SamplingModel, inputs: np.ndarray, temperature: float =
     """The model's next `chunks` phrases for each input (N, T) → (N, chunks · T), each chunk continuing the one
     before, with novelty 0 (greedy at temperature 0, so it measures the model rather than sampling noise): its
     own continue_ when it has one (an exported model: its continuation sub-model where it ships one), else the
-    decoding of μ (a continuation-task checkpoint, or a VAE's paraphrase)."""
+    decoding of μ (a continuation-task checkpoint, or a VAE's paraphrase) — a lookback model's reading the phrase
+    it continues, as continue_ feeds it."""
     inputs = np.asarray(inputs, dtype=np.int64)
     steps = inputs.shape[1]
     out = []
@@ -255,7 +268,9 @@ def continuations(model: SamplingModel, inputs: np.ndarray, temperature: float =
             continue
         answer = []
         for _ in range(chunks):
-            window = np.asarray(model.sample(model.encode(window)[0], temperature=temperature, seed=seed + start))
+            lookback = {"lookback": window} if getattr(model, "lookback", False) else {}
+            window = np.asarray(model.sample(model.encode(window)[0], temperature=temperature, seed=seed + start,
+                                             **lookback))
             answer.append(window)
         out.append(np.concatenate(answer, axis=1))
     return np.concatenate(out).astype(np.int64)
@@ -275,3 +290,46 @@ def music_metrics(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int, 
         "prior_temperature": float(temperature),
         "continuation_path": path,
     }
+
+
+def retrieval_metrics(model: SamplingModel, tokens: np.ndarray, origins: np.ndarray, codec, bars: int,
+                      seed: int = 0, batch_size: int = 512) -> dict[str, Any]:
+    """How well μ finds music: windows of the same piece nearer than other pieces' windows, and a window's
+    transposed copy nearer than every other window (keys documented in docs/latent.md).
+
+    `origins` (N, 3): each window's piece, voice and bar (Dataset.origins). Same-piece candidates that overlap the
+    query in time (its own voice, fewer than `bars` bars away) are left out: they share notes. Both distances are
+    measured; `chance` is the same ranking on random vectors."""
+    from musicbridge.embeddings import (
+        METRICS,
+        TRANSPOSITIONS,
+        copy_ranks,
+        mean_cosine,
+        ranking_summary,
+        same_piece_ranks,
+        transposed_windows,
+    )
+
+    tokens = np.asarray(tokens, dtype=np.int64)
+    pieces, voices, starts = np.asarray(origins).T
+    mu = _batched(lambda t: model.encode(t)[0], [tokens], batch_size)
+    rng = np.random.default_rng(seed)
+
+    def same_piece(vectors, metric):
+        return ranking_summary(same_piece_ranks(vectors, pieces, metric, voices, starts, window_bars=bars))
+
+    result: dict[str, Any] = {"windows": int(len(tokens)), "pieces": int(len(np.unique(pieces)))}
+    result["same_piece"] = {metric: same_piece(mu, metric) for metric in METRICS}
+    result["same_piece"]["chance"] = same_piece(rng.standard_normal(mu.shape), METRICS[0])
+    if codec.name != "melody":
+        result["transposition"] = None  # drums have no pitch
+        return result
+    semitones = rng.choice(TRANSPOSITIONS, len(tokens))
+    copies = _batched(lambda t: model.encode(t)[0], [transposed_windows(codec, tokens, semitones, bars)], batch_size)
+    others = mu[derangement(len(mu), rng)] if len(mu) > 1 else mu
+    result["transposition"] = {
+        **{metric: ranking_summary(copy_ranks(mu, copies, metric)) for metric in METRICS},
+        "cosine_to_copy": mean_cosine(mu, copies),
+        "cosine_to_other_window": mean_cosine(mu, others),
+    }
+    return result

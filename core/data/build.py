@@ -42,6 +42,9 @@ SLOWEST_MEDIAN_IOI = 1.0  # beats: a piece whose median inter-onset interval is 
 MAX_SPEED_UPS = 3  # at most 8× (a voice of Palestrina in breves)
 TIME_RULES = ("auto", "normalize", "keep")
 SCORE_SOURCE_PREFIX = "music21:"  # sources whose beat unit is a notation convention (time="auto" normalises them)
+# <split>_origins.npy: where each window of <split>.npy comes from, one int32 row per window, these columns.
+ORIGIN_COLUMNS = ("piece", "voice", "bar")
+ORIGINS_SUFFIX = "_origins.npy"
 
 
 class BuildError(RuntimeError):
@@ -57,6 +60,15 @@ class BuildReport:
         default_factory=lambda: {"silent": 0, "sparse": 0, "empty_bars": 0, "out_of_range": 0, "capped": 0,
                                  "duplicate": 0}
     )
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of a piece and where it lies in it."""
+
+    voice: int  # the piece's instrument it comes from, counted among those the representation reads (0 = first)
+    bar: int  # the 4-beat bar it starts on, from the piece's start (after any time normalisation)
+    tokens: np.ndarray  # (bars · steps_per_bar,) uint16
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,8 @@ def build_dataset(
         unit_sources += [index] * len(found)
     report = BuildReport(units=len(units))
     windows: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
-    window_sources: dict[str, list[int]] = {split: [] for split in SPLITS}
+    # Per window: its source's index, then ORIGIN_COLUMNS (the piece numbered across the whole build).
+    window_labels: dict[str, list[tuple[int, int, int, int]]] = {split: [] for split in SPLITS}
     pieces_per_split = dict.fromkeys(SPLITS, 0)
     sped_up = [0] * len(sources)
     pieces_per_source = [0] * len(sources)
@@ -112,19 +125,20 @@ def build_dataset(
         for piece in pieces:
             split = split_of(piece)  # from the notes as read, before any time normalisation
             sequence, speed_ups = (normalized_time(piece.sequence) if normalize[source_index] else (piece.sequence, 0))
-            piece_windows = _evenly_capped(list(sequence_to_windows(sequence, codec, rules, report)),
+            piece_windows = _evenly_capped(list(sequence_windows(sequence, codec, rules, report)),
                                            rules.max_windows_per_piece, report)
             if piece_windows:
-                windows[split] += piece_windows
-                window_sources[split] += [source_index] * len(piece_windows)
+                windows[split] += [window.tokens for window in piece_windows]
+                window_labels[split] += [(source_index, report.pieces, w.voice, w.bar) for w in piece_windows]
                 pieces_per_split[split] += 1
                 pieces_per_source[source_index] += 1
                 sped_up[source_index] += bool(speed_ups)
                 report.pieces += 1
     steps = bars * codec.steps_per_bar
-    arrays, array_sources = {}, {}
+    arrays, array_sources, origins = {}, {}, {}
     for split in SPLITS:
-        arrays[split], array_sources[split] = _deduplicated(windows[split], window_sources[split], steps, report)
+        arrays[split], labels = _deduplicated(windows[split], window_labels[split], steps, report)
+        array_sources[split], origins[split] = labels[:, 0], labels[:, 1:].astype(np.int32)
     if not len(arrays["train"]) + len(arrays["valid"]) + len(arrays["test"]):
         reasons = "; ".join(report.skipped[:3]) or "no notes long enough for one window"
         raise BuildError(f"nothing usable in {', '.join(sources)} ({len(units)} files/tunes read): {reasons}")
@@ -132,12 +146,14 @@ def build_dataset(
     out.mkdir(parents=True, exist_ok=True)
     for split, array in arrays.items():
         np.save(out / f"{split}.npy", array)
+        np.save(out / f"{split}{ORIGINS_SUFFIX}", origins[split])
     manifest = {
         "format": MANIFEST_FORMAT,
         "representation": codec.describe(),
         "bars": bars,
         "hop": hop,
         "steps": steps,
+        "origins": list(ORIGIN_COLUMNS),
         "rules": dataclasses.asdict(rules),
         "sources": sources,
         "splits": {split: {"windows": int(len(arrays[split])), "pieces": pieces_per_split[split]} for split in SPLITS},
@@ -162,7 +178,7 @@ def build_dataset(
     return manifest
 
 
-def _evenly_capped(windows: list[np.ndarray], cap: int, report: BuildReport) -> list[np.ndarray]:
+def _evenly_capped(windows: list[Window], cap: int, report: BuildReport) -> list[Window]:
     if not cap or len(windows) <= cap:
         return windows
     report.windows_dropped["capped"] += len(windows) - cap
@@ -237,7 +253,13 @@ def piece_to_windows(piece: Piece, codec: Codec, bars: int, hop: int, report: Bu
 
 def sequence_to_windows(sequence: NoteSequence, codec: Codec, rules: WindowRules,
                         report: BuildReport) -> Iterator[np.ndarray]:
-    """Token windows of `rules.bars` 4-beat bars every `rules.hop` bars, one instrument at a time.
+    """The tokens of sequence_windows."""
+    return (window.tokens for window in sequence_windows(sequence, codec, rules, report))
+
+
+def sequence_windows(sequence: NoteSequence, codec: Codec, rules: WindowRules,
+                     report: BuildReport) -> Iterator[Window]:
+    """Windows of `rules.bars` 4-beat bars every `rules.hop` bars, one instrument at a time.
 
     Melody: every pitched instrument (each chorale voice is one), drums skipped; a window out of range is moved
     by octaves, or dropped when its span is too wide. Drums: drum instruments only. Dropped: nearly silent
@@ -247,9 +269,9 @@ def sequence_to_windows(sequence: NoteSequence, codec: Codec, rules: WindowRules
     beats_per_window, beats_per_hop = bars * BEATS_PER_WINDOW_BAR, rules.hop * BEATS_PER_WINDOW_BAR
     steps = bars * codec.steps_per_bar
     want_drums = codec.name == "drums"
-    for (_, _, _, is_drum), notes in sequence.quantize().instruments().items():
-        if is_drum != want_drums:
-            continue
+    instruments = [notes for (_, _, _, is_drum), notes in sequence.quantize().instruments().items()
+                   if is_drum == want_drums]
+    for voice, notes in enumerate(instruments):
         starts = [n.start for n in notes]  # in time order: each window is found by bisection, not a scan
         end = max(n.end for n in notes)
         start = 0.0
@@ -257,6 +279,7 @@ def sequence_to_windows(sequence: NoteSequence, codec: Codec, rules: WindowRules
             first = bisect.bisect_left(starts, start - 1e-9)
             last = bisect.bisect_left(starts, start + beats_per_window - 1e-9)
             window = _window_notes(notes[first:last], start, start + beats_per_window)
+            bar = round(start / BEATS_PER_WINDOW_BAR)
             start += beats_per_hop
             if not want_drums:
                 window = codec.fit_octaves(window)
@@ -280,7 +303,7 @@ def sequence_to_windows(sequence: NoteSequence, codec: Codec, rules: WindowRules
                 if empty_bars > rules.max_empty_bars:
                     report.windows_dropped["empty_bars"] += 1
                     continue
-            yield tokens.astype(np.uint16)
+            yield Window(voice, bar, tokens.astype(np.uint16))
 
 
 def _window_notes(notes: list[Note], start: float, end: float) -> list[Note]:
@@ -301,16 +324,17 @@ def split_of(piece: Piece) -> str:
     return "valid" if bucket < SPLIT_PERCENT["train"] + SPLIT_PERCENT["valid"] else "test"
 
 
-def _deduplicated(windows: list[np.ndarray], sources: list[int], steps: int,
+def _deduplicated(windows: list[np.ndarray], labels: list[tuple[int, ...]], steps: int,
                   report: BuildReport) -> tuple[np.ndarray, np.ndarray]:
-    """The unique windows in the pieces' order, and the source index of each."""
+    """The unique windows in the pieces' order, and the labels (source, origin) of each: a window found more
+    than once keeps its first occurrence's."""
     if not windows:
-        return np.zeros((0, steps), dtype=np.uint16), np.zeros(0, dtype=np.int64)
+        return np.zeros((0, steps), dtype=np.uint16), np.zeros((0, 1 + len(ORIGIN_COLUMNS)), dtype=np.int64)
     stacked = np.stack(windows)
     _, first = np.unique(stacked, axis=0, return_index=True)
     report.windows_dropped["duplicate"] += len(stacked) - len(first)
     keep = np.sort(first)
-    return np.ascontiguousarray(stacked[keep]), np.asarray(sources, dtype=np.int64)[keep]
+    return np.ascontiguousarray(stacked[keep]), np.asarray(labels, dtype=np.int64)[keep]
 
 
 HASH_CHUNK_ROWS = 65_536  # windows hashed at a time: memory-mapped splits are never copied whole

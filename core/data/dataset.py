@@ -48,6 +48,33 @@ class Dataset:
             raise DatasetError(f"{file} is damaged ({error}); build the dataset again with "
                                "`musicbridge data build`") from None
 
+    def origins(self, name: str) -> np.ndarray:
+        """Where each window of a split comes from: (n, 3) int32 rows of piece (numbered across the build, so
+        unique in "all" too), voice (the piece's instrument) and bar (the 4-beat bar the window starts on).
+        DatasetError for a dataset built before builds wrote them (`<split>_origins.npy`)."""
+        from musicbridge.data.build import ORIGINS_SUFFIX  # the writer's own file name
+
+        if name == "all":
+            return np.concatenate([self.origins(each) for each in SPLIT_NAMES])
+        if name not in SPLIT_NAMES:
+            raise DatasetError(f"unknown split {name!r}; choose one of {', '.join(SPLIT_NAMES)} or all")
+        file = self.path / f"{name}{ORIGINS_SUFFIX}"
+        try:
+            origins = np.load(file, allow_pickle=False)
+        except FileNotFoundError:
+            raise DatasetError(f"{self.path} has no {file.name} (it was built before datasets recorded the piece of "
+                               "each window); build it again with `musicbridge data build` and the same sources "
+                               "and options: the windows and the hash come out the same, with the origins "
+                               "beside them") from None
+        except (ValueError, OSError, EOFError) as error:
+            raise DatasetError(f"{file} is damaged ({error}); build the dataset again with "
+                               "`musicbridge data build`") from None
+        if origins.ndim != 2 or origins.shape != (len(self.split(name)), 3):
+            raise DatasetError(f"{file} holds {origins.shape} rows for {len(self.split(name))} windows of {name}.npy "
+                               "(the files come from different builds); build the dataset again with "
+                               "`musicbridge data build`")
+        return origins
+
     def verify(self) -> None:
         """DatasetError naming the file when a split is not what the manifest says: integer tokens inside the
         vocabulary, (n, steps) windows, and arrays whose hash is the manifest's (a dataset edited or mixed up
