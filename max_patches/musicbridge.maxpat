@@ -146,10 +146,10 @@
 					"id" : "obj-9",
 					"maxclass" : "newobj",
 					"numinlets" : 1,
-					"numoutlets" : 8,
-					"outlettype" : [ "", "", "", "int", "int", "", "int", "" ],
+					"numoutlets" : 4,
+					"outlettype" : [ "int", "int", "int", "int" ],
 					"patching_rect" : [ 30.0, 170.0, 100.0, 22.0 ],
-					"text" : "midiparse"
+					"text" : "xnotein"
 				}
 			},
 			{
@@ -159,7 +159,7 @@
 					"numinlets" : 1,
 					"numoutlets" : 1,
 					"outlettype" : [ "" ],
-					"patching_rect" : [ 30.0, 250.0, 150.0, 22.0 ],
+					"patching_rect" : [ 30.0, 265.0, 150.0, 22.0 ],
 					"text" : "prepend /musicbridge/note"
 				}
 			},
@@ -169,19 +169,19 @@
 					"maxclass" : "newobj",
 					"numinlets" : 1,
 					"numoutlets" : 0,
-					"patching_rect" : [ 30.0, 290.0, 80.0, 22.0 ],
+					"patching_rect" : [ 30.0, 298.0, 80.0, 22.0 ],
 					"text" : "s ---mb-osc"
 				}
 			},
 			{
 				"box" : {
 					"id" : "obj-12",
-					"linecount" : 3,
+					"linecount" : 5,
 					"maxclass" : "comment",
 					"numinlets" : 1,
 					"numoutlets" : 0,
-					"patching_rect" : [ 30.0, 320.0, 280.0, 48.0 ],
-					"text" : "midiparse's first outlet is the list pitch velocity;\nvelocity 0 is a note-off. Thru passes what the track plays\nto the device's MIDI out."
+					"patching_rect" : [ 30.0, 330.0, 300.0, 76.0 ],
+					"text" : "xnotein reports each note-on and note-off (0x80 or a\nnote-on of velocity 0) with a flag: 1 on, 0 off. Velocity\ntimes the flag makes every release velocity 0, whatever\nrelease velocity Live sends. Thru passes what the track\nplays to the device's MIDI out."
 				}
 			},
 			{
@@ -241,16 +241,6 @@
 			},
 			{
 				"box" : {
-					"id" : "obj-18",
-					"maxclass" : "newobj",
-					"numinlets" : 1,
-					"numoutlets" : 0,
-					"patching_rect" : [ 490.0, 205.0, 90.0, 22.0 ],
-					"text" : "s ---mb-tempo"
-				}
-			},
-			{
-				"box" : {
 					"id" : "obj-19",
 					"maxclass" : "newobj",
 					"numinlets" : 1,
@@ -264,11 +254,11 @@
 				"box" : {
 					"id" : "obj-20",
 					"maxclass" : "newobj",
-					"numinlets" : 3,
-					"numoutlets" : 3,
-					"outlettype" : [ "bang", "bang", "" ],
+					"numinlets" : 2,
+					"numoutlets" : 2,
+					"outlettype" : [ "bang", "" ],
 					"patching_rect" : [ 590.0, 245.0, 50.0, 22.0 ],
-					"text" : "sel 0 1"
+					"text" : "sel 0"
 				}
 			},
 			{
@@ -276,10 +266,10 @@
 					"id" : "obj-21",
 					"maxclass" : "newobj",
 					"numinlets" : 1,
-					"numoutlets" : 2,
-					"outlettype" : [ "bang", "bang" ],
-					"patching_rect" : [ 590.0, 285.0, 40.0, 22.0 ],
-					"text" : "t b b"
+					"numoutlets" : 3,
+					"outlettype" : [ "bang", "bang", "bang" ],
+					"patching_rect" : [ 590.0, 285.0, 50.0, 22.0 ],
+					"text" : "t b b b"
 				}
 			},
 			{
@@ -300,7 +290,7 @@
 					"numinlets" : 2,
 					"numoutlets" : 1,
 					"outlettype" : [ "" ],
-					"patching_rect" : [ 340.0, 285.0, 175.0, 22.0 ],
+					"patching_rect" : [ 430.0, 580.0, 175.0, 22.0 ],
 					"text" : "/musicbridge/transport/play"
 				}
 			},
@@ -425,12 +415,12 @@
 			{
 				"box" : {
 					"id" : "obj-35",
-					"linecount" : 4,
+					"linecount" : 6,
 					"maxclass" : "comment",
 					"numinlets" : 1,
 					"numoutlets" : 0,
-					"patching_rect" : [ 340.0, 610.0, 300.0, 62.0 ],
-					"text" : "A fixed 100 ms poll reports tempo and play/stop changes;\nthe tempo-relative metro fires on every 16th while Live\nplays: song position in quarter notes (ticks / 480) for the\ndaemon, and the 16th step number for the answer player (5)."
+					"patching_rect" : [ 340.0, 615.0, 330.0, 90.0 ],
+					"text" : "A 100 ms poll reports tempo changes and Stop. The tempo-\nrelative metro fires on every 16th while Live plays: song\nposition in quarter notes (ticks / 480), then, on the first\n16th after Play, /musicbridge/transport/play: the daemon's\nclock starts at that very position. The 16th step goes to\nthe answer player (5)."
 				}
 			},
 			{
@@ -821,8 +811,8 @@
 					"maxclass" : "newobj",
 					"numinlets" : 1,
 					"numoutlets" : 0,
-					"patching_rect" : [ 1000.0, 475.0, 80.0, 22.0 ],
-					"text" : "s ---mb-flush"
+					"patching_rect" : [ 1000.0, 475.0, 90.0, 22.0 ],
+					"text" : "s ---mb-panic"
 				}
 			},
 			{
@@ -1036,8 +1026,8 @@
 					"maxclass" : "comment",
 					"numinlets" : 1,
 					"numoutlets" : 0,
-					"patching_rect" : [ 30.0, 700.0, 500.0, 20.0 ],
-					"text" : "5 . Answers -> notes locked to Live's transport (stored by 16th step, played by the 16th metro)"
+					"patching_rect" : [ 30.0, 715.0, 700.0, 20.0 ],
+					"text" : "5 . Answers -> the newest answer, played on Live's 16th grid (musicbridge_player.js fills [coll], the 16th metro plays it)"
 				}
 			},
 			{
@@ -1047,19 +1037,8 @@
 					"numinlets" : 0,
 					"numoutlets" : 1,
 					"outlettype" : [ "" ],
-					"patching_rect" : [ 30.0, 730.0, 90.0, 22.0 ],
+					"patching_rect" : [ 30.0, 745.0, 90.0, 22.0 ],
 					"text" : "r ---mb-begin"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-80",
-					"maxclass" : "newobj",
-					"numinlets" : 1,
-					"numoutlets" : 3,
-					"outlettype" : [ "int", "int", "float" ],
-					"patching_rect" : [ 30.0, 765.0, 90.0, 22.0 ],
-					"text" : "unpack 0 0 0."
 				}
 			},
 			{
@@ -1069,85 +1048,8 @@
 					"numinlets" : 0,
 					"numoutlets" : 1,
 					"outlettype" : [ "" ],
-					"patching_rect" : [ 180.0, 730.0, 90.0, 22.0 ],
+					"patching_rect" : [ 140.0, 745.0, 90.0, 22.0 ],
 					"text" : "r ---mb-note"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-82",
-					"maxclass" : "newobj",
-					"numinlets" : 1,
-					"numoutlets" : 5,
-					"outlettype" : [ "int", "int", "int", "float", "float" ],
-					"patching_rect" : [ 180.0, 765.0, 140.0, 22.0 ],
-					"text" : "unpack 0 0 0 0. 0."
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-83",
-					"maxclass" : "newobj",
-					"numinlets" : 2,
-					"numoutlets" : 1,
-					"outlettype" : [ "float" ],
-					"patching_rect" : [ 180.0, 810.0, 40.0, 22.0 ],
-					"text" : "+ 0."
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-84",
-					"maxclass" : "newobj",
-					"numinlets" : 1,
-					"numoutlets" : 1,
-					"outlettype" : [ "" ],
-					"patching_rect" : [ 180.0, 845.0, 150.0, 22.0 ],
-					"text" : "expr int($f1 * 4. + 0.5)"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-85",
-					"maxclass" : "newobj",
-					"numinlets" : 1,
-					"numoutlets" : 1,
-					"outlettype" : [ "bang" ],
-					"patching_rect" : [ 340.0, 810.0, 30.0, 22.0 ],
-					"text" : "t b"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-86",
-					"maxclass" : "newobj",
-					"numinlets" : 2,
-					"numoutlets" : 1,
-					"outlettype" : [ "int" ],
-					"patching_rect" : [ 180.0, 880.0, 30.0, 22.0 ],
-					"text" : "i"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-87",
-					"maxclass" : "newobj",
-					"numinlets" : 4,
-					"numoutlets" : 1,
-					"outlettype" : [ "" ],
-					"patching_rect" : [ 180.0, 915.0, 100.0, 22.0 ],
-					"text" : "pack 0 0 0 0."
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-88",
-					"maxclass" : "newobj",
-					"numinlets" : 1,
-					"numoutlets" : 1,
-					"outlettype" : [ "" ],
-					"patching_rect" : [ 180.0, 950.0, 100.0, 22.0 ],
-					"text" : "prepend merge"
 				}
 			},
 			{
@@ -1157,7 +1059,7 @@
 					"numinlets" : 0,
 					"numoutlets" : 1,
 					"outlettype" : [ "" ],
-					"patching_rect" : [ 430.0, 730.0, 90.0, 22.0 ],
+					"patching_rect" : [ 580.0, 745.0, 90.0, 22.0 ],
 					"text" : "r ---mb-step"
 				}
 			},
@@ -1168,19 +1070,8 @@
 					"numinlets" : 1,
 					"numoutlets" : 2,
 					"outlettype" : [ "int", "int" ],
-					"patching_rect" : [ 430.0, 765.0, 40.0, 22.0 ],
+					"patching_rect" : [ 580.0, 780.0, 40.0, 22.0 ],
 					"text" : "t i i"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-91",
-					"maxclass" : "message",
-					"numinlets" : 2,
-					"numoutlets" : 1,
-					"outlettype" : [ "" ],
-					"patching_rect" : [ 430.0, 800.0, 70.0, 22.0 ],
-					"text" : "remove $1"
 				}
 			},
 			{
@@ -1190,19 +1081,8 @@
 					"numinlets" : 0,
 					"numoutlets" : 1,
 					"outlettype" : [ "" ],
-					"patching_rect" : [ 550.0, 730.0, 90.0, 22.0 ],
+					"patching_rect" : [ 350.0, 745.0, 90.0, 22.0 ],
 					"text" : "r ---mb-flush"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-93",
-					"maxclass" : "newobj",
-					"numinlets" : 1,
-					"numoutlets" : 2,
-					"outlettype" : [ "bang", "bang" ],
-					"patching_rect" : [ 550.0, 765.0, 40.0, 22.0 ],
-					"text" : "t b b"
 				}
 			},
 			{
@@ -1212,19 +1092,8 @@
 					"numinlets" : 2,
 					"numoutlets" : 1,
 					"outlettype" : [ "" ],
-					"patching_rect" : [ 550.0, 800.0, 40.0, 22.0 ],
-					"text" : "clear"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-95",
-					"maxclass" : "message",
-					"numinlets" : 2,
-					"numoutlets" : 1,
-					"outlettype" : [ "" ],
-					"patching_rect" : [ 610.0, 800.0, 40.0, 22.0 ],
-					"text" : "stop"
+					"patching_rect" : [ 350.0, 780.0, 45.0, 22.0 ],
+					"text" : "flush"
 				}
 			},
 			{
@@ -1234,7 +1103,7 @@
 					"numinlets" : 1,
 					"numoutlets" : 4,
 					"outlettype" : [ "", "", "", "" ],
-					"patching_rect" : [ 180.0, 990.0, 60.0, 22.0 ],
+					"patching_rect" : [ 600.0, 890.0, 60.0, 22.0 ],
 					"saved_object_attributes" : {
 						"embed" : 0,
 						"precision" : 6
@@ -1249,63 +1118,8 @@
 					"numinlets" : 2,
 					"numoutlets" : 2,
 					"outlettype" : [ "", "" ],
-					"patching_rect" : [ 180.0, 1025.0, 60.0, 22.0 ],
-					"text" : "zl iter 3"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-98",
-					"maxclass" : "newobj",
-					"numinlets" : 1,
-					"numoutlets" : 3,
-					"outlettype" : [ "int", "int", "float" ],
-					"patching_rect" : [ 180.0, 1060.0, 90.0, 22.0 ],
-					"text" : "unpack 0 0 0."
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-99",
-					"maxclass" : "newobj",
-					"numinlets" : 0,
-					"numoutlets" : 1,
-					"outlettype" : [ "" ],
-					"patching_rect" : [ 410.0, 1060.0, 90.0, 22.0 ],
-					"text" : "r ---mb-tempo"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-100",
-					"maxclass" : "newobj",
-					"numinlets" : 2,
-					"numoutlets" : 1,
-					"outlettype" : [ "" ],
-					"patching_rect" : [ 290.0, 1095.0, 170.0, 22.0 ],
-					"text" : "expr $f1 * 60000. / $f2"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-101",
-					"maxclass" : "newobj",
-					"numinlets" : 3,
-					"numoutlets" : 2,
-					"outlettype" : [ "float", "float" ],
-					"patching_rect" : [ 180.0, 1130.0, 120.0, 22.0 ],
-					"text" : "makenote 100 250"
-				}
-			},
-			{
-				"box" : {
-					"id" : "obj-102",
-					"maxclass" : "newobj",
-					"numinlets" : 2,
-					"numoutlets" : 1,
-					"outlettype" : [ "" ],
-					"patching_rect" : [ 180.0, 1165.0, 60.0, 22.0 ],
-					"text" : "pack 0 0"
+					"patching_rect" : [ 600.0, 925.0, 70.0, 22.0 ],
+					"text" : "zl iter 2"
 				}
 			},
 			{
@@ -1315,7 +1129,7 @@
 					"numinlets" : 7,
 					"numoutlets" : 2,
 					"outlettype" : [ "int", "" ],
-					"patching_rect" : [ 180.0, 1200.0, 120.0, 22.0 ],
+					"patching_rect" : [ 600.0, 960.0, 100.0, 22.0 ],
 					"text" : "midiformat"
 				}
 			},
@@ -1325,19 +1139,19 @@
 					"maxclass" : "newobj",
 					"numinlets" : 1,
 					"numoutlets" : 0,
-					"patching_rect" : [ 180.0, 1235.0, 50.0, 22.0 ],
+					"patching_rect" : [ 600.0, 995.0, 60.0, 22.0 ],
 					"text" : "midiout"
 				}
 			},
 			{
 				"box" : {
 					"id" : "obj-105",
-					"linecount" : 5,
+					"linecount" : 7,
 					"maxclass" : "comment",
 					"numinlets" : 1,
 					"numoutlets" : 0,
-					"patching_rect" : [ 30.0, 1275.0, 520.0, 76.0 ],
-					"text" : "gen/begin sets the phrase's start (quarter notes); each gen/note is stored in\n[coll] under its 16th step: merge step pitch velocity duration. On every 16th\nthe step's notes come out (then the entry is removed) and play through\nmakenote (duration in beats -> ms at the current tempo) -> midiformat -> midiout.\nTransport stop and Panic flush: pending notes forgotten, sounding notes ended."
+					"patching_rect" : [ 30.0, 1040.0, 700.0, 104.0 ],
+					"text" : "gen/begin, gen/note and gen/end go to musicbridge_player.js, which places each answer whole when its end comes:\nthe newest answer owns the steps from its start on, so what is left of an older one is removed there and its notes\nstill sounding end there (a variation of an answer already over plays from the next bar line). It writes each\nstep's events (note-offs first, then note-ons) into [coll] under the step number. On every 16th the tick path reads\nthe step from [coll] in Max's scheduler thread -> zl iter 2 -> midiformat -> midiout, so notes leave on Live's grid\nalthough js runs deferred; the script hears of the tick next and removes the step. Stop ends every note that may\nsound (its own note-offs, right outlet); Panic also sends a note-off for every pitch."
 				}
 			},
 			{
@@ -1954,6 +1768,153 @@
 					"patching_rect" : [ 1440.0, 480.0, 310.0, 90.0 ],
 					"text" : "On: musicbridge_scale.js reads the song's scale\n(Song.root_note, Song.scale_intervals) and observes it:\nevery change sends the pitch classes, root first,\nto /musicbridge/param/scale, so no answer leaves\nthe scale. Off sends \"off\". On reconnect it is sent again."
 				}
+			},
+			{
+				"box" : {
+					"id" : "obj-157",
+					"maxclass" : "newobj",
+					"numinlets" : 2,
+					"numoutlets" : 1,
+					"outlettype" : [ "int" ],
+					"patching_rect" : [ 90.0, 205.0, 35.0, 22.0 ],
+					"text" : "* 1"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-158",
+					"maxclass" : "newobj",
+					"numinlets" : 2,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 30.0, 235.0, 60.0, 22.0 ],
+					"text" : "pack 0 0"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-159",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 3,
+					"outlettype" : [ "", "int", "int" ],
+					"patching_rect" : [ 630.0, 470.0, 50.0, 22.0 ],
+					"text" : "change"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-160",
+					"maxclass" : "newobj",
+					"numinlets" : 2,
+					"numoutlets" : 2,
+					"outlettype" : [ "bang", "" ],
+					"patching_rect" : [ 630.0, 505.0, 40.0, 22.0 ],
+					"text" : "sel 1"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-161",
+					"maxclass" : "message",
+					"numinlets" : 2,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 650.0, 285.0, 45.0, 22.0 ],
+					"text" : "set 0"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-162",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 500.0, 815.0, 80.0, 22.0 ],
+					"text" : "prepend tick"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-163",
+					"maxclass" : "newobj",
+					"numinlets" : 0,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 250.0, 745.0, 80.0, 22.0 ],
+					"text" : "r ---mb-end"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-164",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 30.0, 780.0, 90.0, 22.0 ],
+					"text" : "prepend begin"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-165",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 140.0, 780.0, 90.0, 22.0 ],
+					"text" : "prepend note"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-166",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 250.0, 780.0, 80.0, 22.0 ],
+					"text" : "prepend end"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-167",
+					"maxclass" : "newobj",
+					"numinlets" : 0,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 460.0, 745.0, 95.0, 22.0 ],
+					"text" : "r ---mb-panic"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-168",
+					"maxclass" : "message",
+					"numinlets" : 2,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 460.0, 780.0, 45.0, 22.0 ],
+					"text" : "panic"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-169",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 2,
+					"outlettype" : [ "", "" ],
+					"patching_rect" : [ 30.0, 850.0, 180.0, 22.0 ],
+					"saved_object_attributes" : {
+						"filename" : "musicbridge_player.js",
+						"parameter_enable" : 0
+					},
+					"text" : "js musicbridge_player.js"
+				}
 			}
 		],
 		"lines" : [
@@ -1983,12 +1944,6 @@
 			},
 			{
 				"patchline" : {
-					"destination" : [ "obj-10", 0 ],
-					"source" : [ "obj-9", 0 ]
-				}
-			},
-			{
-				"patchline" : {
 					"destination" : [ "obj-11", 0 ],
 					"source" : [ "obj-10", 0 ]
 				}
@@ -2013,12 +1968,6 @@
 			},
 			{
 				"patchline" : {
-					"destination" : [ "obj-18", 0 ],
-					"source" : [ "obj-16", 0 ]
-				}
-			},
-			{
-				"patchline" : {
 					"destination" : [ "obj-19", 0 ],
 					"source" : [ "obj-15", 6 ]
 				}
@@ -2033,12 +1982,6 @@
 				"patchline" : {
 					"destination" : [ "obj-21", 0 ],
 					"source" : [ "obj-20", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-23", 0 ],
-					"source" : [ "obj-20", 1 ]
 				}
 			},
 			{
@@ -2355,90 +2298,6 @@
 			},
 			{
 				"patchline" : {
-					"destination" : [ "obj-80", 0 ],
-					"source" : [ "obj-79", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-83", 1 ],
-					"source" : [ "obj-80", 2 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-82", 0 ],
-					"source" : [ "obj-81", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-87", 3 ],
-					"source" : [ "obj-82", 4 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-83", 0 ],
-					"source" : [ "obj-82", 3 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-84", 0 ],
-					"source" : [ "obj-83", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-86", 1 ],
-					"source" : [ "obj-84", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-87", 2 ],
-					"source" : [ "obj-82", 2 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-87", 1 ],
-					"source" : [ "obj-82", 1 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-85", 0 ],
-					"source" : [ "obj-82", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-86", 0 ],
-					"source" : [ "obj-85", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-87", 0 ],
-					"source" : [ "obj-86", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-88", 0 ],
-					"source" : [ "obj-87", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-96", 0 ],
-					"source" : [ "obj-88", 0 ]
-				}
-			},
-			{
-				"patchline" : {
 					"destination" : [ "obj-90", 0 ],
 					"source" : [ "obj-89", 0 ]
 				}
@@ -2451,104 +2310,8 @@
 			},
 			{
 				"patchline" : {
-					"destination" : [ "obj-91", 0 ],
-					"source" : [ "obj-90", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-96", 0 ],
-					"source" : [ "obj-91", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-93", 0 ],
-					"source" : [ "obj-92", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-94", 0 ],
-					"source" : [ "obj-93", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-95", 0 ],
-					"source" : [ "obj-93", 1 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-96", 0 ],
-					"source" : [ "obj-94", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-101", 0 ],
-					"source" : [ "obj-95", 0 ]
-				}
-			},
-			{
-				"patchline" : {
 					"destination" : [ "obj-97", 0 ],
 					"source" : [ "obj-96", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-98", 0 ],
-					"source" : [ "obj-97", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-100", 0 ],
-					"source" : [ "obj-98", 2 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-100", 1 ],
-					"source" : [ "obj-99", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-101", 2 ],
-					"source" : [ "obj-100", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-101", 1 ],
-					"source" : [ "obj-98", 1 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-101", 0 ],
-					"source" : [ "obj-98", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-102", 1 ],
-					"source" : [ "obj-101", 1 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-102", 0 ],
-					"source" : [ "obj-101", 0 ]
-				}
-			},
-			{
-				"patchline" : {
-					"destination" : [ "obj-103", 0 ],
-					"source" : [ "obj-102", 0 ]
 				}
 			},
 			{
@@ -2801,6 +2564,162 @@
 				"patchline" : {
 					"destination" : [ "obj-155", 0 ],
 					"source" : [ "obj-154", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-158", 0 ],
+					"source" : [ "obj-9", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-157", 0 ],
+					"source" : [ "obj-9", 1 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-157", 1 ],
+					"source" : [ "obj-9", 2 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-158", 1 ],
+					"source" : [ "obj-157", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-10", 0 ],
+					"source" : [ "obj-158", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-159", 0 ],
+					"source" : [ "obj-28", 6 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-160", 0 ],
+					"source" : [ "obj-159", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-23", 0 ],
+					"source" : [ "obj-160", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-161", 0 ],
+					"source" : [ "obj-21", 2 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-159", 0 ],
+					"source" : [ "obj-161", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-159", 0 ],
+					"source" : [ "obj-26", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-164", 0 ],
+					"source" : [ "obj-79", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-165", 0 ],
+					"source" : [ "obj-81", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-166", 0 ],
+					"source" : [ "obj-163", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-169", 0 ],
+					"source" : [ "obj-164", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-169", 0 ],
+					"source" : [ "obj-165", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-169", 0 ],
+					"source" : [ "obj-166", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-94", 0 ],
+					"source" : [ "obj-92", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-169", 0 ],
+					"source" : [ "obj-94", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-168", 0 ],
+					"source" : [ "obj-167", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-169", 0 ],
+					"source" : [ "obj-168", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-162", 0 ],
+					"source" : [ "obj-90", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-169", 0 ],
+					"source" : [ "obj-162", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-96", 0 ],
+					"source" : [ "obj-169", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-103", 0 ],
+					"source" : [ "obj-169", 1 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-103", 0 ],
+					"source" : [ "obj-97", 0 ]
 				}
 			}
 		],

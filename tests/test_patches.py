@@ -33,14 +33,13 @@ AMXD = PATCHES / "musicbridge.amxd"
 # Port counts of the Max objects the patches use: (numinlets, outlettype) as Max 8 writes them into saved
 # patches. Source: boxes of these objects in .maxpat/.amxd files saved by Max 8 (public patches, read through the
 # code search), cross-read with the Max 8 reference pages (docs.cycling74.com/max8/refpages/<object>).
-# Notable: midiparse has 8 outlets since Max 8 (7 before: the last is "midievent"), midiformat 2 outlets (was 1),
-# udpsend 1 inlet and no outlet, [r name] no inlet, live.menu 3 outlets.
+# Notable: xnotein (no channel argument) 4 outlets: pitch, velocity, note-on/off flag, channel; midiformat 2 outlets
+# (was 1), udpsend 1 inlet and no outlet, [r name] no inlet, live.menu 3 outlets.
 MAX_PORTS: dict[str, tuple[int, list[str]]] = {
     "midiin": (1, ["int"]),
-    "midiparse": (1, ["", "", "", "int", "int", "", "int", ""]),
+    "xnotein": (1, ["int", "int", "int", "int"]),
     "midiformat": (7, ["int", ""]),
     "midiout": (1, []),
-    "makenote": (3, ["float", "float"]),
     "udpsend": (1, []),
     "udpreceive": (1, [""]),
     "prepend": (1, [""]),
@@ -55,8 +54,7 @@ MAX_PORTS: dict[str, tuple[int, list[str]]] = {
     "s": (1, []),
     "r": (0, [""]),
     "print": (1, []),
-    "i": (2, ["int"]),
-    "+": (2, ["float"]),  # with a float argument ([+ 0.]); [+ 1] would output int
+    "*": (2, ["int"]),  # with an int argument ([* 1]); [* 1.] would output float
     "/": (2, ["float"]),  # [/ 480.]
     # user-interface boxes (maxclass)
     "message": (2, [""]),
@@ -192,12 +190,12 @@ def test_structure_check_catches_broken_patches(maxpat):
     lines[0]["patchline"]["source"][1] = 99
     lines[1]["patchline"]["destination"][0] = "obj-nowhere"
     boxes[2]["box"]["id"] = boxes[3]["box"]["id"]
-    midiparse = next(b["box"] for b in boxes if b["box"].get("text") == "midiparse")
-    midiparse["numoutlets"], midiparse["outlettype"] = 7, midiparse["outlettype"][:7]  # Max 7's count
+    xnotein = next(b["box"] for b in boxes if b["box"].get("text") == "xnotein")
+    xnotein["numoutlets"], xnotein["outlettype"] = 3, xnotein["outlettype"][:3]  # [xnotein 1]'s count, no channel
     boxes.append({"box": {"id": "obj-pd", "maxclass": "newobj", "text": "oscformat musicbridge note", "numinlets": 1,
                           "numoutlets": 1, "outlettype": [""], "patching_rect": [0, 0, 10, 10]}})
     problems = "\n".join(structure_problems(broken))
-    for expected in ("outlet 99", "missing boxes", "duplicate box id", "'midiparse': 1 inlets", "Pd object"):
+    for expected in ("outlet 99", "missing boxes", "duplicate box id", "'xnotein': 1 inlets", "Pd object"):
         assert expected in problems
 
 
@@ -415,17 +413,100 @@ def test_ports_are_the_daemons_defaults(maxpat):
     assert [_arguments(graph.boxes[b]["text"]) for b in graph.named("udpreceive")] == [[str(config.osc_reply_port)]]
 
 
-def test_answers_play_through_makenote_midiformat_midiout(maxpat):
+def test_answers_play_from_the_coll_the_16th_metro_reads(maxpat):
+    """gen/* reach musicbridge_player.js, which fills [coll]; the 16th metro (on Live's transport) reads the step
+    from [coll] before the script hears of it, and the step's events go to midiformat -> midiout unchanged (no
+    makenote: the script places every note-off). The script's own note-offs (stop, Panic) go the same way."""
     graph = MaxGraph(maxpat)
     route = graph.named("route")[0]
-    note_outlet = _arguments(graph.boxes[route]["text"]).index("/musicbridge/gen/note")
-    starts = [dst for outlet, dst, _ in graph.edges[route] if outlet == note_outlet]
-    reached = _downstream(graph, starts)
-    for name in ("coll", "makenote", "midiformat", "midiout"):
-        assert set(graph.named(name)) & reached, f"answers do not reach {name}"
-    # the notes wait in [coll] until the 16th metro, which runs on Live's transport, reaches their step
+    routed = _arguments(graph.boxes[route]["text"])
+    player = _js_box(graph, "musicbridge_player.js")
+    for address in ("/musicbridge/gen/begin", "/musicbridge/gen/note", "/musicbridge/gen/end"):
+        starts = [dst for outlet, dst, _ in graph.edges[route] if outlet == routed.index(address)]
+        assert player in _downstream(graph, starts), f"{address} does not reach the player"
+    assert "makenote" not in {object_name(b) for b in graph.boxes.values()}
+    (coll,) = graph.named("coll")
+    (midiformat,) = graph.named("midiformat")
+    assert {(outlet, graph.boxes[dst]["text"].split()[0]) for outlet, dst, _ in graph.edges[player]} == \
+        {(0, "coll"), (1, "midiformat")}
+    (zl,) = [dst for outlet, dst, _ in graph.edges[coll] if outlet == 0]
+    assert graph.boxes[zl]["text"] == "zl iter 2" and [d for _, d, _ in graph.edges[zl]] == [midiformat]
+    assert {graph.boxes[d]["text"] for _, d, _ in graph.edges[midiformat]} == {"midiout"}
     metro = next(b for b in graph.named("metro") if "16n" in graph.boxes[b]["text"])
-    assert set(graph.named("coll")) & _downstream(graph, [metro])
+    assert coll in _downstream(graph, [metro])
+    # the step: [t i i] reads [coll] from its right outlet (first, in the scheduler thread), then tells the script
+    (step_trigger,) = [b for b in graph.named("t") if any(d == coll for _, d, _ in graph.edges[b])]
+    assert graph.boxes[step_trigger]["text"] == "t i i"
+    outlets = {outlet: graph.boxes[dst]["text"] for outlet, dst, _ in graph.edges[step_trigger]}
+    assert outlets == {1: "coll", 0: "prepend tick"}
+
+
+def test_player_script_handles_what_the_patch_sends_it(maxpat):
+    graph = MaxGraph(maxpat)
+    player = _js_box(graph, "musicbridge_player.js")
+    assert graph.boxes[player]["saved_object_attributes"]["filename"] == "musicbridge_player.js"
+    source = (PATCHES / "musicbridge_player.js").read_text()
+    functions = set(re.findall(r"^function (\w+)\(", source, re.M))
+    selectors = set()
+    for src, _, _ in graph.into[player]:
+        box = graph.boxes[src]
+        selectors.add(box["text"].split()[1] if object_name(box) == "prepend" else box["text"].split()[0])
+    assert selectors == {"begin", "note", "end", "tick", "flush", "panic"}
+    assert selectors <= functions
+    assert js_ports(PATCHES / "musicbridge_player.js") == (1, 2)
+    feeding = {graph.boxes[r]["text"] for src, _, _ in graph.into[player] for r, _, _ in graph.into[src]}
+    assert feeding == {"r ---mb-begin", "r ---mb-note", "r ---mb-end", "t i i", "r ---mb-flush", "r ---mb-panic"}
+    senders = {b: graph.boxes[b]["text"] for b in graph.named("s")}
+    panic_button = next(b for b in graph.boxes.values() if b.get("varname") == "Panic")["id"]
+    assert "s ---mb-panic" in {senders.get(b) for b in _downstream(graph, [panic_button])}
+    stop = next(b for b in graph.boxes.values() if b.get("text") == "/musicbridge/transport/stop")["id"]
+    (stop_trigger,) = [src for src, _, _ in graph.into[stop]]
+    assert "s ---mb-flush" in {senders.get(d) for _, d, _ in graph.edges[stop_trigger]}
+
+
+def test_note_input_reports_every_note_off_as_velocity_0(maxpat):
+    """xnotein tells a note-off by its flag whatever release velocity Live sends: velocity x flag -> the daemon."""
+    graph = MaxGraph(maxpat)
+    assert "midiparse" not in {object_name(b) for b in graph.boxes.values()}
+    (xnotein,) = graph.named("xnotein")
+    assert [object_name(graph.boxes[src]) for src, _, _ in graph.into[xnotein]] == ["midiin"]
+    edges = {(outlet, graph.boxes[dst]["text"], inlet) for outlet, dst, inlet in graph.edges[xnotein]}
+    assert edges == {(0, "pack 0 0", 0), (1, "* 1", 0), (2, "* 1", 1)}  # the flag (outlet 2) comes first
+    (times,) = [dst for outlet, dst, _ in graph.edges[xnotein] if outlet == 1]
+    (pack,) = [dst for outlet, dst, _ in graph.edges[xnotein] if outlet == 0]
+    assert [(d, i) for _, d, i in graph.edges[times]] == [(pack, 1)]
+    assert [graph.boxes[d]["text"] for _, d, _ in graph.edges[pack]] == ["prepend /musicbridge/note"]
+
+
+def test_play_is_sent_by_the_first_16th_after_the_song_position(maxpat):
+    """After Play the daemon's clock must start at Live's position at once: the 16th metro's [transport] sends the
+    position (ticks, outlet 7) and then, while its state (outlet 6) has just turned 1, /musicbridge/transport/play;
+    [transport] outputs right to left, so the position is first. The 100 ms poll sends no play (it would start the
+    daemon up to 100 ms late, from where it stopped). Stop re-arms it; so does a reconnect (set -1)."""
+    graph = MaxGraph(maxpat)
+    play = next(b for b in graph.boxes.values() if b.get("text") == "/musicbridge/transport/play")["id"]
+    metro_16th = next(b for b in graph.named("metro") if "16n" in graph.boxes[b]["text"])
+    poll = next(b for b in graph.named("metro") if graph.boxes[b]["text"].startswith("metro 100"))
+    assert play in _downstream(graph, [metro_16th])
+    (poll_transport,) = [d for _, d, _ in graph.edges[poll]]
+    (poll_state,) = [d for outlet, d, _ in graph.edges[poll_transport] if outlet == 6]
+    assert [graph.boxes[d]["text"] for _, d, _ in graph.edges[poll_state]] == ["sel 0"]  # the poll: Stop only
+    (tick_transport,) = [d for _, d, _ in graph.edges[metro_16th]]
+    outlets = {outlet: dst for outlet, dst, _ in graph.edges[tick_transport]}
+    assert set(outlets) == {6, 7} and max(outlets) == 7  # 7 (ticks) fires before 6 (state)
+    position = next(b for b in graph.boxes.values() if b.get("text") == "prepend /musicbridge/transport/position")
+    assert position["id"] in _downstream(graph, [outlets[7]])
+    change = outlets[6]
+    assert graph.boxes[change]["text"] == "change"
+    (sel,) = [d for _, d, _ in graph.edges[change]]
+    assert graph.boxes[sel]["text"] == "sel 1" and [d for o, d, _ in graph.edges[sel] if o == 0] == [play]
+    assert [src for src, _, _ in graph.into[play]] == [sel]  # nothing else sends play
+    resets = {graph.boxes[src]["text"] for src, _, _ in graph.into[change] if src != tick_transport}
+    assert resets == {"set 0", "set -1"}  # they set the stored state without output
+    set_0 = next(src for src, _, _ in graph.into[change] if graph.boxes[src]["text"] == "set 0")
+    stop = next(b for b in graph.boxes.values() if b.get("text") == "/musicbridge/transport/stop")["id"]
+    (stop_trigger,) = [src for src, _, _ in graph.into[stop]]
+    assert set_0 in {d for _, d, _ in graph.edges[stop_trigger]}
 
 
 def _downstream(graph: MaxGraph, starts: list[str]) -> set[str]:

@@ -7,8 +7,10 @@
   types and literal values it accepts), every reply is routed, and the ports are `musicbridge serve`'s defaults.
 - End to end: `pd -nogui -noaudio -nomidi -noprefs -stderr -open <harness> -open max_patches/musicbridge.pd`
   (real time, not -batch) against `musicbridge serve` with a tiny exported model. The harness (written by the
-  test) sets the patch's ports, plays a phrase into the patch's controls and quits; the daemon must capture it
-  and answer, the patch must print the answer and play its notes, and Pd must print no error.
+  test) sets the patch's ports, plays a phrase into the patch's controls in four bars (continue mode: answers
+  overlap), asks for a variation and quits; a subscriber records the daemon's answers. The patch must play
+  exactly the newest answer on each 16th, never two notes at once, get every answer before its start step, play
+  the variation from the next bar line, leave nothing sounding, and Pd must print no error.
 """
 
 from __future__ import annotations
@@ -43,8 +45,12 @@ PD_FIXED = {
     "f": (2, 1), "float": (2, 1), "symbol": (2, 1), "+": (2, 1), "-": (2, 1), "*": (2, 1), "/": (2, 1),
     "moses": (2, 2), "makenote": (3, 2), "noteout": (3, 0), "notein": (0, 3), "metro": (2, 1), "delay": (2, 1),
     "timer": (2, 1), "print": (1, 0), "change": (1, 1), "qlist": (1, 2), "tgl": (1, 1),
+    "until": (2, 1), "spigot": (2, 1),
 }
 PD_LIST = {"trim": (1, 1), "prepend": (2, 1), "append": (2, 1), "split": (2, 3)}
+# [text <function> name ...]: (inlets, outlets) by function (the last inlet of most takes a pointer); [array define]
+PD_TEXT = {"define": (1, 2), "search": (2, 1), "get": (4, 2), "set": (4, 0), "delete": (2, 0)}
+PD_ARRAY = {"define": (1, 1)}
 MAX_ONLY = {"udpsend", "udpreceive", "midiparse", "midiformat", "coll", "zl", "js", "prepend", "gate", "transport",
             "live.dial", "live.menu", "live.text", "live.numbox", "live.toggle", "live.thisdevice", "p", "i"}
 
@@ -137,6 +143,10 @@ def pd_ports(box: Box, patch: PdPatch | None = None) -> tuple[int, int]:
         return (1 if args else 2), 0
     if name == "list":
         return PD_LIST[args[0] if args and args[0] in PD_LIST else "append"]
+    if name == "text":
+        return PD_TEXT[args[0]]
+    if name == "array":
+        return PD_ARRAY[args[0]]
     if name in ("route", "sel", "select"):
         return (2, 2) if len(args) == 1 else (1, len(args) + 1)
     if name in ("t", "trigger"):
@@ -145,8 +155,8 @@ def pd_ports(box: Box, patch: PdPatch | None = None) -> tuple[int, int]:
         return len(args), 1
     if name == "unpack":
         return 1, len(args)
-    if name == "expr":
-        return max([1] + [int(n) for n in re.findall(r"\$[fis](\d+)", box.text)]), 1
+    if name == "expr":  # one inlet per highest $f/$i/$s index, one outlet per expression (separated by \;)
+        return max([1] + [int(n) for n in re.findall(r"\$[fis](\d+)", box.text)]), box.text.count("\\;") + 1
     if name == "pipe":
         data = max(len(args) - 1, 1)
         return data + 1, data
@@ -394,7 +404,8 @@ def test_controls_and_literals_are_accepted_by_the_daemon(patch):
     assert checked["/musicbridge/note"] == 4
     for address in ("temperature", "bars", "novelty", "variations"):
         assert checked[f"/musicbridge/param/{address}"] == 2  # the number box and the stored default
-    assert checked["/musicbridge/transport/tempo"] == 1 and checked["/musicbridge/capture"] == 2
+    assert checked["/musicbridge/transport/tempo"] == 2  # the bpm box, and [f 120] sent again at Play
+    assert checked["/musicbridge/capture"] == 2 and checked["/musicbridge/variation"] == 1
 
 
 def routed_addresses(graph: PdGraph) -> set[str]:
@@ -449,17 +460,23 @@ def _free_ports(n: int) -> list[int]:
 
 
 PHRASE = [60, 64, 67, 72]  # a bar of quarter notes, each starting on an off-beat 8th
+PLAYED_BARS = 4  # the phrase is played in bars 1-4: continue mode answers after each, so answers overlap
+VARIATION_STEP = 104  # bar 7.5: /musicbridge/variation 1, of the last answer (bars 5-6), which is over by then
+STOP_STEP = 146
 
 
 def driver_patch(osc_port: int, reply_port: int, bpm: float) -> str:
-    """Sets the ports, then (after 1 s: loaded, connected) plays a bar into musicbridge.pd's controls with a
-    [qlist], captures it into slot A, lets the answer (bars 2 and 3) play, stops and quits."""
+    """Sets the ports, then (after 1 s: loaded, connected) plays the phrase into musicbridge.pd's controls for
+    PLAYED_BARS bars with a [qlist], lets the answers play, asks for a variation, stops and quits."""
     q = 60000.0 / bpm
-    events = [(0.0, f"mb-tempo {bpm:g}"), (0.0, "mb-mode continue"), (0.0, "mb-play 1")]
-    for k, pitch in enumerate(PHRASE):
-        on = q / 2 + k * q
-        events += [(on, f"mb-note {pitch} 100"), (on + 0.7 * q, f"mb-note {pitch} 0")]
-    events += [(4.2 * q, "mb-capture-a bang"), (12 * q, "mb-play 0"), (12.5 * q, "pd quit")]
+    step = q / 4
+    events = [(0.0, f"mb-tempo {bpm:g}"), (0.0, "mb-mode continue"), (0.0, "mb-variations 3"), (0.0, "mb-play 1")]
+    for bar in range(PLAYED_BARS):
+        for k, pitch in enumerate(PHRASE):
+            on = (bar * 4 + k + 0.5) * q
+            events += [(on, f"mb-note {pitch + bar} 100"), (on + 0.4 * q, f"mb-note {pitch + bar} 0")]
+    events += [(VARIATION_STEP * step, "mb-variation 1"), (STOP_STEP * step + step / 2, "mb-play 0"),
+               ((STOP_STEP + 2) * step, "pd quit")]
     adds, last = [], 0.0
     for t, message in sorted(events, key=lambda e: e[0]):
         adds.append(f"add {t - last:g} {message}")
@@ -470,57 +487,95 @@ def driver_patch(osc_port: int, reply_port: int, bpm: float) -> str:
         "#X obj 230 140 qlist;",
         "#X obj 400 80 delay 1000;",
         "#X msg 400 110 rewind \\, bang;",
-        "#X obj 10 160 delay 30000;",  # a safety net: quit even if the qlist never finishes
+        "#X obj 10 160 delay 40000;",  # a safety net: quit even if the qlist never finishes
         "#X msg 10 190 \\; pd quit;",
     ] + setter[7:] + ["#X connect 0 0 6 0;", "#X connect 6 0 7 0;", "#X connect 0 0 8 0;", "#X connect 8 0 9 0;",
                       "#X connect 9 0 7 0;", "#X connect 0 0 10 0;", "#X connect 10 0 11 0;"]
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    import torch
+def sounding_notes(played: list[tuple[int, int, int]]) -> tuple[list[tuple[int, int, int | None]], int]:
+    """(pitch, on step, off step or None) of each note as a synth hears `played` (step, pitch, velocity), and how
+    many note-ons came while another note was sounding."""
+    notes, sounding, overlapping = [], {}, 0
+    for step, pitch, velocity in played:
+        if velocity > 0:
+            overlapping += bool(sounding)
+            sounding[pitch] = len(notes)
+            notes.append([pitch, step, None])
+        elif pitch in sounding:
+            notes[sounding.pop(pitch)][2] = step
+    return [tuple(n) for n in notes], overlapping
 
-    from musicbridge.export.testing import export_tiny
 
-    torch.set_num_threads(1)
-    return export_tiny(tmp_path_factory.mktemp("pd-model") / "tiny")
-
-
-@pytest.mark.timeout(120)
-def test_pd_plays_with_the_real_daemon(tiny_model, tmp_path):
+@pytest.mark.timeout(150)
+def test_pd_plays_the_newest_answer_with_the_real_daemon(bridge_models, tmp_path):
+    """Real Pd, real daemon (--clock osc, a dense tiny melody model), continue mode: the phrase is played in four
+    bars in a row, so each two-bar answer overlaps the next by a bar. The patch must play exactly what owns each
+    16th (the newest answer from its start, test_device_playback.owner_reference), never two notes at once (the
+    answers are monophonic: two sounding together is two answers overlapping), every answer must come before its
+    start step (the daemon's clock started at Pd's position at Play: it is not behind), the variation of an answer
+    that is over plays whole from the next bar line, and nothing sounds after stop."""
     from bridge_harness import Daemon, OscPeer
+    from test_device_playback import Phrase, owner_reference
 
-    osc_port, reply_port = _free_ports(2)
+    osc_port, reply_port, watch_port = _free_ports(3)
     stats = tmp_path / "stats.json"
-    daemon = Daemon(["--model", str(tiny_model), "--clock", "osc", "--seed", "3", "--stats-json", str(stats)],
-                    osc_port=osc_port, reply_port=reply_port, log_path=tmp_path / "daemon.log").start()
+    daemon = Daemon(["--model", str(bridge_models / "melody_a"), "--clock", "osc", "--seed", "3",
+                     "--stats-json", str(stats)], osc_port=osc_port, reply_port=reply_port,
+                    log_path=tmp_path / "daemon.log").start()
+    watcher = None
     try:
         peer = OscPeer(osc_port, reply_port)
         try:
             daemon.wait_ready(peer)
         finally:
             peer.close()  # frees the reply port for the patch
+        watcher = OscPeer(osc_port, watch_port)  # a subscriber: it gets every gen/* phrase the patch gets
+        watcher.send("/musicbridge/subscribe", watch_port, 120.0)  # handled long before the first answer
         driver = tmp_path / "driver.pd"
         driver.write_text(driver_patch(osc_port, reply_port, bpm=120))  # a 16th = 125 ms of slack on a busy machine
-        result = run_pd(driver, PD_PATCH, timeout=60)
+        result = run_pd(driver, PD_PATCH, timeout=90)
     finally:
         daemon.stop()
+        if watcher is not None:
+            watcher.close()
     log = daemon.output()
     summary = json.loads(stats.read_text())
     printed = result.stderr
 
     assert result.returncode == 0, printed
     assert pd_problems(printed) == [], f"Pd printed errors:\n{printed}\n--- daemon:\n{log}"
-    # the daemon got the phrase: nothing refused, the capture of slot A found notes, continue mode answered
     assert summary["osc_errors"] == 0, log
-    assert summary["osc_in"] >= 2 * len(PHRASE) + 16
-    assert summary["answers"] >= 1
-    # the patch printed each answer and played it: every note-on ends, nothing hangs after stop
-    answers = [tuple(map(int, m)) for m in re.findall(r"musicbridge-answer: (\d+) (\d+)", printed)]
-    assert answers and answers[0][0] == 1 and all(n > 0 for _, n in answers), printed
-    played = [tuple(map(int, m)) for m in re.findall(r"musicbridge-play: (\d+) (\d+)", printed)]
-    ons = Counter(p for p, v in played if v > 0)
-    offs = Counter(p for p, v in played if v == 0)
-    assert sum(ons.values()) >= answers[0][1] and ons == offs, printed
-    assert all(0 <= p <= 127 for p in ons)
+    assert summary["osc_in"] >= 2 * len(PHRASE) * PLAYED_BARS + STOP_STEP // 2
+    # what the patch received: (id, n_notes, start step, the step it came at); the daemon's answers by id
+    received = [tuple(int(float(v)) for v in m)
+                for m in re.findall(r"musicbridge-answer: ([-\d.e+]+) ([-\d.e+]+) ([-\d.e+]+) ([-\d.e+]+)", printed)]
+    phrases = {k: v for k, v in watcher.phrases().items() if v["end"]}  # the variation goes to every target too
+    assert [r[0] for r in received] == sorted(phrases), printed
+    answers = [r for r in received if r[3] < VARIATION_STEP - 1]
+    (variation,) = [r for r in received if r[3] >= VARIATION_STEP - 1]
+    assert len(answers) >= PLAYED_BARS - 1, printed
+    for phrase_id, n_notes, _, _ in received:
+        assert n_notes == len(phrases[phrase_id]["notes"]) > 0
+    for phrase_id, _, start, came_at in answers:
+        assert round(phrases[phrase_id]["begin"][2] * 4) == start  # a continue answer starts where the daemon said
+        assert came_at < start, f"answer {phrase_id} came at step {came_at}, after its start {start}: the clock lags"
+    # the variation is of the last answer, whose window was over when it came: it starts on the next bar line
+    variation_id, variation_notes, variation_start, variation_came_at = variation
+    _, bars, start_beat = phrases[variation_id]["begin"]
+    assert round(start_beat * 4) + bars * 16 <= variation_came_at and variation_start == (variation_came_at // 16 + 1) * 16
+    # what the patch played: every note, from Pd's prints (step pitch velocity)
+    played = [tuple(int(float(v)) for v in m)
+              for m in re.findall(r"musicbridge-play: ([-\d.e+]+) ([-\d.e+]+) ([-\d.e+]+)", printed)]
+    notes, overlapping = sounding_notes(played)
+    assert overlapping == 0, notes
+    assert [n for n in notes if n[2] is None] == []  # all ended by the stop
+    arrivals = [(came_at, Phrase(phrase_id, phrases[phrase_id]["begin"][2], phrases[phrase_id]["begin"][1],
+                                 [tuple(n[1:]) for n in phrases[phrase_id]["notes"]]))
+                for phrase_id, _, _, came_at in received]
+    expected = owner_reference(arrivals, max(step for step, _, _ in played))
+    assert sorted(notes) == expected
+    assert len(expected) >= 2 * len(answers)
+    later = [n for n in notes if n[1] >= variation_start]
+    assert len(later) == variation_notes and all(on < variation_start + 32 for _, on, _ in later)
