@@ -5,6 +5,9 @@ time.sleep baseline at normal priority, all in the same run), tempo (120, 180 bp
 and input (quiet, or a flood of ~9000 MIDI messages a second from another process):
 - this process plays MIDI clock and a melody into "musicbridge in" (continue mode answers every bar) and records
   "musicbridge out" with JACK's own arrival timestamps;
+- the flood never changes the phrase: controllers, aftertouch and channel pressure on the melody's channel, and
+  notes on channel 16, which the daemon is told to ignore (--in-channel 1) — the answers stay the same, so what
+  the flood changes is timing alone;
 - output timing error = arrival of each answer note − the clock's time of its beat (the beat is known from the
   /musicbridge/gen/* replies); the JACK floor is the same measure for the clock's own ticks looped back
   (what the MIDI system alone adds: a period of 64 frames is 1.33 ms);
@@ -13,8 +16,10 @@ and input (quiet, or a flood of ~9000 MIDI messages a second from another proces
   on the bar line right after the bar that triggered them, with none of their notes dropped.
 
     python -m musicbridge.benchmarks.bench_bridge [--model DIR] [--bars 8] [--json-out FILE]
+    musicbridge bench-bridge …   (the same)
 
 Without --model, an untrained mel_2bar model is exported first (the latency of a trained one is the same).
+A run that measured no answer notes fails the benchmark (exit 1): its figures would mean nothing.
 """
 
 from __future__ import annotations
@@ -45,14 +50,17 @@ out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="flood")
 out.open_virtual_port("out")
 print("ready", flush=True)
 sys.stdin.readline()
-rng, sent = random.Random(1), 0
+rng = random.Random(1)
 while True:
-    for _ in range(3):
-        pitch = rng.randrange(40, 90)
-        out.send_message([0x90, pitch, 80]); out.send_message([0x80, pitch, 0]); out.send_message([0xB0, 1, 7])
-        sent += 3
+    for _ in range(2):
+        pitch, value = rng.randrange(40, 90), rng.randrange(128)
+        out.send_message([0x9F, pitch, 80]); out.send_message([0x8F, pitch, 0])  # channel 16: not listened to
+        out.send_message([0xB0, 1, value])  # modulation wheel
+        out.send_message([0xA0, pitch, value])  # polyphonic aftertouch
+        out.send_message([0xD0, value])  # channel pressure
     time.sleep(0.001)
 """
+IN_CHANNEL = "1"  # the melody's channel; the flood's notes are on channel 16
 
 
 def free_port() -> int:
@@ -97,7 +105,7 @@ def run_once(jack: JackServer, model: str, scheduler: str, bpm: float, flood: bo
     log = open(workdir / f"serve-{scheduler}-{bpm:g}-{int(flood)}.log", "w")  # noqa: SIM115
     daemon = subprocess.Popen(
         [sys.executable, "-m", "musicbridge", "serve", "--midi-api", "jack", "--clock", "midi", "--model", model,
-         "--seed", "1", *VARIANTS[scheduler], "--stats-json", str(stats), "--no-status", "--log-level", "warning",
+         "--seed", "1", "--in-channel", IN_CHANNEL, *VARIANTS[scheduler], "--stats-json", str(stats), "--no-status", "--log-level", "warning",
          "--osc-port", str(osc_port), "--osc-reply-port", str(reply_port)],
         env=jack.env, stdout=log, stderr=subprocess.STDOUT)
     gen: list[tuple[str, tuple]] = []
@@ -172,6 +180,7 @@ def run_once(jack: JackServer, model: str, scheduler: str, bpm: float, flood: bo
         "answers": len(starts), "answers_on_next_bar": on_next_bar, "expected_answers": bars,
         "late_dropped": daemon_stats["late_dropped"], "notes_missing": missing,
         "midi_in": daemon_stats["midi_in"], "scheduler_realtime": daemon_stats["scheduler"]["realtime"],
+        "phrases": [[p["start"], *sorted((n[1], n[3]) for n in p["notes"])] for p in ordered],  # what was answered
     }
 
 
@@ -212,6 +221,12 @@ def main(argv: list[str] | None = None) -> dict:
         jack.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+    for run in runs:  # the flood must not change what is answered, only (perhaps) when
+        if run["flood"]:
+            quiet = next(r for r in runs if not r["flood"] and r["bpm"] == run["bpm"] and r["scheduler"] == run["scheduler"])
+            run["same_phrases_as_without_flood"] = run["phrases"] == quiet["phrases"]
+    for run in runs:
+        del run["phrases"]  # compared; "answers" counts them
     ratios = []
     for bpm in args.bpm:
         for flood in (False, True):
@@ -234,6 +249,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(text)
     if args.json_out:
         args.json_out.write_text(text)
+    empty = [r for r in runs if not r["arrival_error_ms"]["n"]]
+    if empty:
+        names = "; ".join(f"{r['scheduler']} at {r['bpm']:g} bpm {'with' if r['flood'] else 'without'} flood "
+                          f"({r['answers']} answers, {r['notes_missing']} notes missing)" for r in empty)
+        sys.exit(f"bench_bridge: FAILED — no answer notes were measured in {len(empty)} run(s): {names}. Their "
+                 "figures mean nothing; run again with --keep and read the daemon logs for why.")
     return result
 
 

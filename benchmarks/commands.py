@@ -1,4 +1,6 @@
-"""`musicbridge bench`: runtime latency (p50/p99) vs torch eager and vs the machine's matrix-vector bound.
+"""`musicbridge bench`: runtime latency (p50/p99) vs torch eager and vs the machine's matrix-vector bound;
+`musicbridge bench-clock` and `bench-bridge`: the live daemon's timing on a private JACK server
+(benchmarks/bench_clock.py, benchmarks/bench_bridge.py: their options are theirs, see `--help`).
 
 torch is imported only when a checkpoint or preset needs the torch baseline (benchmarks/bench_runtime.py).
 """
@@ -16,8 +18,28 @@ from rich.table import Table
 console = Console(stderr=True)
 
 
+# The JACK benchmarks parse their own options (argparse, also run as `python -m`): everything is passed on.
+PASS_ON = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
 def register(app: typer.Typer) -> None:
     app.command("bench")(bench)
+    app.command("bench-clock", context_settings=PASS_ON, add_help_option=False)(bench_clock)
+    app.command("bench-bridge", context_settings=PASS_ON, add_help_option=False)(bench_bridge)
+
+
+def bench_clock(ctx: typer.Context) -> None:
+    """Answers against an outside MIDI clock (jack_midi_clock): offset from its 16th grid, jitter, drift."""
+    from musicbridge.benchmarks.bench_clock import main
+
+    main(ctx.args)
+
+
+def bench_bridge(ctx: typer.Context) -> None:
+    """The daemon's output timing through JACK, quiet and under a MIDI flood, vs a naive scheduler."""
+    from musicbridge.benchmarks.bench_bridge import main
+
+    main(ctx.args)
 
 
 def bench(
@@ -72,7 +94,8 @@ def _print(records: list[dict]) -> None:
         if r["op"] == "matvec":
             continue
         table.add_row(r["model"], r["op"], str(r["batch"]), r["engine"], f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                      f"{r['gflops']:.1f}", f"{r['of_matvec_bound']:.0%}",
+                      f"{r['gflops']:.1f}" if "gflops" in r else "–",  # no FLOP formula for its architecture
+                      f"{r['of_matvec_bound']:.0%}" if "of_matvec_bound" in r else "–",
                       f"{r['speedup_vs_torch_p99']:.1f}" if "speedup_vs_torch_p99" in r else "",
                       f"{r['vs_batch1_p99']:.1f}" if "vs_batch1_p99" in r else "")
     Console().print(table)

@@ -1,5 +1,6 @@
-"""The JACK rig of the bridge's tests and benchmark: a private jackd, MIDI peers that record with JACK's own
-timestamps, and a MIDI clock played at exact times.
+"""The JACK rig of the bridge's tests and benchmarks: a private jackd, MIDI peers that record with JACK's own
+timestamps, a MIDI clock played at exact times, and an outside one: Debian's jack_midi_clock driven by
+jack_transport, recorded frame by frame by jack_midi_dump together with what the daemon plays.
 
 All real: jackd with the dummy driver under a unique server name, rtmidi clients on it. Arrival times come from
 the bridge's own arithmetic (musicbridge.bridge.midi_io.ArrivalClock), so the tests and the benchmark measure
@@ -13,11 +14,15 @@ and tests that count note-offs must not depend on the machine's load.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,7 +32,7 @@ from pathlib import Path
 import rtmidi
 
 from musicbridge.bridge.clock import TICKS_PER_BEAT
-from musicbridge.bridge.midi_io import ArrivalClock
+from musicbridge.bridge.midi_io import ArrivalClock, unused_input
 
 SHM = Path("/dev/shm")
 NAME_PREFIX = "mbtest-"  # every rig server's name starts so: stale shared memory of dead ones is found by it
@@ -77,13 +82,15 @@ def clean_stale_jack_shm() -> list[str]:
 
 class JackServer:
     """jackd --sync --no-realtime -d dummy under a unique server name; its clients find it through `client_env`
-    (in this process: os.environ.update(server.client_env); a subprocess: env=server.env)."""
+    (in this process: os.environ.update(server.client_env); a subprocess: env=server.env). With
+    `realtime_priority`, jackd -R -P that instead (its clients' threads then run at that minus 5)."""
 
-    def __init__(self, rate: int = RATE, period: int = PERIOD):
+    def __init__(self, rate: int = RATE, period: int = PERIOD, realtime_priority: int | None = None):
         self.name = f"{NAME_PREFIX}{uuid.uuid4().hex[:10]}"
         self.client_env = {"JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
         self.env = {**os.environ, **self.client_env}
         self.rate, self.period = rate, period
+        self.realtime = ["--no-realtime"] if realtime_priority is None else ["-R", "-P", str(realtime_priority)]
         self.process: subprocess.Popen | None = None
         self.log_path = Path(f"/tmp/{self.name}.log")
 
@@ -94,7 +101,7 @@ class JackServer:
         clean_stale_jack_shm()
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                ["jackd", "--sync", "--no-realtime", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+                ["jackd", "--sync", *self.realtime, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
@@ -109,6 +116,10 @@ class JackServer:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None and self._lsp().returncode == 0
+
+    def log_text(self) -> str:
+        """What jackd has logged so far (xruns: "was not finished", "xrun")."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def ports(self) -> list[str]:
         return [line for line in self._lsp().stdout.splitlines() if line.strip()]
@@ -167,12 +178,14 @@ class Recorder:
 
     Polled on its own thread rather than by callback: a Python callback in JACK's process thread waits for the
     GIL, and a --sync server then waits for it. The times are JACK's own (rtmidi's delta times through the
-    daemon's ArrivalClock), so a late poll does not blur them. MIDI clock is recorded unless `clock` is False.
+    daemon's ArrivalClock), so a late poll does not blur them. MIDI clock is recorded unless `clock` is False;
+    sysex and active sensing never are (dropped after their time is counted, as the daemon does).
     """
 
     def __init__(self, client: str, port: str = "in", clock: bool = True):
         self.handle = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=client)
-        self.handle.ignore_types(sysex=True, timing=not clock, active_sense=True)
+        self.handle.ignore_types(sysex=False, timing=False, active_sense=False)  # see midi_io.MidiInput
+        self.clock = clock
         self.handle.open_virtual_port(port)
         self.arrivals = ArrivalClock()
         self.received: list[tuple[float, list[int]]] = []
@@ -188,6 +201,8 @@ class Recorder:
                 time.sleep(POLL_S)
                 continue
             arrival = self.arrivals.arrival(event[1], time.perf_counter())
+            if unused_input(event[0]) or (not self.clock and event[0][0] in (0xF1, 0xF8)):
+                continue
             with self.lock:
                 self.received.append((arrival, event[0]))
 
@@ -341,3 +356,369 @@ class ClockPlayer:
     def stop(self) -> None:
         self.running = False
         self.join()
+
+
+# ---- an outside clock: jack_midi_clock driven by jack_transport, recorded by jack_midi_dump ---------------------
+CLOCK_PORT = "jack_midi_clock:mclk_out"
+DUMP_PORT_NAME = "input"  # jack_midi_dump's one input port
+START, CONTINUE, STOP, SONG_POSITION, TICK = 0xFA, 0xFB, 0xFC, 0xF2, 0xF8
+SYSEX_BYTES = 1024  # a keyboard's dump or a controller's display message
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        package = "jack-midi-clock" if name == "jack_midi_clock" else "jackd2"
+        raise RuntimeError(f"{name} is not installed: apt-get install {package} (.ci/run installs it)")
+    return path
+
+
+class JackTransport:
+    """JACK's transport driven by jack_transport (its command prompt on a pipe): timebase master at a tempo,
+    play, stop, locate. jack_midi_clock follows it: Start when it rolls from 0, Stop, Song Position Pointer and
+    Continue after a relocation, and ticks at the tempo, placed on the exact frame."""
+
+    def __init__(self, server: JackServer, bpm: float):
+        self.process = subprocess.Popen([_tool("jack_transport")], env=server.env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        self.command("master", f"tempo {bpm:g}", "stop", "locate 0")
+
+    def command(self, *lines: str) -> None:
+        self.process.stdin.write("".join(f"{line}\n" for line in lines))
+        self.process.stdin.flush()
+
+    def play(self) -> None:
+        self.command("play")
+
+    def stop(self) -> None:
+        self.command("stop")
+
+    def locate(self, frame: int) -> None:
+        self.command(f"locate {frame}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self.command("quit")
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class JackMidiClock:
+    """jack_midi_clock: MIDI clock from JACK's transport, sample-accurate, on "jack_midi_clock:mclk_out".
+    `jitter_percent` is its -J option (each tick interval varied by up to that share: the phase wanders);
+    `resync_s` its -d (the pause between Song Position Pointer and Continue after a relocation)."""
+
+    def __init__(self, server: JackServer, bpm: float, jitter_percent: float = 0.0, resync_s: float = 0.5):
+        options = ["-b", f"{bpm:g}", "-d", f"{resync_s:g}"]
+        if jitter_percent:
+            options += ["-J", f"{jitter_percent:g}"]
+        self.process = subprocess.Popen([_tool("jack_midi_clock"), *options], env=server.env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
+        server.wait_for_port(CLOCK_PORT)
+
+    def close(self) -> None:
+        _end(self.process)
+
+
+def _end(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)  # the JACK tools close their client and flush on SIGINT
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class MidiDump:
+    """jack_midi_dump -a: every event reaching "<name>:input", stamped with its frame since the dump started
+    (JACK's own sample clock: the clock's ticks and the daemon's notes on one timeline)."""
+
+    def __init__(self, server: JackServer, name: str = "dump"):
+        self.name = name
+        self.port = f"{name}:{DUMP_PORT_NAME}"
+        self.rate = server.rate
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(["stdbuf", "-oL", _tool("jack_midi_dump"), "-a", name], env=server.env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        start_new_session=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        server.wait_for_port(self.port)
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def events(self) -> list[tuple[int, list[int]]]:
+        """(frame, message bytes) in the order they arrived."""
+        result = []
+        for line in list(self.lines):  # "  245376: 90 3c 5a note on  (channel  0): pitch  60, velocity  90"
+            frame, colon, data = line.partition(":")
+            if not colon or not frame.strip().isdigit():
+                continue
+            message = []
+            for token in data.split():
+                if len(token) != 2 or not all(c in "0123456789abcdef" for c in token):
+                    break  # the description after the bytes
+                message.append(int(token, 16))
+            if message:
+                result.append((int(frame), message))
+        return result
+
+    def close(self) -> None:
+        _end(self.process)
+        self.reader.join(timeout=5)
+
+
+class ClockTimeline:
+    """The clock's grid as recorded: the frame of each tick by song position (ticks counted from Start, from a
+    Song Position Pointer at Continue), exactly as the MIDI clock defines it; notes placed on it in beats."""
+
+    def __init__(self, events: Iterable[tuple[int, list[int]]]):
+        self.tick_frames: dict[int, int] = {}
+        position, running = 0, False
+        for frame, message in events:
+            status = message[0] if message else None
+            if status == START:
+                position, running = 0, True
+            elif status == CONTINUE:
+                running = True
+            elif status == STOP:
+                running = False
+            elif status == SONG_POSITION and len(message) >= 3:
+                position = (message[1] | (message[2] << 7)) * TICKS_PER_BEAT // 4
+            elif status == TICK and running:
+                self.tick_frames[position] = frame
+                position += 1
+        self.ticks = sorted(self.tick_frames)
+
+    def frame_of(self, beat: float) -> float | None:
+        """The frame of a song position in beats (between ticks: in proportion), None outside the ticks."""
+        tick = beat * TICKS_PER_BEAT
+        base = int(tick // 1)
+        if base not in self.tick_frames:
+            return None
+        if tick == base:
+            return float(self.tick_frames[base])
+        if base + 1 not in self.tick_frames:
+            return None
+        return self.tick_frames[base] + (tick - base) * (self.tick_frames[base + 1] - self.tick_frames[base])
+
+    def beat_of(self, frame: float) -> float | None:
+        """The song position (beats) at a frame, from the recorded ticks around it; None outside them."""
+        frames = [self.tick_frames[t] for t in self.ticks]
+        i = bisect.bisect_right(frames, frame) - 1
+        if i < 0 or i + 1 >= len(frames):
+            return None
+        a, b = self.ticks[i], self.ticks[i + 1]
+        if b != a + 1:  # a gap in the ticks (Stop, relocation): no grid to place it on
+            return None
+        return (a + (frame - frames[i]) / (frames[i + 1] - frames[i])) / TICKS_PER_BEAT
+
+
+def note_ons(events: Iterable[tuple[int, list[int]]], channel: int | None = None) -> list[tuple[int, int]]:
+    """(frame, pitch) of the note-ons among recorded events (on `channel`, 0-based, when given)."""
+    return [(frame, m[1]) for frame, m in events
+            if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0 and (channel is None or m[0] & 0x0F == channel)]
+
+
+def planned_notes(phrases: dict[int, dict]) -> list[tuple[float, int]]:
+    """(song position in beats, pitch) of each note the daemon announced over OSC (/musicbridge/gen/*, as
+    {id: {"begin": args, "notes": [args]}}), each phrase until the next one begins."""
+    ordered = sorted((p for p in phrases.values() if p.get("begin")), key=lambda p: (p["begin"][2], p["begin"][0]))
+    result = []
+    for i, phrase in enumerate(ordered):
+        start = phrase["begin"][2]
+        cut = ordered[i + 1]["begin"][2] if i + 1 < len(ordered) else float("inf")
+        for _, pitch, _, rel, _ in phrase["notes"]:
+            if start + rel < cut:
+                result.append((start + rel, pitch))
+    return result
+
+
+def placed_notes(timeline: ClockTimeline, planned: Iterable[tuple[float, int]], played: list[tuple[int, int]],
+                 window_beats: float = 0.125) -> tuple[list[tuple[float, int, float, float]], int]:
+    """Each planned note matched with the played note-on of its pitch nearest its place on the grid (within
+    `window_beats`): ([(planned beat, frame played, grid frame, frames per tick there)], the number of planned
+    notes on the recorded grid that were not played). Planned notes outside the recorded ticks are left out.
+    (frame played − grid frame) / frames per tick / TICKS_PER_BEAT is the error in beats; / rate, in seconds."""
+    placed, missing = [], 0
+    for beat, pitch in planned:
+        grid, next_tick = timeline.frame_of(beat), timeline.frame_of(beat + 1 / TICKS_PER_BEAT)
+        if grid is None or next_tick is None or timeline.frame_of(beat + window_beats) is None:
+            continue
+        per_tick = next_tick - grid
+        span = window_beats * TICKS_PER_BEAT * per_tick
+        near = [frame for frame, p in played if p == pitch and abs(frame - grid) <= span]
+        if not near:
+            missing += 1
+            continue
+        placed.append((beat, min(near, key=lambda f: abs(f - grid)), grid, per_tick))
+    return placed, missing
+
+
+class ClockFollower:
+    """A JACK client standing in for a keyboard player who follows the clock: "<name>:in" hears the clock (wire
+    it to jack_midi_clock), "<name>:out" plays `phrase` — (start beat, end beat, pitch, velocity), repeated
+    every `loop_beats` — on the ticks, plus what a keyboard sends besides notes: Active Sensing every
+    `sensing_s` seconds and a SYSEX_BYTES system exclusive message `sysex_per_s` times a second (0: none)."""
+
+    def __init__(self, name: str, phrase: Iterable[tuple[float, float, int, int]], loop_beats: float,
+                 sensing_s: float = 0.0, sysex_per_s: float = 0.0, channel: int = 0):
+        self.name = name
+        self.loop_ticks = round(loop_beats * TICKS_PER_BEAT)
+        self.at_tick: dict[int, list[list[int]]] = {}
+        for start, end, pitch, velocity in phrase:
+            self.at_tick.setdefault(round(end * TICKS_PER_BEAT) % self.loop_ticks, []).append(
+                [0x80 | channel, pitch, 0])
+            self.at_tick.setdefault(round(start * TICKS_PER_BEAT) % self.loop_ticks, []).append(
+                [0x90 | channel, pitch, velocity])
+        for messages in self.at_tick.values():
+            messages.sort(key=lambda m: m[0] & 0xF0 == 0x90)  # note-offs first: a repeated pitch sounds again
+        self.sensing_s, self.sysex_per_s = sensing_s, sysex_per_s
+        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=name)
+        self.out.open_virtual_port("out")
+        self.listen = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=name + "-clock")
+        self.listen.ignore_types(sysex=True, timing=False, active_sense=True)  # times are not needed here
+        self.listen.open_virtual_port("in")
+        self.send_lock = threading.Lock()
+        self.sent = {"notes": 0, "sensing": 0, "sysex": 0}
+        self.running = True
+        self.threads = [threading.Thread(target=self._follow, daemon=True),
+                        threading.Thread(target=self._traffic, daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def _send(self, message: list[int], kind: str) -> None:
+        with self.send_lock:
+            if self.running:
+                self.out.send_message(message)
+                self.sent[kind] += 1
+
+    def _follow(self) -> None:
+        position, running = 0, False
+        while self.running:
+            event = self.listen.get_message()
+            if event is None:
+                time.sleep(POLL_S)
+                continue
+            status = event[0][0]
+            if status == START:
+                position, running = 0, True
+            elif status == CONTINUE:
+                running = True
+            elif status == STOP:
+                running = False
+            elif status == SONG_POSITION and len(event[0]) >= 3:
+                position = (event[0][1] | (event[0][2] << 7)) * TICKS_PER_BEAT // 4
+            elif status == TICK and running:
+                for message in self.at_tick.get(position % self.loop_ticks, []):
+                    self._send(message, "notes")
+                position += 1
+
+    def _traffic(self) -> None:
+        sysex = [0xF0, 0x7D, *(k % 128 for k in range(SYSEX_BYTES - 3)), 0xF7]  # 0x7D: non-commercial id
+        next_sensing = next_sysex = time.perf_counter()
+        while self.running:
+            now = time.perf_counter()
+            if self.sensing_s and now >= next_sensing:
+                self._send([0xFE], "sensing")
+                next_sensing += self.sensing_s
+            if self.sysex_per_s and now >= next_sysex:
+                self._send(sysex, "sysex")
+                next_sysex += 1.0 / self.sysex_per_s
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        with self.send_lock:
+            self.running = False
+        for thread in self.threads:
+            thread.join(timeout=2)
+        for handle in (self.out, self.listen):
+            handle.close_port()
+            handle.delete()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServeProcess:
+    """`python -m musicbridge serve --midi-api jack …` on the rig's server, in a subprocess, with its OSC replies
+    (/musicbridge/gen/*, status, errors) collected on a port of our own; its log goes to `log_path`."""
+
+    def __init__(self, server: JackServer, args: list[str], log_path: Path):
+        from pythonosc.dispatcher import Dispatcher
+        from pythonosc.osc_server import ThreadingOSCUDPServer
+        from pythonosc.udp_client import SimpleUDPClient
+
+        self.osc_port, reply_port = free_udp_port(), free_udp_port()
+        self.replies: list[tuple[float, str, tuple]] = []
+        self.lock = threading.Lock()
+        dispatcher = Dispatcher()
+        dispatcher.set_default_handler(self._record)
+        self.osc_server = ThreadingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
+        threading.Thread(target=self.osc_server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.client = SimpleUDPClient("127.0.0.1", self.osc_port)
+        self.log_path = log_path
+        with log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "musicbridge", "serve", "--midi-api", "jack", "--no-status",
+                 "--osc-port", str(self.osc_port), "--osc-reply-port", str(reply_port), *args],
+                env=server.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def _record(self, address: str, *args) -> None:
+        with self.lock:
+            self.replies.append((time.perf_counter(), address, args))
+
+    def messages(self, address: str) -> list[tuple]:
+        with self.lock:
+            return [args for _, a, args in self.replies if a == address]
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Ask for status until the daemon answers (it is then fully up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
+            self.client.send_message("/musicbridge/status", [])
+            time.sleep(0.2)
+            if self.messages("/musicbridge/status"):
+                return
+        raise TimeoutError(f"serve not ready after {timeout} s: {self.log_path.read_text()[-3000:]}")
+
+    def phrases(self) -> dict[int, dict]:
+        """{id: {"begin": args, "notes": [args...], "end": args}} of the /musicbridge/gen/* replies."""
+        result: dict[int, dict] = {}
+        with self.lock:
+            replies = list(self.replies)
+        for _, address, args in replies:
+            if address.startswith("/musicbridge/gen/"):
+                entry = result.setdefault(args[0], {"begin": None, "notes": [], "end": None})
+                kind = address.rsplit("/", 1)[1]
+                if kind == "note":
+                    entry["notes"].append(args)
+                else:
+                    entry[kind] = args
+        return result
+
+    def stop(self, timeout: float = 30.0) -> int:
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                return self.process.wait()
+        finally:
+            self.osc_server.shutdown()
+            self.osc_server.server_close()

@@ -171,7 +171,8 @@ class Scheduler:
         if self.want_realtime:
             self.realtime = priority.become_realtime(priority.SCHEDULER, "scheduler")
             log.info("output scheduler at %s priority", "real-time" if self.realtime else
-                     "normal (no permission for real-time: timing may suffer on a busy machine)")
+                     "normal (no permission for real-time: timing may suffer on a busy machine)"
+                     if priority.current().realtime else "normal (never above the MIDI system's own threads)")
         while self.running:
             try:
                 self._step()

@@ -185,7 +185,9 @@ def test_jittery_clock_still_lands_on_the_beat(rig):
     rng = random.Random(3)
     jitter = {k: rng.uniform(-0.002, 0.002) for k in range(1000)}
     clock.jitter = lambda tick: jitter[tick]  # ±2 ms on every tick
-    clock.drop = lambda tick: tick in (50, 150)  # and two ticks lost on the way
+    # No ticks dropped here: on JACK a missing tick reads as the sender slipping, not as a lost tick (measured:
+    # stalls far outnumber lost ticks; bridge/clock.py, Clock.set_midi_system). tests/test_clock_sync_units.py
+    # covers both readings; test_bridge_clock.py counts lost ticks.
     clock.add_notes(PHRASE)
     clock.start(until_beat=17.0)
     clock.join()

@@ -1,0 +1,204 @@
+"""Sync to an outside MIDI clock, measured from outside.
+
+Where `musicbridge serve` puts its answers on the grid of a clock nobody here wrote.
+
+The rig (benchmarks/jack_rig.py), all real, on one private JACK server (dummy driver, 48 kHz, 64 frames):
+- the clock: Debian's jack_midi_clock, driven by jack_transport (timebase master at the tempo, then play):
+  Start, then 24 ticks a beat placed on their exact frame; -J adds its artificial jitter (each tick interval
+  varied by up to that share, so the phase wanders);
+- a keyboard player following that clock plays a phrase (a note each beat) into "musicbridge in", and with
+  `traffic`, what real keyboards send besides: Active Sensing every 300 ms and a 1 KB sysex 20 times a second;
+- the daemon: `serve --clock midi` (continue mode: answers every bar), priorities as it decides them;
+- jack_midi_dump -a records the clock and the daemon's output on one port: both on JACK's sample timeline.
+The daemon announces over OSC (/musicbridge/gen/*) the beat each note is meant for; the clock's grid is its own
+ticks as recorded (the tick on each 16th). Per configuration (tempo × jitter × traffic), each answer note-on's
+offset from its 16th on that grid: median, jitter p99 (|offset − median|), drift (the slope of the offsets over
+the run) and what is missing; and the clock's own unpredictability (a 16th's tick against the one before it plus
+a mean interval): -J's jitter is a random walk, so that p99 is a floor no follower gets under (1.4 ms at 90 bpm
+with -J 5, and JACK's 1.33 ms cycles come on top: simulated, 2.3 ms p99 at best there). Targets: |median| ≤ 2 ms, jitter p99 ≤ 2 ms, drift over the run ≤ 1 ms. A run that
+measured no notes fails the benchmark (exit 1): a result without notes means nothing.
+
+    python -m musicbridge.benchmarks.bench_clock [--bpm 90 120 150] [--jitter 5] [--traffic both] [--seconds 60]
+    musicbridge bench-clock …   (the same)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from musicbridge.benchmarks.jack_rig import (
+    CLOCK_PORT,
+    ClockFollower,
+    ClockTimeline,
+    JackMidiClock,
+    JackServer,
+    JackTransport,
+    MidiDump,
+    ServeProcess,
+    note_ons,
+    placed_notes,
+    planned_notes,
+)
+from musicbridge.bridge.clock import TICKS_PER_BEAT
+from musicbridge.bridge.midi_io import IN_PORT_NAME, OUT_PORT_NAME
+from musicbridge.bridge.priority import realtime_threads
+
+PHRASE = [(beat, beat + 0.5, pitch, 90) for beat, pitch in enumerate((60, 64, 67, 72))]  # a bar, looped
+SENSING_S, SYSEX_PER_S = 0.3, 20.0  # a keyboard's Active Sensing; a controller's sysex stream
+TARGETS = {"median_abs_ms": 2.0, "jitter_p99_ms": 2.0, "drift_over_run_ms": 1.0}
+XRUN = re.compile(r"xrun|was not finished", re.IGNORECASE)
+
+
+def _stats(offsets_ms: np.ndarray, times_s: np.ndarray) -> dict:
+    median = float(np.median(offsets_ms))
+    slope = float(np.polyfit(times_s, offsets_ms, 1)[0]) if len(offsets_ms) > 2 and np.ptp(times_s) > 0 else 0.0
+    quarter = max(1, len(offsets_ms) // 4)
+    return {
+        "median_ms": round(median, 3),
+        "jitter_p99_ms": round(float(np.percentile(np.abs(offsets_ms - median), 99)), 3),
+        "max_abs_ms": round(float(np.abs(offsets_ms).max()), 3),
+        "p1_p99_ms": [round(float(np.percentile(offsets_ms, q)), 3) for q in (1, 99)],
+        "drift_ms_per_min": round(slope * 60, 3),
+        "drift_over_run_ms": round(slope * float(np.ptp(times_s)), 3),
+        "median_first_quarter_ms": round(float(np.median(offsets_ms[:quarter])), 3),
+        "median_last_quarter_ms": round(float(np.median(offsets_ms[-quarter:])), 3),
+    }
+
+
+def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: bool, seconds: float,
+             workdir: Path, serve_options: list[str]) -> dict:
+    tag = f"{bpm:g}bpm-J{jitter:g}-{'traffic' if traffic else 'quiet'}"
+    stats_path = workdir / f"stats-{tag}.json"
+    serve = ServeProcess(jack, ["--clock", "midi", "--model", model, "--seed", "1", "--log-level", "info",
+                                "--stats-json", str(stats_path), *serve_options], workdir / f"serve-{tag}.log")
+    parts = []
+    try:
+        serve.wait_ready()
+        dump = MidiDump(jack, "clockbench-dump")
+        parts.append(dump)
+        clock = JackMidiClock(jack, bpm, jitter)
+        parts.append(clock)
+        player = ClockFollower("clockbench-player", PHRASE, loop_beats=len(PHRASE),
+                               sensing_s=SENSING_S if traffic else 0.0, sysex_per_s=SYSEX_PER_S if traffic else 0.0)
+        parts.append(player)
+        for source, destination in ((CLOCK_PORT, IN_PORT_NAME), (CLOCK_PORT, dump.port), (OUT_PORT_NAME, dump.port),
+                                    (CLOCK_PORT, "clockbench-player-clock:in"),
+                                    ("clockbench-player:out", IN_PORT_NAME)):
+            jack.connect(source, destination)
+        transport = JackTransport(jack, bpm)
+        parts.append(transport)
+        time.sleep(0.5)  # the first message after a new connection can be lost
+        xruns_before = len(XRUN.findall(jack.log_text()))
+        transport.play()
+        time.sleep(seconds / 2)
+        daemon_rt = sorted(realtime_threads(serve.process.pid).values())  # read from outside, mid-run
+        time.sleep(seconds / 2)
+        transport.stop()
+        time.sleep(0.5)
+        xruns = len(XRUN.findall(jack.log_text())) - xruns_before
+    finally:
+        for part in reversed(parts):
+            part.close()
+        code = serve.stop()
+    log_text = serve.log_path.read_text(errors="replace")
+    if code != 0:
+        raise RuntimeError(f"serve exited with {code} ({tag}): {log_text[-3000:]}")
+    daemon = json.loads(stats_path.read_text())
+    events = dump.events()
+    timeline = ClockTimeline(events)
+    placed, missing = placed_notes(timeline, planned_notes(serve.phrases()), note_ons(events, channel=0))
+    rate = jack.rate
+    frames = np.array([tick_frame for tick_frame in timeline.tick_frames.values()], dtype=np.float64)
+    # What no follower can know in advance: a 16th's tick against the tick before it plus a mean interval (the
+    # best guess from everything up to that tick). -J makes it a random walk; its p99 is the floor of the jitter.
+    ticks = timeline.tick_frames
+    guesses = [ticks[k] - ticks[k - 1] - np.median(np.diff(frames)) for k in ticks if k % 6 == 0 and k - 1 in ticks]
+    run = {
+        "bpm": bpm, "jitter_percent": jitter, "traffic": traffic, "seconds": seconds,
+        "clock": {"ticks": len(timeline.ticks),
+                  "bpm_measured": round(60 * rate / (np.mean(np.diff(frames)) * TICKS_PER_BEAT), 3)
+                  if len(frames) > 1 else None,
+                  "unpredictable_p99_ms": round(float(np.percentile(np.abs(guesses), 99)) / rate * 1000, 3)
+                  if guesses else None},
+        "notes_measured": len(placed), "notes_missing": missing,
+        "answers": len(serve.phrases()),
+        "jack_xruns": xruns,
+        "daemon": {key: daemon.get(key) for key in ("midi_in", "midi_in_ignored", "lost_clock_ticks", "clock_silences",
+                                                     "late_dropped", "deadline_missed", "timing_error_ms", "scheduler")},
+        "daemon_realtime_threads": daemon_rt,  # SCHED_FIFO priorities of the daemon's threads (/proc), mid-run
+    }
+    if placed:
+        offsets_ms = np.array([(frame - grid) / rate * 1000 for _, frame, grid, _ in placed])
+        times_s = np.array([grid / rate for _, _, grid, _ in placed])
+        run.update(_stats(offsets_ms, times_s))
+        run["meets_targets"] = (abs(run["median_ms"]) <= TARGETS["median_abs_ms"]
+                                and run["jitter_p99_ms"] <= TARGETS["jitter_p99_ms"]
+                                and abs(run["drift_over_run_ms"]) <= TARGETS["drift_over_run_ms"])
+    return run
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="bench_clock", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="mel_2bar", help="model the daemon serves (default: the shipped mel_2bar)")
+    parser.add_argument("--bpm", type=float, nargs="+", default=[90.0, 120.0, 150.0], help="tempi to run at")
+    parser.add_argument("--jitter", type=float, default=5.0,
+                        help="jack_midi_clock -J percent for the runs with jitter (0: no runs with jitter)")
+    parser.add_argument("--traffic", choices=("both", "on", "off"), default="both",
+                        help="active sensing + 1 KB sysex on the clock's input: runs with, without, or both")
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of clock per run")
+    parser.add_argument("--serve-option", action="append", default=[],
+                        help="an extra `serve` option for every run (repeatable), e.g. --serve-option=--no-realtime")
+    parser.add_argument("--json-out", type=Path, help="also write the JSON here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs and stats)")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-clock-"))
+    jack = JackServer().start()
+    os.environ.update(jack.client_env)  # this process's own clients (the player)
+    runs = []
+    try:
+        for bpm in args.bpm:
+            for jitter in sorted({0.0, args.jitter}):
+                for traffic in {"both": (False, True), "on": (True,), "off": (False,)}[args.traffic]:
+                    runs.append(run_once(jack, args.model, bpm, jitter, traffic, args.seconds, workdir,
+                                         args.serve_option))
+                    print(json.dumps(runs[-1]), file=sys.stderr)
+    finally:
+        jack.stop()
+        if args.keep:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result = {
+        "benchmark": "clock", "model": args.model,
+        "clock_source": "jack_midi_clock driven by jack_transport (timebase master)",
+        "jack": {"driver": "dummy", "rate": jack.rate, "period": jack.period,
+                 "period_ms": round(jack.period / jack.rate * 1000, 3), "sync": True, "realtime": False},
+        "traffic": {"active_sensing_every_s": SENSING_S, "sysex_per_s": SYSEX_PER_S, "sysex_bytes": 1024},
+        "machine": {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "targets": TARGETS, "runs": runs,
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json_out:
+        args.json_out.write_text(text)
+    empty = [r for r in runs if not r["notes_measured"]]
+    if empty:
+        names = ", ".join(f"{r['bpm']:g} bpm, jitter {r['jitter_percent']:g} %, "
+                          f"{'with' if r['traffic'] else 'without'} traffic" for r in empty)
+        sys.exit(f"bench_clock: FAILED — no answer notes were measured in {len(empty)} run(s) ({names}): their "
+                 "figures mean nothing. Read the daemon's log (run again with --keep) for why it did not answer.")
+    return result
+
+
+if __name__ == "__main__":
+    main()
