@@ -4,10 +4,10 @@ For every model: p50/p99 over `runs` calls of encode, continue (encode the model
 interpolate (encode A and B, decode `batch` points of the slerp path) and sample_prior — at batch 1 and 16, on
 onnxruntime fp32 and int8 and, when the model comes from a checkpoint, torch eager (the baseline) in the same run.
 
-Each op's work is counted in FLOPs from the model's sizes (2 per multiply-add; table lookups free), so its
-achieved GFLOP/s can be set against this machine's single-thread matrix-vector rate, measured here too: a
-batch-1 recurrent decoder is a chain of matrix-vector products and cannot beat that rate; the ratio shows what
-is left to win.
+Each op's work is counted in FLOPs from the model's sizes (benchmarks/flops.py, per architecture; one without a
+formula gets no GFLOP/s columns), so its achieved GFLOP/s can be set against this machine's single-thread
+matrix-vector rate, measured here too: a batch-1 recurrent decoder is a chain of matrix-vector products and
+cannot beat that rate; the ratio shows what is left to win.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicbridge.benchmarks.flops import largest_matvec, op_flops
 from musicbridge.runtime import Model, load_model, resolve_model_path, shipped_models, slerp
 
 OPS = ("encode", "continue", "interpolate", "sample_prior")
@@ -144,35 +145,6 @@ def time_calls(calls: dict[str, Callable[[], object]], runs: int, warmup: int = 
 # -- work and the bound -----------------------------------------------------------------------------------------
 
 
-def op_flops(config: dict, op: str, batch: int) -> float:
-    """FLOPs of one call (2 per multiply-add) from the model's sizes."""
-    steps, bars, spb = config["bars"] * config["steps_per_bar"], config["bars"], config["steps_per_bar"]
-
-    def encoder(b):
-        h, inputs, total = config["enc_size"], config["embed_size"], 0
-        for _ in range(config["enc_layers"]):
-            total += 2 * 4 * h * (inputs + h) * steps  # two directions
-            inputs = 2 * h
-        return 2 * b * (total + 2 * 2 * h * config["z_size"])
-
-    def decoder(b):
-        z, h, layers, vocab = config["z_size"], config["dec_size"], config["dec_layers"], config["vocab_size"]
-        total, cond, rows, segment = 0, z, b, steps
-        if config["hierarchical"]:
-            hc, inputs = config["conductor_size"], z
-            total += b * z * 2 * config["conductor_layers"] * hc
-            for _ in range(config["conductor_layers"]):
-                total += b * bars * 4 * hc * (inputs + hc)
-                inputs = hc
-            cond, rows, segment = hc, b * bars, spb
-        total += rows * cond * (2 * layers * h + 4 * h)  # initial state, the condition's gate term
-        per_step = 4 * h * h + (layers - 1) * 4 * h * 2 * h + h * vocab
-        return 2 * (total + rows * segment * per_step)
-
-    return {"encode": lambda: encoder(batch), "continue": lambda: encoder(batch) + decoder(batch),
-            "interpolate": lambda: encoder(2) + decoder(batch), "sample_prior": lambda: decoder(batch)}[op]()
-
-
 MATVEC_SCRIPT = """
 import sys, time, numpy as np
 rows, cols, reps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -201,12 +173,6 @@ def matvec_gflops(rows: int, cols: int) -> tuple[float, float]:
     return best, median
 
 
-def largest_matvec(config: dict) -> tuple[int, int]:
-    """The decoder's biggest per-step matrix: [x, h] (2H) × 4H with two or more layers, else H × 4H."""
-    h = config["dec_size"]
-    return (2 * h if config["dec_layers"] > 1 else h, 4 * h)
-
-
 # -- the run ----------------------------------------------------------------------------------------------------
 
 
@@ -217,9 +183,10 @@ def bench(targets: list[Target], runs: int = 200, threads: int = 1, batches=BATC
     say = progress or (lambda message: None)
     for target in targets:
         config = _config_of(target.model_dir)
-        rows, cols = largest_matvec(config)
-        say(f"{target.name}: matvec bound {rows}×{cols}")
-        bound_before = matvec_gflops(rows, cols)
+        shape = largest_matvec(config)  # None: no FLOP formula for this architecture, so no GFLOP/s columns
+        if shape is not None:
+            say(f"{target.name}: matvec bound {shape[0]}×{shape[1]}")
+            bound_before = matvec_gflops(*shape)
         # Input phrases: the model's own samples (the timing does not depend on the tokens, only their count).
         phrases = load_model(target.model_dir, device="cpu").sample_prior(
             max(batches + (2,)), temperature=1.0, seed=0)
@@ -243,18 +210,19 @@ def bench(targets: list[Target], runs: int = 200, threads: int = 1, batches=BATC
                     timed.append({
                         "model": target.name, "op": op, "batch": batch, "engine": engine, "threads": threads,
                         "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "n": len(seconds),
-                        "min_ms": round(float(seconds.min() * 1e3), 3), "gflop": round(flops / 1e9, 4),
-                        "gflops": round(flops / p50 / 1e6, 2),
-                    })
-        # The bound is measured before and after the timings and the better kept: other processes on a
-        # shared machine can only slow it down.
-        bound_after = matvec_gflops(rows, cols)
-        bound = max(bound_before[0], bound_after[0])
-        records.append({"model": target.name, "op": "matvec", "batch": 1, "engine": "numpy", "threads": 1,
-                        "shape": [rows, cols], "gflops": round(bound, 2),
-                        "gflops_median": round((bound_before[1] + bound_after[1]) / 2, 2)})
-        for record in timed:
-            record["of_matvec_bound"] = round(record["gflops"] / bound, 3)
+                        "min_ms": round(float(seconds.min() * 1e3), 3),
+                    } | ({} if flops is None else {"gflop": round(flops / 1e9, 4),
+                                                   "gflops": round(flops / p50 / 1e6, 2)}))
+        if shape is not None:
+            # The bound is measured before and after the timings and the better kept: other processes on a
+            # shared machine can only slow it down.
+            bound_after = matvec_gflops(*shape)
+            bound = max(bound_before[0], bound_after[0])
+            records.append({"model": target.name, "op": "matvec", "batch": 1, "engine": "numpy", "threads": 1,
+                            "shape": list(shape), "gflops": round(bound, 2),
+                            "gflops_median": round((bound_before[1] + bound_after[1]) / 2, 2)})
+            for record in timed:
+                record["of_matvec_bound"] = round(record["gflops"] / bound, 3)
         records.extend(timed)
     _add_speedups(records)
     return records

@@ -14,6 +14,9 @@ Scale lock: every sampling call takes `scale` (a musicbridge.scales spec, Scale 
 its mask (musicbridge.scales.logit_mask) goes into the sampler's `logit_mask` input, so no note-on outside the
 scale can win an argmax. Graphs exported before that input existed get the same mask added to their noise.
 
+Prior: `sample_prior` draws z from the model's fitted prior (prior.npz, musicbridge.latent_prior) when its export
+has one — a density fitted to where the encoder puts the training phrases — else from N(0, I).
+
 Lookback: a continuation exported with lookback (model.json "lookback": true) has one more sampler (and
 teacher_forced) input, `lookback` (B, T) — the phrase it continues, read step by step beside z (Magenta's
 Lookback RNN). continue_ feeds it the window it continues; sample / run_sampler need it as lookback=.
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from musicbridge.codecs import UnknownRepresentationError, codec_from_description
+from musicbridge.latent_prior import AUTO, FITTED, PRIOR_CHOICES, STANDARD, FittedPrior
 from musicbridge.scales import Scale, as_scale, logit_mask
 
 FORMAT = 1
@@ -140,6 +144,7 @@ def load_model(path_or_name: str | os.PathLike, variant: str | None = None, devi
                                  f"(got {name!r})")
     model = Model(path, metadata, codec, variant, {role: path / files[role] for role in ROLES},
                   choose_providers(device), threads)
+    model.prior = _load_prior(path, metadata)
     model.continuation = _load_continuation(model, device, threads, warmup)
     model.session("encoder")
     model.session("sampler")  # teacher_forced loads on first use: only evaluation needs it
@@ -172,6 +177,25 @@ def _load_continuation(model: Model, device: str, threads: int, warmup: bool) ->
     return follower
 
 
+def _load_prior(path: Path, metadata: dict) -> FittedPrior | None:
+    """The fitted prior model.json lists ("prior": {"kind", "file", ...}, its sha256 under "sha256"), checked like
+    the graphs; None when it lists none (N(0, I) then)."""
+    entry = metadata.get("prior")
+    if entry is None:
+        return None
+    name = entry.get("file") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise ModelLoadError(f"{path}/model.json names no usable prior file (got {entry!r}); export the model again")
+    expected = metadata.get("sha256", {}).get(name)
+    if expected is None:
+        raise ModelLoadError(f"{path}/model.json lists the prior {name} without its sha256; export the model again")
+    data = _check_file(path / name, expected, what="prior file")
+    try:
+        return FittedPrior.from_bytes(data, entry.get("kind"), metadata["z_size"])
+    except ValueError as error:
+        raise ModelLoadError(f"{path / name} is not a usable prior: {error} — export the model again") from None
+
+
 def read_metadata(path: Path) -> dict:
     meta_file = path / "model.json"
     if not meta_file.is_file():
@@ -196,9 +220,9 @@ def read_metadata(path: Path) -> dict:
     return metadata
 
 
-def _check_file(path: Path, expected_sha256: str | None) -> bytes:
+def _check_file(path: Path, expected_sha256: str | None, what: str = "graph file") -> bytes:
     if not path.is_file():
-        raise ModelLoadError(f"missing graph file {path}; the export is incomplete — export the model again")
+        raise ModelLoadError(f"missing {what} {path}; the export is incomplete — export the model again")
     data = path.read_bytes()
     if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
         raise ModelLoadError(f"{path} is corrupt or truncated ({len(data)} bytes; its checksum differs from the "
@@ -224,6 +248,8 @@ class Model:
         # The continuation/ sub-model when the directory has one (load_model sets it): continue_ then plays
         # what comes next instead of a variation of the input.
         self.continuation: Model | None = None
+        # The fitted prior when the export has one (load_model sets it): sample_prior draws z from it.
+        self.prior: FittedPrior | None = None
 
     def __repr__(self) -> str:
         return (f"Model({self.path.name!r}, {self.codec.name} v{self.codec.version}, bars={self.bars}, "
@@ -384,11 +410,24 @@ class Model:
             out[:, inner] = decoded.reshape(len(a), -1, self.steps)
         return out[0] if single else out
 
-    def sample_prior(self, n: int, temperature: float = 1.0, seed: int | None = None, scale=None) -> np.ndarray:
-        """n phrases (n, T) decoded from z ~ N(0, I)."""
+    def sample_prior(self, n: int, temperature: float = 1.0, seed: int | None = None, scale=None,
+                     prior: str = AUTO) -> np.ndarray:
+        """n phrases (n, T) decoded from z drawn from the prior `prior` names (see prior_z): by default the
+        model's fitted prior when its export has one, else N(0, I)."""
         rng = np.random.default_rng(seed)
-        return self.sample(rng.standard_normal((int(n), self.z_size)).astype(np.float32), temperature, rng=rng,
-                           scale=scale)
+        return self.sample(self.prior_z(n, rng, prior), temperature, rng=rng, scale=scale)
+
+    def prior_z(self, n: int, rng: np.random.Generator, prior: str = AUTO) -> np.ndarray:
+        """n codes (n, Z) float32: "auto" = the fitted prior when the model has one, else N(0, I); "fitted" = the
+        fitted prior (a ValueError without one); "standard" = N(0, I), the same draws as without a fitted prior."""
+        if prior not in PRIOR_CHOICES:
+            raise ValueError(f"unknown prior {prior!r}; choose one of {', '.join(PRIOR_CHOICES)}")
+        if prior == FITTED and self.prior is None:
+            raise ValueError(f"{self.path} has no fitted prior; export it with --data DATASET to fit one, or sample "
+                             f"with prior='standard'")
+        if prior == STANDARD or self.prior is None:
+            return rng.standard_normal((int(n), self.z_size)).astype(np.float32)
+        return self.prior.draw(int(n), rng)
 
     # -- evaluation -------------------------------------------------------------------------------------------
 

@@ -26,9 +26,13 @@ def export(
     quantize: str = typer.Option(None, "--quantize", help="Also write an int8 variant (onnxruntime dynamic quantisation): int8."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write a float16 variant (for GPUs; slower than fp32 on a CPU)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset of the graphs (17–21)."),
-    data: Path = typer.Option(None, "--data", help="Dataset whose test split the parity check uses (default: prior samples)."),
+    data: Path = typer.Option(None, "--data", help="Dataset whose test split the parity check uses (default: prior "
+                              "samples) and whose train split the model's own prior is fitted to (prior.npz)."),
     split: str = typer.Option("test", help="Dataset split for the parity check."),
     sequences: int = typer.Option(512, "--parity-sequences", min=1, help="Sequences the parity check compares."),
+    prior_windows: int = typer.Option(1000, "--prior-windows", min=0, help="With --data: training windows whose "
+                                      "posteriors make the model's prior (prior.npz; sample_prior draws from it "
+                                      "instead of N(0, I)); 0 = none. See docs/export.md."),
     as_json: bool = typer.Option(False, "--json", help="Print the parity reports as JSON."),
     decoding: str = typer.Option("cached", "--decoding", help="Transformer VAE sampler: cached (keys/values kept "
                                  "per step) or recompute (the whole decoder every step); see docs/transformer.md."),
@@ -85,6 +89,8 @@ def export(
                 follower_reports = [check_parity(follower, out / "continuation", follower_windows, variant)
                                     for variant in variants]
             metadata["continuation"] = {"preset": follower_ckpt["preset"], "step": follower_ckpt.get("step")}
+        if data is not None and prior_windows > 0 and checkpoint_task(ckpt) == "reconstruct":
+            _fit_prior(model, dataset, prior_windows, out, metadata)
     except (CheckpointError, DatasetError, UnknownRepresentationError, ModelLoadError, ValueError) as error:
         _fail(str(error))
     metadata["parity"] = {report["variant"]: report for report in reports} | {"checked_on": source}
@@ -119,6 +125,16 @@ def _print_reports(reports: list[dict], source: str, targets: dict) -> None:
     Console().print(table)
     console.print(f"targets (fp32): μ/σ ≤ {targets['mu_sigma_max_diff']:g}, logits ≤ {targets['logits_max_diff']:g}, "
                   f"greedy identical ≥ {targets['greedy_identical']:.0%}")
+
+
+def _fit_prior(model, dataset, windows: int, out: Path, metadata: dict) -> None:
+    """The model's own prior from the dataset's train split (export/prior.py), into OUT/prior.npz and metadata.
+    A continuation model is not sampled from a prior: it gets none (neither does its continuation/ sub-model)."""
+    from musicbridge.export.prior import add_prior, fit_prior
+
+    with console.status(f"fitting the prior to {min(windows, len(dataset.split('train')))} training windows"):
+        prior, entry = fit_prior(model, dataset.split("train"), windows)
+        add_prior(out, metadata, prior, entry)
 
 
 def _check_continuation(path: Path, follower, follower_ckpt: dict, model, ckpt: dict, task_of) -> None:

@@ -27,6 +27,7 @@ from musicbridge.codecs import codec_from_description, get_codec
 from musicbridge.export import transformer
 from musicbridge.export.graph import Graph, make_model
 from musicbridge.export.musicvae import encoder_graph, sampler_graph, teacher_forced_graph, weights_of
+from musicbridge.models.architectures import config_to_dict
 from musicbridge.models.musicvae import check_rule, first_note_on
 from musicbridge.models.presets import check_lookback
 
@@ -35,17 +36,21 @@ DEFAULT_OPSET = 17
 OPSETS = range(17, 22)  # what the graphs are written and tested for
 VARIANTS = ("fp32", "int8", "fp16")
 GRAPHS = {"encoder": encoder_graph, "sampler": sampler_graph, "teacher_forced": teacher_forced_graph}
+# model.json "kind" of each architecture the exporter writes (the names exports have always carried). A vsae's
+# encoder and decoder are a flat MusicVAE's (models/vsae.py): it is written by the MusicVAE graph writers.
+KINDS = {"musicvae": "musicvae", "transformer": "transformer_vae", "vsae": "vsae"}
 # Keys of model.json that also go into every graph's metadata_props (JSON-encoded values).
 GRAPH_KEYS = ("format", "kind", "representation", "bars", "steps_per_bar", "steps", "vocab_size", "z_size",
               "hierarchical", "preset", "dataset_hash", "musicbridge_version", "exported_at", "opset",
-              "decoding_rule", "lookback")
+              "decoding_rule", "lookback", "architecture")
 
 
 def export_model(model, out_dir: str | os.PathLike, *, preset: str, representation: dict | None = None,
                  dataset_hash: str | None = None, checkpoint_step: int | None = None, opset: int = DEFAULT_OPSET,
                  variants=("fp32",), default_variant: str | None = None, decoding: str = "cached",
                  task: str = "reconstruct", rule: str = "argmax") -> dict:
-    """Export a torch MusicVAE to `out_dir`; returns the metadata written to model.json.
+    """Export a torch model (MusicVAE, Transformer VAE or vsae) to `out_dir`; returns the metadata written to
+    model.json (its "architecture" names the model's, "config" holds its config, models/architectures.py).
 
     `representation` is the checkpoint's {"name", "version", ...} (default: this musicbridge's codec of the
     model's representation); `variants` adds int8 / fp16 graphs beside the fp32 ones; `default_variant` (default:
@@ -67,12 +72,13 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
     default_variant = default_variant or ("int8" if "int8" in variants else "fp32")
     if default_variant not in variants:
         raise ValueError(f"default variant {default_variant!r} is not among the exported ones ({', '.join(variants)})")
-    config = dataclasses.asdict(model.config)
-    architecture = config.get("architecture", "musicvae")
-    if architecture not in ("musicvae", "transformer"):
+    architecture = model.config.architecture
+    if architecture not in KINDS:
         raise ValueError(f"exporting the {architecture!r} architecture is not supported; musicbridge export writes "
-                         f"MusicVAE and Transformer VAE models")
+                         f"{', '.join(KINDS)} models")
     is_transformer = architecture == "transformer"
+    # What the graph writers read: a vsae's sizes as the flat MusicVAE its encoder and decoder are.
+    config = dataclasses.asdict(model.config.autoencoder() if architecture == "vsae" else model.config)
     check_rule(rule)
     check_lookback(model.config, task)
     if rule != "argmax":
@@ -89,11 +95,12 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metadata = {
-        "format": FORMAT, "kind": "transformer_vae" if is_transformer else "musicvae",
+        "format": FORMAT, "kind": KINDS[architecture], "architecture": architecture,
         "representation": codec.describe(),
         "bars": config["bars"], "steps_per_bar": config["steps_per_bar"],
         "steps": config["bars"] * config["steps_per_bar"], "vocab_size": config["vocab_size"],
-        "z_size": config["z_size"], "hierarchical": config["hierarchical"], "preset": preset, "config": config,
+        "z_size": config["z_size"], "hierarchical": bool(config.get("hierarchical", False)), "preset": preset,
+        "config": config_to_dict(model.config),
         "dataset_hash": dataset_hash, "checkpoint_step": checkpoint_step, "task": task, "decoding_rule": rule,
         "lookback": bool(config.get("lookback", False)),
         "musicbridge_version": musicbridge.__version__,
@@ -129,6 +136,13 @@ def graph_props(metadata: dict, role: str, variant: str) -> dict[str, str]:
 
 def write_metadata(out: Path, metadata: dict) -> None:
     _write_atomic(out / "model.json", (json.dumps(metadata, indent=2) + "\n").encode())
+
+
+def add_file(out: Path, metadata: dict, name: str, data: bytes) -> None:
+    """Write one more file of the model directory (a fitted prior, export/prior.py) atomically and record its
+    sha256 beside the graphs', which the runtime checks at load; the caller writes model.json after."""
+    _write_atomic(out / name, data)
+    metadata["sha256"][name] = hashlib.sha256(data).hexdigest()
 
 
 def convert(fp32: onnx.ModelProto, variant: str) -> onnx.ModelProto:

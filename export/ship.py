@@ -2,8 +2,9 @@
 
     python -m musicbridge.export.ship exported/mel_2bar core/shipped/mel_2bar --variant int8
 
-Only the chosen variant's graphs travel (the package stays a few MB); model.json is rewritten to list just
-them, and the copy is loaded back through the runtime before the command says it is done.
+Only the chosen variant's graphs travel (the package stays a few MB), with the model's fitted prior (prior.npz)
+where it has one; model.json is rewritten to list just them, and the copy is loaded back through the runtime
+before the command says it is done.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+from musicbridge.latent_prior import PRIOR_FILE
 from musicbridge.runtime import CONTINUATION_DIR, load_model
 
 
@@ -32,14 +34,17 @@ def _copy_variant(exported: Path, target: Path, variant: str) -> None:
     if variant not in metadata["variants"]:
         raise SystemExit(f"{exported} has no {variant} variant; it has {', '.join(metadata['variants'])}")
     files = metadata["variants"][variant]
+    # The fitted prior is the same for every variant: it travels with whichever is shipped.
+    prior = [metadata["prior"]["file"]] if isinstance(metadata.get("prior"), dict) else []
     target.mkdir(parents=True, exist_ok=True)
-    for stale in target.glob("*.onnx"):
-        stale.unlink()
-    for name in files.values():
+    for stale in [*target.glob("*.onnx"), target / PRIOR_FILE]:
+        stale.unlink(missing_ok=True)
+    for name in [*files.values(), *prior]:
         shutil.copy2(exported / name, target / name)
     metadata["variants"] = {variant: files}
     metadata["default_variant"] = variant
-    metadata["sha256"] = {name: digest for name, digest in metadata["sha256"].items() if name in files.values()}
+    kept = {*files.values(), *prior}
+    metadata["sha256"] = {name: digest for name, digest in metadata["sha256"].items() if name in kept}
     (target / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from musicbridge.codecs import get_codec
-from musicbridge.models import ModelConfig, Preset, build_model
+from musicbridge.models import MusicVAEConfig, Preset, build_model
 from musicbridge.training.checkpoint import checkpoint_payload, save_checkpoint
 
 TINY_SIZES = dict(embed_size=8, enc_size=12, enc_layers=2, z_size=6, conductor_size=10, conductor_layers=2,
@@ -23,9 +23,9 @@ TINY_SIZES = dict(embed_size=8, enc_size=12, enc_layers=2, z_size=6, conductor_s
 def tiny_model(representation: str = "melody", hierarchical: bool = False, bars: int = 2, seed: int = 0, **sizes):
     """An untrained MusicVAE with a few thousand weights (eval mode, deterministic for a seed)."""
     codec = get_codec(representation)
-    config = ModelConfig(representation=representation, vocab_size=codec.vocab_size,
-                         steps_per_bar=codec.steps_per_bar, bars=bars, hierarchical=hierarchical,
-                         **(TINY_SIZES | sizes))
+    config = MusicVAEConfig(representation=representation, vocab_size=codec.vocab_size,
+                            steps_per_bar=codec.steps_per_bar, bars=bars, hierarchical=hierarchical,
+                            **(TINY_SIZES | sizes))
     torch.manual_seed(seed)
     return build_model(config).eval()
 

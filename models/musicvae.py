@@ -29,12 +29,43 @@ Layout, for exporters (export/ re-expresses `LSTMDecoder.prepare` + `step` as on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from musicbridge.codecs import get_codec
-from musicbridge.models.presets import ModelConfig
+from musicbridge.models.config import ArchitectureConfig, require_positive
+
+
+@dataclass
+class MusicVAEConfig(ArchitectureConfig):
+    """A MusicVAE's sizes (the shared fields — representation, vocab_size, steps_per_bar, bars, z_size — are
+    ArchitectureConfig's). The defaults are mel_2bar's: Magenta's cat-mel_2bar at CPU size."""
+
+    architecture: ClassVar[str] = "musicvae"
+
+    hierarchical: bool = False  # a conductor LSTM over bars + a bottom decoder restarted every bar
+    embed_size: int = 64  # token embedding (Magenta feeds one-hot vectors; an embedding is the same map, cheaper)
+    enc_size: int = 256  # LSTM units per direction of the bidirectional encoder
+    enc_layers: int = 1  # encoder LSTM layers
+    conductor_size: int = 256  # conductor LSTM units (hierarchical only)
+    conductor_layers: int = 2  # conductor LSTM layers (hierarchical only)
+    dec_size: int = 256  # decoder LSTM units
+    dec_layers: int = 2  # decoder LSTM layers
+    # Continuations only (task "continue"): the decoder also reads, at step t, the token the encoded phrase played
+    # at step t (Magenta's Lookback RNN). Tunes repeat and vary their bars, and z is a bottleneck through which a
+    # decoder cannot copy what it should keep; on the reconstruct task it would read its target.
+    lookback: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        require_positive(self, "embed_size", "enc_size", "enc_layers", "dec_size", "dec_layers")
+        if self.hierarchical:
+            require_positive(self, "conductor_size", "conductor_layers")
+
 
 # How a decoding step turns its scores into a token (the exported sampler graph writes the same rules,
 # export/musicvae.py; model.json records which one as "decoding_rule"):
@@ -69,7 +100,7 @@ def first_note_on(representation: str) -> int:
     return codec.FIRST_NOTE_ON
 
 
-def decoding_rule_for(config: ModelConfig, task: str) -> str:
+def decoding_rule_for(config: ArchitectureConfig, task: str) -> str:
     """The rule a model ships with: event_first for a MusicVAE trained to continue a representation with
     note-ons (its answers are what event_first was measured on), argmax for everything else."""
     melodic = hasattr(get_codec(config.representation), "FIRST_NOTE_ON")
@@ -101,9 +132,16 @@ class Encoder(nn.Module):
         self.sigma = nn.Linear(2 * hidden, z_size)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _, (h, _) = self.rnn(self.embed(tokens))
-        final = torch.cat([h[-2], h[-1]], dim=-1)  # last layer: forward, backward
+        final = self.features(tokens)
         return self.mu(final), F.softplus(self.sigma(final))
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The last layer's final [forward, backward] states (B, 2H) for tokens (B, T) — or for one-hot rows
+        (B, T, V) float, a relaxed sample (models/vsae.py), embedded by the same matrix (one-hot @ weight is the
+        lookup) so gradients reach whatever made them."""
+        embedded = self.embed(tokens) if not tokens.is_floating_point() else tokens @ self.embed.weight
+        _, (h, _) = self.rnn(embedded)
+        return torch.cat([h[-2], h[-1]], dim=-1)  # last layer: forward, backward
 
 
 class Conductor(nn.Module):
@@ -179,13 +217,17 @@ class LSTMDecoder(nn.Module):
 
     def step(self, tokens, state, token_gates, cond_gates, layers, lookback_gates=None):
         """One step: previous tokens (B,) → logits (B, V) and the new state (lists of (B, H) per layer);
-        `lookback_gates` (B, 4H): a lookback decoder's term for this step (lookback_gates(...)[:, step])."""
+        `lookback_gates` (B, 4H): a lookback decoder's term for this step (lookback_gates(...)[:, step]).
+        `tokens` may also be one-hot rows (B, V') float over the first V' ids (a relaxed sample, models/vsae.py):
+        their token term is the same table row, reached through a matrix product that passes gradients on."""
         hs, cs = state
         new_h, new_c = [], []
         x = None
+        token_term = token_gates[tokens] if not tokens.is_floating_point() else \
+            tokens @ token_gates[: tokens.shape[-1]]
         for i, (w_ih, w_hh, bias) in enumerate(layers):
             # PyTorch's gate order: input, forget, cell, output.
-            gates = token_gates[tokens] + cond_gates if i == 0 else F.linear(x, w_ih, bias)
+            gates = token_term + cond_gates if i == 0 else F.linear(x, w_ih, bias)
             if i == 0 and lookback_gates is not None:
                 gates = gates + lookback_gates
             gates = gates + F.linear(hs[i], w_hh)
@@ -226,8 +268,9 @@ class LSTMDecoder(nn.Module):
 
 
 class MusicVAE(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: MusicVAEConfig):
         super().__init__()
+        config.validate()
         self.config = config
         self.steps = config.steps
         self.z_size = config.z_size
@@ -361,25 +404,6 @@ def with_lookback_columns(state: dict[str, torch.Tensor], model: MusicVAE) -> tu
         else:
             adapted[key], fresh = tensor, [*fresh, key]
     return adapted, fresh
-
-
-def build_model(config: ModelConfig | dict) -> nn.Module:
-    """The model a ModelConfig (or its dict, as stored in checkpoints under config["model"]) describes: a
-    MusicVAE, or a TransformerVAE when config.architecture == "transformer"."""
-    if isinstance(config, dict):
-        config = ModelConfig(**config)
-    if config.bars < 1 or config.steps_per_bar < 1:
-        raise ValueError(f"a model needs at least one bar of at least one step, got {config}")
-    if config.lookback and config.architecture != "musicvae":
-        raise ValueError(f"lookback is an input of the MusicVAE's LSTM decoder; the {config.architecture!r} "
-                         f"architecture has none — leave lookback off or use architecture=musicvae")
-    if config.architecture == "transformer":
-        from musicbridge.models.transformer_vae import TransformerVAE
-
-        return TransformerVAE(config)
-    if config.architecture != "musicvae":
-        raise ValueError(f"unknown architecture {config.architecture!r}; choose musicvae or transformer")
-    return MusicVAE(config)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,11 +1,13 @@
-"""Named presets in the spirit of Magenta's music_vae configs.py: a representation, model sizes and training
-hyper-parameters, each a small dataclass whose every field can be overridden (CLI flags or a TOML file).
+"""Named presets in the spirit of Magenta's music_vae configs.py: a representation, a model config of one
+architecture and training hyper-parameters, each field overridable (CLI flags or a TOML file).
 
     preset = get_preset("mel_2bar", overrides={"z_size": 64, "train.batch_size": 32})
     preset = preset_from_dict(checkpoint["config"])
 
-Sizes are chosen for CPU training (a few hours on a laptop); Magenta's own configs are 10–50× larger and
-want a GPU.
+Each architecture's config lives beside its model (MusicVAEConfig in musicvae.py, TransformerVAEConfig in
+transformer_vae.py, VSAEConfig in vsae.py; models/architectures.py names them); a preset states only what it changes from that
+config's defaults and from TrainConfig's. Sizes are chosen for CPU training (a few hours on a laptop);
+Magenta's own configs are 10–50× larger and want a GPU.
 """
 
 from __future__ import annotations
@@ -16,50 +18,26 @@ from pathlib import Path
 from typing import Any
 
 from musicbridge.codecs import get_codec
+from musicbridge.models.architectures import (
+    ARCHITECTURES,
+    UNION_FIELDS,
+    ModelConfig,
+    config_class,
+    config_from_dict,
+    config_to_dict,
+)
+from musicbridge.models.config import ArchitectureConfig
+from musicbridge.models.musicvae import MusicVAEConfig
+from musicbridge.models.transformer_vae import TransformerVAEConfig
+from musicbridge.models.vsae import VSAEConfig
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-
-
-@dataclass
-class ModelConfig:
-    """Everything `build_model` needs to rebuild a model (MusicVAE or TransformerVAE) from a checkpoint."""
-
-    representation: str = "melody"
-    vocab_size: int = 90
-    steps_per_bar: int = 16
-    bars: int = 2
-    hierarchical: bool = False  # conductor LSTM over bars + a bottom decoder restarted every bar
-    embed_size: int = 64  # token embedding (Magenta feeds one-hot vectors; an embedding is the same map, cheaper)
-    enc_size: int = 256  # per direction of the bidirectional encoder
-    enc_layers: int = 1
-    z_size: int = 128
-    conductor_size: int = 256  # hierarchical only
-    conductor_layers: int = 2
-    dec_size: int = 256
-    dec_layers: int = 2  # LSTM layers, or transformer blocks (enc_layers likewise)
-    # MusicVAE continuations only (task "continue"): the decoder also reads, at step t, the token the encoded
-    # phrase played at step t (Magenta's Lookback RNN). Tunes repeat and vary their bars, and z is a bottleneck
-    # through which a decoder cannot copy what it should keep; on the reconstruct task it would read its target.
-    lookback: bool = False
-    # Which model: "musicvae" (LSTMs, above) or "transformer" (models/transformer_vae.py, the fields below).
-    architecture: str = "musicvae"
-    d_model: int = 128
-    heads: int = 4
-    ff_size: int = 512
-    dropout: float = 0.1
-    positions: str = "learned"  # learned | sinusoidal absolute positions (a position-in-bar embedding is added)
-    latent: str = "vector"  # vector: one z from pooled states; matrix: latent_frames frames of z_size/frames
-    latent_frames: int = 4  # matrix only: a strided conv stack halves the steps down to this many frames
-    memory_tokens: int = 4  # cross-attention memory tokens per latent frame
-    z_in_inputs: bool = True  # also add a projection of z to every decoder input embedding
-
-    @property
-    def steps(self) -> int:
-        return self.bars * self.steps_per_bar
+__all__ = ["PRESETS", "ModelConfig", "Preset", "TrainConfig", "apply_overrides", "check_lookback", "get_preset",
+           "load_toml_overrides", "preset_from_dict", "preset_names"]
 
 
 @dataclass
@@ -105,62 +83,61 @@ class TrainConfig:
 @dataclass
 class Preset:
     name: str
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ArchitectureConfig = field(default_factory=MusicVAEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The stored form (checkpoints' "config"): the model config names its architecture (config_to_dict)."""
+        return {"name": self.name, "model": config_to_dict(self.model), "train": dataclasses.asdict(self.train)}
 
 
-def _model(representation: str, bars: int, **sizes) -> ModelConfig:
+def _config(cls: type[ArchitectureConfig], representation: str, bars: int, **changes) -> ArchitectureConfig:
+    """`cls`'s defaults for `representation` at `bars` bars, with `changes`."""
     codec = get_codec(representation)
-    return ModelConfig(representation, codec.vocab_size, codec.steps_per_bar, bars, **sizes)
+    return cls(representation=representation, vocab_size=codec.vocab_size, steps_per_bar=codec.steps_per_bar,
+               bars=bars, **changes)
 
 
 # Sizes for CPU training. Cost is dominated by the LSTMs' matrix products (~50 GFLOP/s per core measured here):
 # a 2-bar step of the 2 M-parameter flat model at batch 64 took 0.7–1.4 s on a busy 2-core machine; dec_size 512
 # costs ~2.7× that. The step counts are hours of CPU; a GPU run wants Magenta's sizes (dec 3×2048, z 512).
+# MusicVAEConfig's defaults are mel_2bar's sizes (embed 64, encoder 1×256 per direction, z 128, decoder 2×256),
+# TransformerVAEConfig's mel_2bar_transformer's; each preset below names what it changes.
 PRESETS: dict[str, Preset] = {
     # 2-bar melodies, flat decoder (Magenta cat-mel_2bar at CPU size; β and free bits of the MusicVAE paper).
     "mel_2bar": Preset(
         "mel_2bar",
-        _model("melody", 2, embed_size=64, enc_size=256, z_size=128, dec_size=256, dec_layers=2),
-        TrainConfig(batch_size=64, steps=12_000, beta_schedule="linear", beta_warmup_steps=4_000, beta_max=0.2,
-                    free_bits=48.0, sampling_rate=1000.0),
+        _config(MusicVAEConfig, "melody", 2),
+        TrainConfig(batch_size=64, steps=12_000, beta_schedule="linear", beta_warmup_steps=4_000),
     ),
     # 16-bar melodies with the conductor (Magenta hierdec-mel_16bar at CPU size: β 0.2, 256 free bits).
     "mel_16bar_hier": Preset(
         "mel_16bar_hier",
-        _model("melody", 16, hierarchical=True, embed_size=64, enc_size=256, enc_layers=1, z_size=256,
-               conductor_size=256, conductor_layers=2, dec_size=256, dec_layers=2),
-        TrainConfig(batch_size=32, steps=20_000, beta_schedule="linear", beta_warmup_steps=5_000, beta_max=0.2,
-                    free_bits=256.0, sampling_rate=1000.0),
+        _config(MusicVAEConfig, "melody", 16, hierarchical=True, z_size=256),
+        TrainConfig(batch_size=32, beta_schedule="linear", beta_warmup_steps=5_000, free_bits=256.0),
     ),
     # The baseline that shows what the conductor buys: the same encoder, z and bottom decoder, one flat pass.
     "mel_16bar_flat": Preset(
         "mel_16bar_flat",
-        _model("melody", 16, embed_size=64, enc_size=256, enc_layers=1, z_size=256, dec_size=256, dec_layers=2),
-        TrainConfig(batch_size=32, steps=20_000, beta_schedule="linear", beta_warmup_steps=5_000, beta_max=0.2,
-                    free_bits=256.0, sampling_rate=1000.0),
+        _config(MusicVAEConfig, "melody", 16, z_size=256),
+        TrainConfig(batch_size=32, beta_schedule="linear", beta_warmup_steps=5_000, free_bits=256.0),
     ),
-    # Transformer VAE (models/transformer_vae.py) on the same 2-bar windows; 1.8 M parameters (mel_2bar: 1.9 M), a vector z. Token
-    # dropout and z added to every decoder input make the decoder need z (docs/transformer.md: the ablation).
+    # Transformer VAE (models/transformer_vae.py) on the same 2-bar windows; 1.8 M parameters (mel_2bar: 1.9 M), a
+    # vector z. Token dropout and z added to every decoder input make the decoder need z (docs/transformer.md).
     "mel_2bar_transformer": Preset(
         "mel_2bar_transformer",
-        _model("melody", 2, architecture="transformer", d_model=128, heads=4, ff_size=512, enc_layers=3,
-               dec_layers=4, dropout=0.1, z_size=128, latent="vector", memory_tokens=4),
+        _config(TransformerVAEConfig, "melody", 2),
         TrainConfig(batch_size=64, steps=12_000, lr=5e-4, beta_schedule="linear", beta_warmup_steps=4_000,
-                    beta_max=0.2, free_bits=48.0, sampling_schedule="none", token_dropout=0.3,
-                    token_dropout_warmup_steps=1_000),
+                    sampling_schedule="none", token_dropout=0.3, token_dropout_warmup_steps=1_000),
     ),
     # 16 bars: a matrix latent of one 16-dim frame per bar (a 4-conv stack down-samples 256 steps to 16).
     "mel_16bar_transformer": Preset(
         "mel_16bar_transformer",
-        _model("melody", 16, architecture="transformer", d_model=128, heads=4, ff_size=512, enc_layers=2,
-               dec_layers=3, dropout=0.1, z_size=256, latent="matrix", latent_frames=16, memory_tokens=1),
-        TrainConfig(batch_size=32, steps=20_000, lr=5e-4, beta_schedule="linear", beta_warmup_steps=5_000,
-                    beta_max=0.2, free_bits=256.0, free_bits_per="frame", sampling_schedule="none",
-                    token_dropout=0.3, token_dropout_warmup_steps=1_000),
+        _config(TransformerVAEConfig, "melody", 16, enc_layers=2, dec_layers=3, z_size=256, latent="matrix",
+                latent_frames=16, memory_tokens=1),
+        TrainConfig(batch_size=32, lr=5e-4, beta_schedule="linear", beta_warmup_steps=5_000, free_bits=256.0,
+                    free_bits_per="frame", sampling_schedule="none", token_dropout=0.3,
+                    token_dropout_warmup_steps=1_000),
     ),
     # The continuation of mel_2bar: the same model, trained to write bars 3–4 of 4-bar windows from bars 1–2
     # (a dataset built with --bars 4), started from mel_2bar's weights (--set init_from=…/best.pt) so it
@@ -169,16 +146,24 @@ PRESETS: dict[str, Preset] = {
     # not only a style; at 48 bits its next-bar onset F1 stayed at chance (0.06 at step 500, repeat 0.17).
     "mel_2bar_next": Preset(
         "mel_2bar_next",
-        _model("melody", 2, embed_size=64, enc_size=256, z_size=128, dec_size=256, dec_layers=2),
-        TrainConfig(batch_size=64, steps=6_000, lr=5e-4, beta_schedule="constant", beta_max=0.2,
-                    free_bits=256.0, sampling_rate=1000.0, task="continue"),
+        _config(MusicVAEConfig, "melody", 2),
+        TrainConfig(batch_size=64, steps=6_000, lr=5e-4, beta_schedule="constant", free_bits=256.0,
+                    task="continue"),
+    ),
+    # The vector-space autoencoder (models/vsae.py) on mel_2bar's windows, with mel_2bar's encoder and decoder
+    # sizes (so --set init_from=runs/mel_2bar/best.pt starts it from a decoder that already writes melodies).
+    # GAN learning rates: 2e-4 for the encoder and decoder, twice that for the discriminator (disc_lr_scale).
+    # Its objective reads no β, free bits, scheduled sampling or token dropout (training/objectives.py).
+    "mel_2bar_vsae": Preset(
+        "mel_2bar_vsae",
+        _config(VSAEConfig, "melody", 2),
+        TrainConfig(batch_size=64, steps=12_000, lr=2e-4),
     ),
     # 2-bar drum patterns, 9 classes → 512 categories (Magenta cat-drums_2bar_small at CPU size).
     "drums_2bar": Preset(
         "drums_2bar",
-        _model("drums", 2, embed_size=64, enc_size=256, z_size=256, dec_size=256, dec_layers=2),
-        TrainConfig(batch_size=64, steps=12_000, beta_schedule="linear", beta_warmup_steps=4_000, beta_max=0.2,
-                    free_bits=48.0, transpose=0, sampling_rate=1000.0),
+        _config(MusicVAEConfig, "drums", 2, z_size=256),
+        TrainConfig(batch_size=64, steps=12_000, beta_schedule="linear", beta_warmup_steps=4_000, transpose=0),
     ),
 }
 
@@ -189,15 +174,15 @@ def _derived(base: str, name: str, **model_changes) -> Preset:
     return Preset(name, dataclasses.replace(source.model, **model_changes), dataclasses.replace(source.train))
 
 
-# mel_2bar_next whose decoder also reads the input phrase step by step (ModelConfig.lookback), so copying with
+# mel_2bar_next whose decoder also reads the input phrase step by step (MusicVAEConfig.lookback), so copying with
 # changes is easy to learn: mel_2bar_next's onset F1 (0.119) stayed below repeating the input (0.127). Sizes are
 # mel_2bar's, so --set init_from=…/mel_2bar/best.pt works (the lookback columns start at zero).
 PRESETS["mel_2bar_next_lookback"] = _derived("mel_2bar_next", "mel_2bar_next_lookback", lookback=True)
 
 
-def check_lookback(model: ModelConfig, task: str) -> None:
+def check_lookback(model: ArchitectureConfig, task: str) -> None:
     """Refuse a lookback model on any task but "continue": reconstructing, its decoder would read its target."""
-    if model.lookback and task != "continue":
+    if getattr(model, "lookback", False) and task != "continue":
         raise ValueError(f"lookback lets the decoder read the phrase it continues, so it needs task = \"continue\" "
                          f"(this run's task is {task!r}, where it would read its own target); use --preset "
                          f"mel_2bar_next_lookback or --set task=continue, or leave lookback off")
@@ -216,10 +201,11 @@ def get_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset:
 
 
 def preset_from_dict(data: dict[str, Any]) -> Preset:
-    """Rebuild a preset from `Preset.to_dict()` (e.g. a checkpoint's "config"); unknown keys are refused."""
+    """Rebuild a preset from `Preset.to_dict()` (e.g. a checkpoint's "config", old or new: config_from_dict);
+    unknown keys are refused."""
     return Preset(
         name=str(data["name"]),
-        model=_dataclass_from(ModelConfig, data.get("model", {})),
+        model=config_from_dict(data.get("model", {})),
         train=_dataclass_from(TrainConfig, data.get("train", {})),
     )
 
@@ -227,11 +213,20 @@ def preset_from_dict(data: dict[str, Any]) -> Preset:
 def apply_overrides(preset: Preset, overrides: dict[str, Any]) -> Preset:
     """Set fields from a flat or nested mapping: {"z_size": 64}, {"model.z_size": 64} or {"model": {"z_size": 64}}.
 
-    A bare field name is looked up in ModelConfig, then TrainConfig (field names are unique across both).
-    Values are converted to the field's type; changing the representation also resets vocab_size/steps_per_bar.
+    A bare field name is looked up in the preset's model config (its architecture's), then TrainConfig (field
+    names are unique across them). Values are converted to the field's type; changing the representation also
+    resets vocab_size/steps_per_bar. `architecture`, applied first, changes the model to another architecture's
+    config: the shared fields (representation, bars, z_size, …) are kept, the rest take that config's defaults.
+    The model config is validated once every override is in.
     """
-    for key, value in _flatten(overrides):
+    items = list(_flatten(overrides))
+    for key, value in items:
+        if key in ("architecture", "model.architecture"):
+            preset.model = _with_architecture(preset.model, str(value))
+    for key, value in items:
         section, _, name = key.rpartition(".")
+        if name == "architecture" and section in ("", "model"):
+            continue
         target = _section_for(preset, section, name, key)
         current = getattr(target, name)
         setattr(target, name, _convert(value, type(current), key))
@@ -240,7 +235,16 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any]) -> Preset:
             target.vocab_size, target.steps_per_bar = codec.vocab_size, codec.steps_per_bar
             if value != "melody":
                 preset.train.transpose = 0
+    preset.model.validate()
     return preset
+
+
+def _with_architecture(model: ArchitectureConfig, architecture: str) -> ArchitectureConfig:
+    """`model` as a config of `architecture`: the same shared fields, that architecture's defaults otherwise."""
+    cls = config_class(architecture)
+    if isinstance(model, cls):
+        return model
+    return cls(**{name: getattr(model, name) for name in ArchitectureConfig.field_names()})
 
 
 def load_toml_overrides(path: str | Path) -> dict[str, Any]:
@@ -250,18 +254,23 @@ def load_toml_overrides(path: str | Path) -> dict[str, Any]:
 
 
 def _section_for(preset: Preset, section: str, name: str, key: str):
-    if section:
-        if section not in ("model", "train"):
-            raise KeyError(f"unknown config section {section!r} in {key!r}; use model.* or train.*")
-        target = getattr(preset, section)
-        if not hasattr(target, name):
-            raise KeyError(f"unknown {section} setting {name!r}; known: {', '.join(_fields(type(target)))}")
-        return target
-    for target in (preset.model, preset.train):
-        if hasattr(target, name) and name in _fields(type(target)):
-            return target
-    known = _fields(ModelConfig) + _fields(TrainConfig)
-    raise KeyError(f"unknown setting {name!r}; known: {', '.join(known)}")
+    if section not in ("", "model", "train"):
+        raise KeyError(f"unknown config section {section!r} in {key!r}; use model.* or train.*")
+    model_fields, train_fields = type(preset.model).field_names(), _fields(TrainConfig)
+    if section in ("", "model") and name in model_fields:
+        return preset.model
+    if section in ("", "train") and name in train_fields:
+        return preset.train
+    owners = [architecture for architecture, (cls, _) in ARCHITECTURES.items()
+              if name in cls.field_names() and architecture != preset.model.architecture]
+    if section != "train" and (owners or name in UNION_FIELDS):
+        owned = f"belongs to the {' and '.join(owners)} architecture" if owners else "is not one of its settings"
+        raise KeyError(f"setting {name!r} {owned}; preset {preset.name!r} builds a {preset.model.architecture} "
+                       f"model, whose settings are: {', '.join(model_fields)} (and train settings: "
+                       f"{', '.join(train_fields)})")
+    known = {"model": model_fields, "train": train_fields}.get(section, model_fields + train_fields)
+    where = f"{section} setting" if section else "setting"
+    raise KeyError(f"unknown {where} {name!r}; known: {', '.join(known)}")
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = ""):

@@ -26,15 +26,43 @@ representation's, V the start token, V + 1 the mask token of token dropout (trai
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicbridge.models.presets import ModelConfig
+from musicbridge.models.config import ArchitectureConfig, require_positive
+from musicbridge.models.musicvae import vae_forward
 
 LATENTS = ("vector", "matrix")
 POSITIONS = ("learned", "sinusoidal")
+
+
+@dataclass
+class TransformerVAEConfig(ArchitectureConfig):
+    """A Transformer VAE's sizes (the shared fields are ArchitectureConfig's). The layer counts keep the names
+    enc_layers / dec_layers that checkpoints, TOML files and --set lines already use; here they count blocks."""
+
+    architecture: ClassVar[str] = "transformer"
+
+    d_model: int = 128  # width of every block
+    heads: int = 4  # attention heads (divide d_model)
+    ff_size: int = 512  # hidden units of each block's feed-forward
+    enc_layers: int = 3  # encoder transformer blocks
+    dec_layers: int = 4  # decoder transformer blocks
+    dropout: float = 0.1  # on every residual branch, training only
+    positions: str = "learned"  # learned | sinusoidal absolute positions (a position-in-bar embedding is added)
+    latent: str = "vector"  # vector: one z from pooled states; matrix: latent_frames frames of z_size/frames
+    latent_frames: int = 4  # matrix only: a strided conv stack halves the steps down to this many frames
+    memory_tokens: int = 4  # cross-attention memory tokens per latent frame
+    z_in_inputs: bool = True  # also add a projection of z to every decoder input embedding
+
+    def validate(self) -> None:
+        super().validate()
+        require_positive(self, "d_model", "heads", "ff_size", "enc_layers", "dec_layers", "memory_tokens")
+        check_config(self)
 
 
 def sinusoidal(steps: int, size: int) -> torch.Tensor:
@@ -120,7 +148,7 @@ class Block(nn.Module):
 class TransformerEncoder(nn.Module):
     """Bidirectional transformer over the step tokens → states (B, T, d)."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: TransformerVAEConfig):
         super().__init__()
         d = config.d_model
         self.embed = nn.Embedding(config.vocab_size, d)
@@ -141,7 +169,7 @@ class VectorLatent(nn.Module):
 
     frames = 1
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: TransformerVAEConfig):
         super().__init__()
         self.mu = nn.Linear(config.d_model, config.z_size)
         self.sigma = nn.Linear(config.d_model, config.z_size)
@@ -154,7 +182,7 @@ class VectorLatent(nn.Module):
 class MatrixLatent(nn.Module):
     """Strided convs (kernel 4, stride 2) halve T down to L frames; μ, σ per frame, flattened to (B, L·Z/L)."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: TransformerVAEConfig):
         super().__init__()
         d, self.frames = config.d_model, config.latent_frames
         halvings = int(math.log2(config.steps // self.frames))
@@ -173,7 +201,7 @@ class MatrixLatent(nn.Module):
 class TransformerDecoder(nn.Module):
     """Causal transformer over [start, x_1, …] that cross-attends to z's memory tokens (and sees z in its inputs)."""
 
-    def __init__(self, config: ModelConfig, frames: int):
+    def __init__(self, config: TransformerVAEConfig, frames: int):
         super().__init__()
         d, self.vocab_size, self.frames = config.d_model, config.vocab_size, frames
         self.start_token, self.mask_token = config.vocab_size, config.vocab_size + 1
@@ -233,7 +261,7 @@ class TransformerDecoder(nn.Module):
 
 
 class TransformerVAE(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: TransformerVAEConfig):
         super().__init__()
         check_config(config)
         self.config, self.steps, self.z_size = config, config.steps, config.z_size
@@ -273,15 +301,16 @@ class TransformerVAE(nn.Module):
     def forward(self, tokens: torch.Tensor, inputs: torch.Tensor | None = None, eps: torch.Tensor | None = None,
                 resample=None, source: torch.Tensor | None = None):
         """One training pass, as MusicVAE.forward: encode (`source` if given), z = μ + σ·eps, (guide pass), logits."""
-        from musicbridge.models.musicvae import vae_forward  # musicvae imports this module lazily too
-
         return vae_forward(self, tokens, inputs, eps, resample, source)
 
 
-def check_config(config: ModelConfig) -> None:
+def check_config(config: TransformerVAEConfig) -> None:
     """Refuse sizes the model cannot be built with, saying which field to change."""
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {config.dropout}; set it with --set dropout=0.1")
     if config.d_model % config.heads or config.d_model % 2:
-        raise ValueError(f"d_model {config.d_model} must be even and divisible by heads {config.heads}")
+        raise ValueError(f"d_model {config.d_model} must be even and divisible by heads {config.heads}; change "
+                         f"d_model or heads (--set d_model=128 --set heads=4)")
     if config.latent not in LATENTS:
         raise ValueError(f"unknown latent {config.latent!r}; choose one of {', '.join(LATENTS)}")
     if config.positions not in POSITIONS:
@@ -290,6 +319,9 @@ def check_config(config: ModelConfig) -> None:
         frames, steps = config.latent_frames, config.steps
         ratio = steps // frames if frames > 0 and steps % frames == 0 else 0
         if ratio < 1 or ratio & (ratio - 1):
-            raise ValueError(f"latent_frames {frames} must divide the {steps} steps by a power of two")
+            fitting = [str(steps >> k) for k in range(5) if steps % (1 << k) == 0]  # steps / 1, 2, 4, 8, 16
+            raise ValueError(f"latent_frames {frames} must divide the {steps} steps by a power of two; choose one "
+                             f"of {', '.join(fitting)}")
         if config.z_size % frames:
-            raise ValueError(f"z_size {config.z_size} must be a multiple of latent_frames {frames}")
+            raise ValueError(f"z_size {config.z_size} must be a multiple of latent_frames {frames}; change z_size "
+                             f"or latent_frames")

@@ -1,8 +1,13 @@
 """Checkpoints: one dict of plain types and tensors, written atomically, read with weights_only=True.
 
-    {"format": 1, "preset": name, "config": Preset.to_dict(), "representation": {name, version, vocab_size,
-     steps_per_bar}, "dataset_hash", "step", "model": state_dict, "optimizer": state_dict, "best_val_loss",
-     "elapsed_seconds", "musicbridge_version", "tensors_sha256"}
+    {"format": 1, "preset": name, "architecture": name, "config": Preset.to_dict(), "representation": {name,
+     version, vocab_size, steps_per_bar}, "dataset_hash", "step", "model": state_dict, "optimizer": state_dict,
+     "best_val_loss", "elapsed_seconds", "musicbridge_version", "tensors_sha256"}
+
+"config"["model"] names its architecture and holds that architecture's fields (models/architectures.py); the
+top-level "architecture" repeats it for readers that want no config. Checkpoints written before the configs were
+split (one union of every architecture's fields, no top-level "architecture") load as they did: preset_from_dict
+reads both layouts.
 
 There is no RNG state to store: every random draw of step s comes from generators seeded by (seed, s, rank).
 "tensors_sha256" covers every tensor of the checkpoint (weights and optimizer state): a flipped byte is an error
@@ -70,8 +75,8 @@ def checkpoint_payload(model: torch.nn.Module, preset: Preset, representation: d
                        **training_state) -> dict:
     """The checkpoint of `model` in this format (the trainer adds its optimizer, best_val_loss and
     elapsed_seconds as training_state; a checkpoint without them exports and evaluates, it cannot resume)."""
-    payload = {"format": FORMAT, "preset": preset.name, "config": preset.to_dict(), "representation": representation,
-               "dataset_hash": dataset_hash, "step": step, "model": model.state_dict(), **training_state,
+    payload = {"format": FORMAT, "preset": preset.name, "architecture": preset.model.architecture,
+               "config": preset.to_dict(), "representation": representation, "dataset_hash": dataset_hash, "step": step, "model": model.state_dict(), **training_state,
                "musicbridge_version": musicbridge.__version__}
     payload[CHECKSUM_KEY] = tensors_digest(payload)
     return payload

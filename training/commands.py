@@ -18,7 +18,8 @@ from rich.table import Table
 from musicbridge.cli_errors import fail
 
 console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines: paths and errors are not broken
-MUSIC_COLUMNS = ("data", "prior", "continuation")  # the --music summaries, in the table's column order
+# The --music summaries, in the table's column order; prior_standard only where the model has a fitted prior.
+MUSIC_COLUMNS = ("data", "prior", "prior_standard", "continuation")
 
 
 def _fail(message: str) -> NoReturn:
@@ -84,7 +85,7 @@ def resolve_preset(preset_name, out: Path, resume: bool, config_file, sets, step
 def train(
     ctx: typer.Context,
     preset: str = typer.Option(None, "--preset", "-p", help="Named preset: mel_2bar, mel_16bar_hier, mel_16bar_flat, drums_2bar, "
-                                "mel_2bar_transformer, mel_16bar_transformer."),
+                                "mel_2bar_transformer, mel_16bar_transformer, mel_2bar_next, mel_2bar_vsae."),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset directory from `musicbridge data build`."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/PRESET)."),
     steps: int = typer.Option(None, "--steps", help="Total optimiser steps (overrides the preset)."),
@@ -97,7 +98,7 @@ def train(
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads per process (0 = torch's default)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Train a preset (MusicVAE or Transformer VAE) on a dataset; checkpoints, metrics.jsonl and curves go to the run directory."""
+    """Train a preset (MusicVAE, Transformer VAE or vsae) on a dataset; checkpoints, metrics.jsonl and curves go to the run directory."""
     if out is None:
         if not preset:
             _fail("say where the run lives: --out DIR (or --preset NAME for runs/NAME)")
@@ -187,6 +188,9 @@ def evaluate(
     retrieval: bool = typer.Option(False, "--retrieval", help="How well μ finds music: windows of the same piece "
                                    "nearer than others (MRR, recall@k), a window's transposed copy nearer than every "
                                    "other window, cosine and Euclidean; see docs/latent.md."),
+    closure: bool = typer.Option(False, "--closure", help="Is the latent valid under addition and scaling (the "
+                                 "vsae's measure, any model): for pairs of phrases decode μa+μb, 0.5·μa, 1.5·μa; the "
+                                 "share of valid melodies and how close each re-encodes; see docs/latent.md."),
     continuation: bool = typer.Option(False, "--continuation", help="How the model continues: bars 1–2 of each "
                                       "window of a dataset built with twice the model's --bars in, its next bars "
                                       "against the true ones (onset F1), beside repeating the input and a random "
@@ -197,7 +201,8 @@ def evaluate(
     variant: str = typer.Option(None, "--variant", help="Exported models: fp32, int8 or fp16 (default: the model's)."),
 ) -> None:
     """Reconstruction accuracy (teacher-forced, sampled, onsets), the collapse check, KL and active units;
-    --music adds musical statistics of the data, prior samples and continuations (docs/evaluate.md)."""
+    --music adds musical statistics of the data, prior samples and continuations (docs/evaluate.md), --closure
+    what decoding sums and scalings of latents gives (docs/latent.md)."""
     import numpy as np
 
     from musicbridge.data import load_dataset
@@ -219,6 +224,8 @@ def evaluate(
         _fail(f"the model speaks {info['representation']['name']!r}, the dataset {dataset.codec.name!r}")
     if music and dataset.codec.name != "melody":
         _fail(f"--music measures melodies and this model speaks {dataset.codec.name!r}; leave --music out")
+    if closure and dataset.codec.name != "melody":
+        _fail(f"--closure judges melodies and this model speaks {dataset.codec.name!r}; leave --closure out")
     origins = None
     if retrieval and continuation:
         _fail("--continuation measures a dataset of twice the model's bars and --retrieval one of its own length; "
@@ -266,11 +273,21 @@ def evaluate(
 
         result["retrieval"] = retrieval_metrics(sampler, tokens, origins[subset], dataset.codec,
                                                 info["steps"] // info["steps_per_bar"], seed, batch_size)
+    if closure:
+        from musicbridge.training.evaluate import closure_metrics
+
+        try:
+            result["closure"] = closure_metrics(sampler, tokens, info["steps_per_bar"], seed=seed,
+                                                batch_size=batch_size)
+        except ValueError as error:
+            _fail(str(error))
     result["seconds"] = round(time.perf_counter() - started, 2)
     if as_json:
         print(json.dumps(result))
     else:
         Console().print(_table(result))
+        if "closure" in result:
+            Console().print(_closure_table(result["closure"]))
         if "music" in result:
             Console().print(_music_table(result["music"]))
         if "retrieval" in result:
@@ -282,7 +299,7 @@ def _table(result: dict) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
-        if key in ("interpolation", "prior_stats", "music", "continuation", "retrieval") or key in ("model", "data", "split", "preset"):
+        if key in ("interpolation", "prior_stats", "music", "continuation", "retrieval", "closure") or key in ("model", "data", "split", "preset"):
             continue
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     if "interpolation" in result:
@@ -299,14 +316,32 @@ def _table(result: dict) -> Table:
 
 def _music_table(music: dict) -> Table:
     """The --music statistics, one row each, data / prior / continuation side by side."""
-    table = Table(title=f"music: data, prior samples (temperature {music['prior_temperature']:g}), "
+    table = Table(title=f"music: data, prior samples ({music['prior_kind']} prior, temperature "
+                        f"{music['prior_temperature']:g}), "
                         f"continuations ({music['continuation_path']})")
     table.add_column("statistic")
-    for column in MUSIC_COLUMNS:
+    columns = [column for column in MUSIC_COLUMNS if music.get(column) is not None]
+    for column in columns:
         table.add_column(column, justify="right")
     for name in music["data"]:
-        cells = [music[column][name] for column in MUSIC_COLUMNS]
+        cells = [music[column][name] for column in columns]
         table.add_row(name, *("–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in cells))
+    return table
+
+
+def _closure_table(closure: dict) -> Table:
+    """The --closure measure: one row per latent operation (docs/latent.md)."""
+    rule = closure["rule"]
+    table = Table(title=f"closure: {closure['n_pairs']} pairs; valid = in key, {rule['onsets_per_bar'][0]:.2f}–"
+                        f"{rule['onsets_per_bar'][1]:.2f} onsets/bar, leaps ≤ {rule['max_leap_share']:.0%} (the data: "
+                        f"{closure['data_valid_share']:.0%} valid)")
+    columns = ("valid_share", "close_share", "valid_and_close_share", "reencode_relative_error", "reencode_cosine",
+               "distinct_share", "onsets_per_bar")
+    for column in ("z", *columns):
+        table.add_column(column.replace("_share", "").replace("_", " "), justify="left" if column == "z" else "right")
+    names = {"identity": "μa", "sum": "μa + μb", "half": "0.5·μa", "one_and_half": "1.5·μa"}
+    for name, row in closure["operations"].items():
+        table.add_row(names.get(name, name), *(f"{row[column]:.3f}" for column in columns))
     return table
 
 

@@ -219,9 +219,14 @@ def overlap(a: np.ndarray, b: np.ndarray, bins: int = 20) -> float | None:
 
 
 def prior_samples(model: SamplingModel, n_samples: int, temperature: float = 1.0, seed: int = 0,
-                  batch_size: int = 512) -> np.ndarray:
-    """Phrases (n_samples, T) decoded from seeded z ~ N(0, I) — the same draws for the same seed."""
-    z = np.random.default_rng(seed).standard_normal((n_samples, model.z_size)).astype(np.float32)
+                  batch_size: int = 512, prior: str = "auto") -> np.ndarray:
+    """Phrases (n_samples, T) decoded from seeded z of the model's prior — the same draws for the same seed: an
+    exported model's `prior_z` (its fitted prior, or N(0, I) with prior="standard" or without one), else N(0, I)."""
+    rng = np.random.default_rng(seed)
+    if hasattr(model, "prior_z"):
+        z = model.prior_z(n_samples, rng, prior)
+    else:
+        z = rng.standard_normal((n_samples, model.z_size)).astype(np.float32)
     return np.concatenate([model.sample(z[i:i + batch_size], temperature=temperature, seed=seed + i)
                            for i in range(0, n_samples, batch_size)])
 
@@ -279,13 +284,18 @@ def continuations(model: SamplingModel, inputs: np.ndarray, temperature: float =
 def music_metrics(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int, n_samples: int = 1000,
                   temperature: float = 1.0, seed: int = 0, batch_size: int = 512) -> dict[str, Any]:
     """musicbridge.music_stats.summarize of the data windows, of seeded prior samples at `temperature` and of
-    the model's continuation of each window, side by side (keys documented in docs/evaluate.md)."""
+    the model's continuation of each window, side by side (keys documented in docs/evaluate.md). A model with a
+    fitted prior (an export's prior.npz) is also sampled from N(0, I), as "prior_standard" (None without one)."""
     tokens = np.asarray(tokens, dtype=np.int64)
     answers = continuations(model, tokens, seed=seed, batch_size=batch_size)
     path = CONTINUE_PATH if hasattr(model, "continue_") else GREEDY_MU_PATH
+    fitted = getattr(model, "prior", None)
+    standard = prior_samples(model, n_samples, temperature, seed, batch_size, "standard") if fitted else None
     return {
         "data": summarize(tokens, steps_per_bar),
         "prior": summarize(prior_samples(model, n_samples, temperature, seed, batch_size), steps_per_bar),
+        "prior_standard": None if standard is None else summarize(standard, steps_per_bar),
+        "prior_kind": fitted.kind if fitted else "standard",
         "continuation": summarize(answers, steps_per_bar),
         "prior_temperature": float(temperature),
         "continuation_path": path,
@@ -332,4 +342,78 @@ def retrieval_metrics(model: SamplingModel, tokens: np.ndarray, origins: np.ndar
         "cosine_to_copy": mean_cosine(mu, copies),
         "cosine_to_other_window": mean_cosine(mu, others),
     }
+    return result
+
+
+# -- closure: is the latent valid under addition and scaling? (the vsae's measure, docs/latent.md) ------------
+
+# z of each measured point, from the μ of two phrases a and b; "identity" (decode μ_a itself) is the reference.
+CLOSURE_OPERATIONS = {"identity": lambda a, b: a, "sum": lambda a, b: a + b, "half": lambda a, b: 0.5 * a,
+                      "one_and_half": lambda a, b: 1.5 * a}
+DENSITY_QUANTILES = (0.05, 0.95)  # a valid melody's onsets per bar lie within the data's 5th–95th percentiles
+LEAP_QUANTILE = 0.95  # and its leap share at most the data's 95th percentile
+
+
+def validity_rule(data: np.ndarray, steps_per_bar: int) -> dict[str, Any]:
+    """What a valid melody is, calibrated on the data's own phrases (musicbridge.music_stats, as --music): at least
+    MIN_KEY_NOTES note-ons, every one in the best-fit key's scale, onsets per bar within the data's
+    DENSITY_QUANTILES, a leap share at most the data's LEAP_QUANTILE."""
+    from musicbridge.music_stats import MIN_KEY_NOTES, phrase_stats
+
+    stats = phrase_stats(data, steps_per_bar)
+    low, high = np.quantile(stats["onsets_per_bar"], DENSITY_QUANTILES)
+    leaps = stats["leap_share"][~np.isnan(stats["leap_share"])]
+    return {"min_notes": MIN_KEY_NOTES, "in_key": True, "onsets_per_bar": [float(low), float(high)],
+            "max_leap_share": float(np.quantile(leaps, LEAP_QUANTILE)) if len(leaps) else 0.0}
+
+
+def valid_melodies(tokens: np.ndarray, rule: dict[str, Any], steps_per_bar: int) -> np.ndarray:
+    """(N,) bool: which phrases (N, T) are valid melodies by `rule` (validity_rule)."""
+    from musicbridge.music_stats import phrase_stats
+
+    stats = phrase_stats(tokens, steps_per_bar)
+    low, high = rule["onsets_per_bar"]
+    with np.errstate(invalid="ignore"):  # NaN (too few notes) compares False: not valid
+        return ((stats["notes"] >= rule["min_notes"]) & (stats["out_of_key"] == 0)
+                & (stats["onsets_per_bar"] >= low) & (stats["onsets_per_bar"] <= high)
+                & (stats["leap_share"] <= rule["max_leap_share"]))
+
+
+def closure_metrics(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int, max_pairs: int = 512,
+                    seed: int = 0, batch_size: int = 512) -> dict[str, Any]:
+    """For seeded pairs of phrases (a, b): decode (greedy) z = μ_a + μ_b, 0.5·μ_a, 1.5·μ_a and μ_a itself; per
+    operation the share of valid melodies (validity_rule, on the data given), how close each re-encodes to the z
+    it came from (relative error ‖μ(decoded) − z‖ / ‖z‖, cosine; "close": nearer to its own z than to any other
+    pair's z of that operation), and the share of distinct phrases (a collapsed decoder repeats itself).
+    Keys documented in docs/latent.md."""
+    from musicbridge.music_stats import FIRST_NOTE_ON
+
+    tokens = np.asarray(tokens, dtype=np.int64)
+    pairs = min(max_pairs, len(tokens) // 2)
+    if pairs < 2:
+        raise ValueError(f"--closure needs at least 4 phrases (2 pairs); the data has {len(tokens)}")
+    order = np.random.default_rng(seed).permutation(len(tokens))
+    a, b = tokens[order[:pairs]], tokens[order[pairs:2 * pairs]]
+    mu_a, mu_b = (_batched(lambda t: model.encode(t)[0], [x], batch_size).astype(np.float64) for x in (a, b))
+    rule = validity_rule(tokens, steps_per_bar)
+    result: dict[str, Any] = {"n_pairs": pairs, "rule": rule,
+                              "data_valid_share": float(valid_melodies(tokens, rule, steps_per_bar).mean()),
+                              "operations": {}}
+    for name, operation in CLOSURE_OPERATIONS.items():
+        z = operation(mu_a, mu_b)  # (P, Z)
+        decoded = _batched(lambda x: model.sample(x.astype(np.float32), temperature=0.0), [z], batch_size)
+        back = _batched(lambda t: model.encode(t)[0], [decoded], batch_size).astype(np.float64)  # (P, Z)
+        error = np.linalg.norm(back - z, axis=1) / np.maximum(np.linalg.norm(z, axis=1), 1e-12)
+        cosine = (back * z).sum(1) / np.maximum(np.linalg.norm(back, axis=1) * np.linalg.norm(z, axis=1), 1e-12)
+        distances = np.linalg.norm(back[:, None, :] - z[None, :, :], axis=2)  # (P, P): re-encoded i to z of j
+        close = distances.argmin(axis=1) == np.arange(pairs)
+        valid = valid_melodies(decoded, rule, steps_per_bar)
+        result["operations"][name] = {
+            "valid_share": float(valid.mean()), "close_share": float(close.mean()),
+            "valid_and_close_share": float((valid & close).mean()),
+            "reencode_relative_error": float(error.mean()), "reencode_relative_error_median": float(np.median(error)),
+            "reencode_cosine": float(cosine.mean()),
+            "distinct_share": float(len(np.unique(decoded, axis=0)) / pairs),
+            "onsets_per_bar": float((decoded >= FIRST_NOTE_ON).sum(1).mean() * steps_per_bar / decoded.shape[1]),
+        }
     return result

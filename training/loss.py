@@ -60,3 +60,28 @@ def vae_loss(logits, targets, mu, sigma, beta: float, free_bits: float,
             "acc": (logits.argmax(dim=-1) == targets).float().mean(),
         }
     return loss, stats
+
+
+# -- the vsae (models/vsae.py; training/objectives.py VSAEObjective) -------------------------------------------
+
+
+def hinge_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The discriminator's hinge loss (SN-GAN): mean max(0, 1 − D(real)) + mean max(0, 1 + D(fake))."""
+    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+
+
+def hinge_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """The decoder's side of the hinge loss: −mean D(fake)."""
+    return -fake_scores.mean()
+
+
+def latent_mse(mu: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The vsae's latent regression: mean squared error of μ(decode(z)) against z, per dimension."""
+    return F.mse_loss(mu, z)
+
+
+def gaussian_nll(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """−log N(z; μ, σ²) per dimension, mean over the batch, constant left out: what σ learns from (μ detached by
+    the caller, so it measures μ's error without changing it)."""
+    log_sigma = torch.log(sigma.clamp_min(1e-4))
+    return (log_sigma + 0.5 * ((z - mu) / sigma.clamp_min(1e-4)).square()).mean()

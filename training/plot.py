@@ -20,6 +20,12 @@ FIGURES = (
       ("valid", "recon_acc_sampled", "valid sampled (greedy from μ)"),
       ("valid", "recon_acc_sampled_onsets", "valid sampled, onsets"),
       ("valid", "recon_acc_sampled_shuffled_z", "valid sampled from another μ")]),
+    # The vsae's game (training/objectives.py VSAEObjective); a VAE run has none of these fields.
+    ("adversarial.png", "vsae: discriminator, latent regression, collapse", "value",
+     [("train", "d_real", "D(real)"), ("train", "d_fake", "D(decoded)"), ("train", "d_loss", "D hinge loss"),
+      ("train", "latent_mse", "train z MSE"), ("valid", "latent_mse", "valid z MSE"),
+      ("train", "fake_distinct_share", "distinct decoded phrases (batch)"),
+      ("valid", "prior_distinct_share", "distinct prior samples (valid)")]),
 )
 
 
@@ -47,10 +53,12 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             if points:
                 steps, values = zip(*points, strict=True)
                 axes.plot(steps, values, label=label, marker="o" if kind == "valid" else None, markersize=3)
+        if not axes.lines:  # another architecture's figure (a VAE run has no discriminator, a vsae no β)
+            plt.close(figure)
+            continue
         axes.set(title=f"{run_dir.name}: {title}", xlabel="step", ylabel=ylabel)
         axes.grid(alpha=0.3)
-        if axes.lines:
-            axes.legend(fontsize=8)
+        axes.legend(fontsize=8)
         figure.tight_layout()
         figure.savefig(run_dir / filename)
         plt.close(figure)

@@ -1,7 +1,9 @@
-"""The training loop: one process or one rank of a torchrun job (see distributed.py).
+"""The training loop: one process or one rank of a torchrun job (see distributed.py). What one step does — the
+loss, the optimisers — is the architecture's objective (objectives.py): the VAE's for MusicVAE and the
+Transformer VAE, the vsae's adversarial one for the vsae.
 
-Scheduled sampling runs in two parallel passes instead of stepping the decoder in Python (which made steps
-~3× slower): a teacher-forced pass without gradients, one sample per step from its logits, those samples mixed
+The VAE objective's scheduled sampling runs in two parallel passes instead of stepping the decoder in Python
+(which made steps ~3× slower): a teacher-forced pass without gradients, one sample per step from its logits, those samples mixed
 into the decoder inputs with the schedule's probability, then the real pass (Duckworth et al. 2019, "Parallel
 Scheduled Sampling", one pass) — both inside one model forward (MusicVAE.forward's `resample`), so the encoder
 runs once. A step costs one extra decoder forward (~1.25× instead of ~3×); the price is that a mixed-in sample
@@ -28,6 +30,7 @@ from musicbridge.data import Dataset
 from musicbridge.models import Preset, build_model, count_parameters, preset_from_dict
 from musicbridge.models.musicvae import decoding_rule_for, with_lookback_columns
 from musicbridge.models.presets import check_lookback
+from musicbridge.models.vsae import VSAEConfig, vsae_state_from_musicvae
 from musicbridge.training import augment, distributed, schedules
 from musicbridge.training.batches import BatchStream
 from musicbridge.training.checkpoint import (
@@ -39,7 +42,7 @@ from musicbridge.training.checkpoint import (
 )
 from musicbridge.training.continuation import continuation_metrics
 from musicbridge.training.evaluate import TorchModel, reconstruction_metrics
-from musicbridge.training.loss import free_bits_groups, vae_loss
+from musicbridge.training.objectives import objective_for
 
 TASKS = ("reconstruct", "continue")
 
@@ -85,9 +88,8 @@ class Trainer:
 
         torch.manual_seed(self.config.seed)
         self.model = build_model(preset.model).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
-        self.free_bits_groups = free_bits_groups(self.config.free_bits_per, self.model.z_size,
-                                                 getattr(self.model, "latent_frames", 1))
+        # What a step does and which optimisers it steps: the architecture's objective (objectives.py).
+        self.objective = objective_for(preset, self.model, self.processes.distributed)
         self.step, self.best_val_loss, self.elapsed = 0, float("inf"), 0.0
         if resume:
             self._restore(self.out / "last.pt")
@@ -115,46 +117,23 @@ class Trainer:
             elif self.metrics_path.exists():
                 self.metrics_path.unlink()
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser of the encoder and decoder (the vsae's discriminator has its own: self.objective)."""
+        return self.objective.optimizer
+
     # -- one step -------------------------------------------------------------------------------------------
 
     def train_step(self, step: int) -> dict[str, float]:
-        config, model = self.config, self.model
-        rank = self.processes.rank
+        """The step's batch (transposed on the fly for melodies), then the architecture's update."""
+        config, rank = self.config, self.processes.rank
         tokens = self.batches.batch(step)
         if self.preset.model.representation == "melody":
             data_rng = step_generator(config.seed, step, rank)
             tokens = augment.transpose_melodies(tokens, config.transpose, self.data.codec.vocab_size - 1, data_rng)
         source, tokens = self._source_and_target(tokens.to(self.device))
         rng = step_generator(config.seed + 1, step, rank, self.device)
-        eps = torch.randn(tokens.shape[0], model.z_size, generator=rng, device=self.device)
-
-        p_sample = schedules.sampling_probability(step, config)
-
-        def decoder_inputs(guide: torch.Tensor | None) -> torch.Tensor:
-            """Targets, mixed with one sample per step from the guide pass's logits, shifted; token dropout."""
-            targets = tokens
-            if guide is not None:
-                targets = augment.mix_targets(tokens, augment.sample_tokens(guide, rng), p_sample, rng)
-            random_vocab = model.decoder.vocab_size if config.token_dropout_kind == "random" else None
-            return augment.token_dropout(model.decoder_inputs(targets), schedules.token_dropout_rate(step, config),
-                                         model.decoder.start_token, model.decoder.mask_token, rng, random_vocab)
-
-        lr, beta = schedules.learning_rate(step, config), schedules.beta(step, config)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        if p_sample > 0:
-            out = self.ddp(tokens, eps=eps, resample=decoder_inputs, source=source)
-        else:
-            out = self.ddp(tokens, decoder_inputs(None), eps, source=source)
-        loss, stats = vae_loss(out["logits"], tokens, out["mu"], out["sigma"], beta, config.free_bits,
-                               self.free_bits_groups)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        self.optimizer.step()
-        values = {name: float(value) for name, value in stats.items()}
-        values.update(beta=beta, lr=lr, sampling_prob=p_sample, grad_norm=float(grad_norm))
-        return values
+        return self.objective.step(self.ddp, step, tokens, source, rng, schedules.learning_rate(step, config))
 
     def _source_and_target(self, windows: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(what the encoder reads, what the decoder writes): (None, windows) for a VAE — it reads its target —
@@ -168,23 +147,16 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Loss at the schedule's final β (a criterion that does not drift with β) and the collapse checks."""
+        """The objective's validation losses (objectives.py; "loss" picks best.pt) and the collapse checks."""
         model, config = self.model, self.config
         model.eval()
         rng = step_generator(config.seed + 2, 0, 0, self.device)
-        losses, recons, kls = [], [], []
+        sums: dict[str, float] = {}
         for start in range(0, len(self.valid), 512):
             source, tokens = self._source_and_target(torch.as_tensor(self.valid[start:start + 512], device=self.device))
-            eps = torch.randn(tokens.shape[0], model.z_size, generator=rng, device=self.device)
-            out = model(tokens, eps=eps, source=source)
-            _, stats = vae_loss(out["logits"], tokens, out["mu"], out["sigma"], config.beta_max, config.free_bits,
-                                self.free_bits_groups)
-            weight = tokens.shape[0]
-            losses.append(float(stats["loss"]) * weight)
-            recons.append(float(stats["recon"]) * weight)
-            kls.append(float(stats["kl_bits"]) * weight)
-        n = len(self.valid)
-        result = {"loss": sum(losses) / n, "recon": sum(recons) / n, "kl_bits_sampled_z": sum(kls) / n}
+            for name, value in self.objective.validation_batch(model, tokens, source, rng).items():
+                sums[name] = sums.get(name, 0.0) + value * tokens.shape[0]
+        result = {name: total / len(self.valid) for name, total in sums.items()}
         if config.task == "continue":
             # Decoded by the rule the exported continuation ships with (event_first), so validation measures it.
             writer = TorchModel(model, self.device, decoding_rule_for(self.preset.model, config.task))
@@ -227,8 +199,7 @@ class Trainer:
                     self._log("train", record)
                     if progress is not None:
                         progress.update(task, completed=self.step, stats=(
-                            f"loss {record['loss']:.2f} KL {record['kl_bits']:.1f}b β {record['beta']:.3f} "
-                            f"acc {record['acc']:.3f} p {record['sampling_prob']:.2f} {rate:.2f} it/s"))
+                            f"{self.objective.progress(record)} {rate:.2f} it/s"))
                     window, window_started = [], time.perf_counter()
                 if self.step % config.eval_every == 0 or self.step == config.steps:
                     evaluation_started = time.perf_counter()
@@ -263,10 +234,7 @@ class Trainer:
                               f"{record['onset_f1']:.3f} (repeat {record['onset_f1_repeat']:.3f}, random "
                               f"{record['onset_f1_random']:.3f}), KL {record['kl_bits_sampled_z']:.1f} bits")
                 else:
-                    self._say(f"step {self.step}: valid loss {record['loss']:.2f}, acc sampled "
-                              f"{record['recon_acc_sampled']:.3f} (shuffled z "
-                              f"{record['recon_acc_sampled_shuffled_z']:.3f}), KL {record['kl_bits']:.1f} bits, "
-                              f"{record['active_units']}/{record['z_size']} active")
+                    self._say(f"step {self.step}: {self.objective.valid_line(record)}")
                 improved = record["loss"] < self.best_val_loss
                 if improved:
                     self.best_val_loss = record["loss"]
@@ -283,7 +251,7 @@ class Trainer:
     def _save(self, name: str) -> None:
         save_checkpoint(self.out / name, checkpoint_payload(
             self.model, self.preset, self.data.codec.describe(), self.data.hash, self.step,
-            optimizer=self.optimizer.state_dict(), best_val_loss=self.best_val_loss, elapsed_seconds=self.elapsed))
+            optimizer=self.objective.state_dict(), best_val_loss=self.best_val_loss, elapsed_seconds=self.elapsed))
 
     def _restore(self, path: Path) -> None:
         checkpoint = load_checkpoint(path, map_location=self.device)
@@ -294,7 +262,7 @@ class Trainer:
         if preset_from_dict(checkpoint["config"]).model != self.preset.model:
             raise CheckpointError(f"{path} holds a different model than preset {self.preset.name!r} describes")
         self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.objective.load_state_dict(checkpoint["optimizer"])
         self.step = int(checkpoint["step"])
         self.best_val_loss = float(checkpoint["best_val_loss"])
         self.elapsed = float(checkpoint["elapsed_seconds"])
@@ -311,19 +279,29 @@ class Trainer:
                       f"step {self.step}")
 
     def _initialise_from(self, path: Path) -> None:
-        """Start from another run's weights (the optimiser starts fresh): same model config required — or the
+        """Start from another run's weights (the optimisers start fresh): same model config required — or the
         same model without lookback, for a lookback model (its lookback columns start at zero, so step 0
-        computes what the source does; models/musicvae.py with_lookback_columns)."""
+        computes what the source does; models/musicvae.py with_lookback_columns) — or, for a vsae, the flat
+        MusicVAE it is made of (encoder and decoder copied, a fresh discriminator; models/vsae.py)."""
         checkpoint = load_checkpoint(path, map_location=self.device)
         source, model = preset_from_dict(checkpoint["config"]).model, self.preset.model
-        widen = model.lookback and not source.lookback and dataclasses.replace(source, lookback=True) == model
-        if source != model and not widen:
+        widen = (getattr(model, "lookback", False) and type(source) is type(model) and not source.lookback
+                 and dataclasses.replace(source, lookback=True) == model)
+        from_autoencoder = isinstance(model, VSAEConfig) and source == model.autoencoder()
+        if source != model and not widen and not from_autoencoder:
             raise CheckpointError(f"init_from {path} holds a different model than preset {self.preset.name!r}")
         if checkpoint["representation"] != self.data.codec.describe():
             raise CheckpointError(f"init_from {path} speaks {checkpoint['representation']['name']} "
                                   f"v{checkpoint['representation']['version']}, the dataset another representation")
-        if not widen:
+        if not widen and not from_autoencoder:
             self.model.load_state_dict(checkpoint["model"])
+            return
+        if from_autoencoder:
+            state, fresh = vsae_state_from_musicvae(checkpoint["model"], self.model)
+            self.model.load_state_dict(state)
+            if self.processes.is_main:
+                self._say(f"init_from {path}: a MusicVAE of this vsae's sizes — its encoder and decoder copied "
+                          f"({len(checkpoint['model'])} tensors), the discriminator's {len(fresh)} fresh")
             return
         state, fresh = with_lookback_columns(checkpoint["model"], self.model)
         self.model.load_state_dict(state)

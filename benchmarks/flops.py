@@ -1,0 +1,76 @@
+"""Work of the runtime's operations in FLOPs (2 per multiply-add; table lookups free), per architecture.
+
+`op_flops(config, op, batch)` reads an exported model's model.json "config" (any layout: models/architectures.py)
+and answers None for an architecture without a formula here — `bench` then leaves its GFLOP/s columns out
+rather than apply another architecture's formula:
+- musicvae: the LSTM encoder, conductor and decoder, counted as the exported graphs do their work (the decoder's
+  token table is a constant of the graph, so it costs nothing per call); tests/test_runtime_bench.py checks it
+  against torch's own count;
+- vsae: its encoder and decoder ARE a flat MusicVAE's (models/vsae.py; the discriminator never runs at inference),
+  so the same formula on the same sizes;
+- transformer: none. Its exported samplers attend over fixed-size (T) key buffers with a mask (cached) or rerun the
+  whole decoder every step (recompute), so the work depends on the decoding and differs from torch's; no formula
+  has been checked against either yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def architecture_of(config: dict) -> str:
+    return config.get("architecture", "musicvae")  # configs from before the architectures had names
+
+
+def lstm_op_flops(config: dict, op: str, batch: int) -> float:
+    """FLOPs of one call of a MusicVAE-shaped model (bidirectional LSTM encoder; LSTM decoder, flat or under a
+    conductor) from its sizes."""
+    steps, bars, spb = config["bars"] * config["steps_per_bar"], config["bars"], config["steps_per_bar"]
+
+    def encoder(b):
+        h, inputs, total = config["enc_size"], config["embed_size"], 0
+        for _ in range(config["enc_layers"]):
+            total += 2 * 4 * h * (inputs + h) * steps  # two directions
+            inputs = 2 * h
+        return 2 * b * (total + 2 * 2 * h * config["z_size"])
+
+    def decoder(b):
+        z, h, layers, vocab = config["z_size"], config["dec_size"], config["dec_layers"], config["vocab_size"]
+        total, cond, rows, segment = 0, z, b, steps
+        if config.get("hierarchical", False):
+            hc, inputs = config["conductor_size"], z
+            total += b * z * 2 * config["conductor_layers"] * hc
+            for _ in range(config["conductor_layers"]):
+                total += b * bars * 4 * hc * (inputs + hc)
+                inputs = hc
+            cond, rows, segment = hc, b * bars, spb
+        total += rows * cond * (2 * layers * h + 4 * h)  # initial state, the condition's gate term
+        per_step = 4 * h * h + (layers - 1) * 4 * h * 2 * h + h * vocab
+        return 2 * (total + rows * segment * per_step)
+
+    return {"encode": lambda: encoder(batch), "continue": lambda: encoder(batch) + decoder(batch),
+            "interpolate": lambda: encoder(2) + decoder(batch), "sample_prior": lambda: decoder(batch)}[op]()
+
+
+def lstm_largest_matvec(config: dict) -> tuple[int, int]:
+    """The decoder's biggest per-step matrix: [x, h] (2H) × 4H with two or more layers, else H × 4H."""
+    h = config["dec_size"]
+    return (2 * h if config["dec_layers"] > 1 else h, 4 * h)
+
+
+FORMULAS: dict[str, tuple[Callable[[dict, str, int], float], Callable[[dict], tuple[int, int]]]] = {
+    "musicvae": (lstm_op_flops, lstm_largest_matvec),
+    "vsae": (lstm_op_flops, lstm_largest_matvec),
+}
+
+
+def op_flops(config: dict, op: str, batch: int) -> float | None:
+    """FLOPs of one `op` call at `batch`, or None for an architecture without a formula (module docstring)."""
+    formula = FORMULAS.get(architecture_of(config))
+    return None if formula is None else formula[0](config, op, batch)
+
+
+def largest_matvec(config: dict) -> tuple[int, int] | None:
+    """The (rows, cols) of the matrix-vector product a batch-1 step is bound by, or None (no formula)."""
+    formula = FORMULAS.get(architecture_of(config))
+    return None if formula is None else formula[1](config)
