@@ -16,6 +16,7 @@ from musicbridge.bridge.config import (
     BPM_RANGE,
     CLOCKS,
     ENDINGS,
+    FALLBACKS,
     LINK_QUANTUM_RANGE,
     MODES,
     PARAM_RANGES,
@@ -51,6 +52,8 @@ def _scale(spec: str | None):
 
 
 def _print_summary(console: Console, result: dict) -> None:
+    from musicbridge.bridge.status import deadline_text
+
     table = Table(title="musicbridge serve — summary", show_header=True)
     for column in ("", "p50", "p99", "max", "n"):
         table.add_column(column, justify="right" if column else "left")
@@ -61,6 +64,7 @@ def _print_summary(console: Console, result: dict) -> None:
     console.print(table)
     console.print(", ".join(f"{k.replace('_', ' ')}: {result[k]}" for k in (
         "answers", "notes_sent", "late_dropped", "superseded", "stale", "midi_in", "osc_in", "osc_errors")))
+    console.print(deadline_text(result))
     console.print(f"scale lock at exit: {result.get('scale') or 'off'}")
 
 
@@ -100,6 +104,14 @@ def register(app: typer.Typer) -> None:
                                            "replies after /musicbridge/subscribe)."),
         osc_reply_port: int = typer.Option(DEFAULTS.osc_reply_port, min=1, max=65535, help="Port replies go to on --osc-reply-host "
                                            "(and the default port of a subscription)."),
+        oscquery_host: str = typer.Option(DEFAULTS.oscquery_host, help="Interface the OSCQuery HTTP server listens on "
+                                          "(and zeroconf advertises it on; 0.0.0.0 = all: think first)."),
+        oscquery_port: int = typer.Option(None, min=0, max=65535, show_default=False, help="OSCQuery HTTP port "
+                                          "(controllers read the OSC namespace there; advertised as _oscjson._tcp). "
+                                          "Default 9002, or any free port when 9002 is taken; 0 = no OSCQuery."),
+        mappings: Path = typer.Option(None, help="MIDI learn's mappings file (TOML): read at start, rewritten after "
+                                      "each /musicbridge/learn or /musicbridge/learn/clear. Without it mappings last "
+                                      "until the daemon stops."),
         mode: str = typer.Option(DEFAULTS.params.mode, help=f"Starting mode: {', '.join(MODES)}."),
         temperature: float = _param_option("temperature", "Sampling temperature (0 = greedy)."),
         bars: int = _param_option("bars", "Bars per answer."),
@@ -108,6 +120,9 @@ def register(app: typer.Typer) -> None:
         silence: float = _param_option("silence", "call-response: beats of silence before answering."),
         steps: int = _param_option("steps", "interpolate: phrases on the path, A and B included."),
         ending: str = typer.Option(DEFAULTS.params.ending, help=f"interpolate: after B, {', '.join(ENDINGS)}."),
+        fallback: str = typer.Option(DEFAULTS.params.fallback, help="What plays when an answer is not ready by "
+                                     "its deadline: repeat (the last answer again) or hold (nothing new); a late "
+                                     "answer still takes over from its next note, and no note is sent late."),
         scale: str = typer.Option(None, help="Scale lock: no answer leaves it. ROOT:MODE (D:dorian, A:minor, "
                                   "C:major_pentatonic, E:blues, …) or pitch classes (0,2,4,7,9 or C,D,E,G,A); "
                                   "/musicbridge/param/scale changes it live."),
@@ -115,7 +130,8 @@ def register(app: typer.Typer) -> None:
         status: bool = typer.Option(True, "--status/--no-status", help="Show the live status line."),
         stats_json: Path = typer.Option(None, help="Also write the exit summary to this JSON file."),
         realtime: bool = typer.Option(True, "--realtime/--no-realtime", help="Run the daemon's threads with "
-                                      "real-time priority (SCHED_FIFO) where the system allows it."),
+                                      "real-time priority (SCHED_FIFO) where the system allows it, below the MIDI "
+                                      "system's own threads (ordinary on a JACK server that is not real-time)."),
         scheduler: str = typer.Option(DEFAULTS.scheduler, hidden=True, help="precise or sleep (the naive benchmark baseline)."),
         log_level: str = typer.Option("info", help=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}."),
     ) -> None:
@@ -142,9 +158,12 @@ def register(app: typer.Typer) -> None:
             bpm=bpm, output_offset_ms=output_offset_ms, scheduler=_choice(scheduler, SCHEDULERS, "--scheduler"),
             realtime=realtime,
             osc_host=osc_host, osc_port=osc_port, osc_reply_port=osc_reply_port, osc_reply_host=osc_reply_host,
+            oscquery_host=oscquery_host, oscquery_port=oscquery_port,
+            mappings=str(mappings) if mappings is not None else None,
             files_dirs=[str(d) for d in files_dir], seed=seed, status_line=status,
             params=Params(_choice(mode, MODES, "--mode"), temperature, bars, novelty, variations, silence, steps,
-                          _choice(ending, ENDINGS, "--ending"), scale=_scale(scale)),
+                          _choice(ending, ENDINGS, "--ending"), scale=_scale(scale),
+                          fallback=_choice(fallback, FALLBACKS, "--fallback")),
         )
         from musicbridge.bridge.daemon import Bridge
         from musicbridge.bridge.midi_io import MidiError

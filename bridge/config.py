@@ -85,6 +85,9 @@ class ServeConfig:
     osc_port: int = 9000
     osc_reply_port: int = 9001
     osc_reply_host: str = "127.0.0.1"  # the fixed reply address (with osc_reply_port); others must subscribe
+    oscquery_host: str = "127.0.0.1"  # where the OSCQuery HTTP server listens (and zeroconf advertises it)
+    oscquery_port: int | None = None  # None: 9002, or any free port when that is taken; 0: no OSCQuery
+    mappings: str | None = None  # MIDI learn's mappings file (TOML); None: mappings last until the daemon stops
     seed: int | None = None
     status_line: bool = True
     params: Params = field(default_factory=Params)

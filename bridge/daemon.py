@@ -30,14 +30,24 @@ import time
 from musicbridge.bridge import midi_io, priority
 from musicbridge.bridge.clock import Clock
 from musicbridge.bridge.config import ServeConfig
-from musicbridge.bridge.engine import AnswerReady, Engine, ModelReady, NoteIn, TransportChanged
+from musicbridge.bridge.engine import AnswerReady, ControlIn, Engine, ModelReady, NoteIn, TransportChanged
 from musicbridge.bridge.engine import Refused as EngineRefused
 from musicbridge.bridge.generator import GenerationWorker, ModelRef, Phrase, Request
 from musicbridge.bridge.jack_watch import JackWatch
+from musicbridge.bridge.learn import Learn, control_of
 from musicbridge.bridge.link_clock import LinkClock
-from musicbridge.bridge.model_store import LoadRequest, LoadWorker, ModelStore, RefusedPath
-from musicbridge.bridge.osc import STATUS_PARAMS, OscInputError, OscServer, P
+from musicbridge.bridge.model_store import LoadRequest, LoadWorker, ModelStore, RefusedPath, model_name
+from musicbridge.bridge.osc import (
+    LEARN_TARGETS,
+    ROUTES,
+    STATUS_PARAMS,
+    OscInputError,
+    OscServer,
+    P,
+    param_value,
+)
 from musicbridge.bridge.osc_packet import show
+from musicbridge.bridge.oscquery import OscQueryServer
 from musicbridge.bridge.paths import MAX_MIDI_FILE_BYTES, Refused, confine, read_regular_file, resolve_dirs
 from musicbridge.bridge.scheduler import Scheduler
 from musicbridge.bridge.status import StatusLine, summary
@@ -68,10 +78,12 @@ class Bridge:
         self.engine: Engine | None = None  # the musical state (made in open(), once the models are loaded)
         self.worker = GenerationWorker(self._on_phrase, self._on_generation_error)
         self.osc: OscServer | None = None
+        self.oscquery: OscQueryServer | None = None  # the namespace over HTTP (bridge/oscquery.py)
         self.threads: list[threading.Thread] = []
 
     # ---- setup ----------------------------------------------------------------------------------
     def open(self) -> None:
+        learn = Learn.open(LEARN_TARGETS, self.config.mappings)  # a bad mappings file stops here, before the models
         for index, spec in enumerate(self.config.models):
             self.store.add(spec, activate=index == 0)
         self._open_midi()
@@ -80,9 +92,14 @@ class Bridge:
         active = self.store.active
         self.engine = Engine(self.config.params, self.clock, self.scheduler, self.worker.submit, self._channel_for,
                              ModelRef.of(self.store.active_name, active) if active is not None else None,
-                             seed=self.config.seed, send_phrase=self._send_phrase, model_switched=self._model_switched)
+                             seed=self.config.seed, send_phrase=self._send_phrase, model_switched=self._model_switched,
+                             learn=learn, dispatch=self._dispatch_control, learn_changed=self._learn_changed,
+                             model_names=self._model_names)
         self.osc = OscServer(self, self.config.osc_host, self.config.osc_port, self.config.osc_reply_port,
                              self.config.osc_reply_host)
+        if self.config.oscquery_port != 0:
+            self.oscquery = OscQueryServer(ROUTES, self.osc_values, self.config.oscquery_host,
+                                           self.config.oscquery_port, self.osc.port, self.config.osc_host)
 
     def _open_midi(self) -> None:
         cfg = self.config
@@ -92,6 +109,8 @@ class Bridge:
             log.warning("%s", self.midi_description)
             return
         self.midi_state = "ok"
+        if hasattr(self.clock, "set_midi_system"):  # on JACK, late ticks are the sender's slip (bridge/clock.py)
+            self.clock.set_midi_system(self.output.api)
         if self.output.api == "jack":
             try:
                 self.watch = JackWatch()
@@ -160,6 +179,9 @@ class Bridge:
         self.worker.start()
         self.loader.start()
         self.osc.start()
+        if self.oscquery is not None:
+            self.oscquery.start()
+            log.info("OSCQuery on %s", self.oscquery.url)
         self.clock.start_internal(time.perf_counter())
         if self.config.startup_notes_off:
             self._notes_off_everywhere("startup")
@@ -189,6 +211,8 @@ class Bridge:
         finally:
             if self.osc is not None:
                 self.osc.close()
+            if self.oscquery is not None:
+                self.oscquery.close()
             for thread in self.threads:
                 thread.join(timeout=2)
             self._close_midi()
@@ -294,10 +318,28 @@ class Bridge:
         channel = message[0] & 0x0F
         if self.config.in_channel and channel != self.config.in_channel - 1:
             return
+        if self._to_learn(message, t):
+            return  # MIDI learn's: never captured, never passed through
         if status in (0x80, 0x90) and len(message) >= 3:
             self._note(channel, message[1], message[2] if status == 0x90 else 0, t)
         if self.config.thru and self.output is not None and midi_io.well_formed(message):
             self.output.send(message)  # a complete channel message; truncated ones (a broken sender) are dropped
+
+    def _to_learn(self, message: list[int], t: float) -> bool:
+        """Post a CC or note that MIDI learn wants to the engine: a bound control's, or while learning any CC or
+        note-on (a note-off passes: its note-on may have sounded). True when it did. The view can be a moment
+        behind the engine: what learn turns out not to want, the engine takes as an ordinary note."""
+        engine = self.engine
+        found = control_of(message) if engine is not None and midi_io.well_formed(message) else None
+        if found is None:
+            return False
+        control, value = found
+        view = engine.view
+        if control not in view.learned and not (view.learning and (control.kind == "cc" or value > 0)):
+            return False
+        playing, beat, _ = self.clock.state(t)
+        engine.post(ControlIn(t, beat if playing else None, control, value))
+        return True
 
     def _note(self, channel: int, pitch: int, velocity: int, t: float) -> None:
         playing, beat, _ = self.clock.state(t)
@@ -436,6 +478,67 @@ class Bridge:
         if self.osc is not None:
             self.osc_status(host=requester)
 
+    # ---- MIDI learn (bridge/learn.py; the engine owns the table) ---------------------------------
+    def osc_learn(self, target: str, host=None) -> None:
+        self._call(self.engine.learn_arm, target)
+        self._send_mappings(host)  # the confirmation: `learning` names the target
+
+    def osc_learn_list(self, host=None) -> None:
+        self._send_mappings(host)
+
+    def osc_learn_clear(self, target: str | None = None, host=None) -> None:
+        self._call(self.engine.learn_clear, target)
+        self._send_mappings(host)
+
+    def _send_mappings(self, host=None) -> None:
+        """One /musicbridge/learn/mapping per mapping, then /musicbridge/learn/end: the reply to `host`'s request,
+        or to every target (None: a mapping was learned from MIDI, or learning timed out)."""
+        view = self.engine.view
+        replier = self.osc.replier
+
+        def send() -> None:
+            for target, control in view.mappings:
+                replier.send(f"{P}/learn/mapping", target, control.kind, control.channel + 1, control.number,
+                             host=host)
+            replier.send(f"{P}/learn/end", len(view.mappings), view.learning, host=host)
+
+        if host is None:
+            send()
+        else:
+            replier.answer(send)  # the request packet's one reply, sent whole when the packet is done
+
+    def _learn_changed(self, error: str | None) -> None:
+        """From the engine thread: a control was learned (or learning timed out)."""
+        if self.osc is None:
+            return
+        if error:
+            self.osc.replier.error("internal", error, None)
+        self._send_mappings()
+
+    def _dispatch_control(self, address: str, args: tuple) -> None:
+        """A learned control's message (on the engine thread): checked and handled exactly as over OSC."""
+        route = self.osc.routes[address]
+        try:
+            getattr(self, route.handler)(*route.parse(args), host=None)
+        except OscInputError as error:
+            self.osc.replier.error(error.code, f"{address} (MIDI learn): {error}", None)
+
+    def _model_names(self) -> tuple[str, ...]:
+        """What the `model` learn target picks among: the --model models, in their order."""
+        return tuple(model_name(spec) for spec in self.config.models)
+
+    def osc_values(self) -> dict[str, list]:
+        """OSCQuery's VALUEs (address -> one item per argument): every route that sets a param, from the engine's
+        view; the clock's tempo and position; the active model."""
+        view = self.engine.view
+        _, beat, bpm = self.clock.state(time.perf_counter())
+        values = {route.address: [param_value(view.params, route.param)] for route in ROUTES if route.param}
+        values[f"{P}/transport/tempo"] = [float(bpm)]
+        values[f"{P}/transport/position"] = [max(0.0, float(beat))]
+        if view.model is not None:
+            values[f"{P}/model/load"] = [view.model.name]
+        return values
+
     def osc_subscribe(self, port: int | None = None, seconds: float | None = None, host=None) -> None:
         self.osc.subscribe(host, port, seconds)
         if seconds != 0:
@@ -455,6 +558,4 @@ class Bridge:
     @staticmethod
     def _status_params(view) -> list:
         """The values of osc.STATUS_PARAMS, from one snapshot of the engine's state."""
-        params = view.params
-        derived = {"scale": params.scale.spec if params.scale is not None else "off", "slots": view.slots}
-        return [derived[name] if name in derived else getattr(params, name) for name in STATUS_PARAMS]
+        return [view.slots if name == "slots" else param_value(view.params, name) for name in STATUS_PARAMS]

@@ -22,6 +22,10 @@ passes without the answer, the deadline is counted as missed and the `fallback` 
 the missed start: `repeat` (the last answer again) or `hold` (nothing new: what was scheduled plays on). A late
 answer still takes over when it comes, from its first note that is not yet due: the scheduler drops the notes
 that are past, so no note is ever sent late.
+
+MIDI learn (bridge/learn.py). The engine owns the table: the MIDI input thread posts ControlIn for every CC and
+note that learning wants (the view tells it which), the engine binds or runs them, and hands a bound control's
+message to `dispatch` (the daemon runs it through the OSC route's checks and handler, here on this thread).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -38,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from musicbridge.bridge.capture import CaptureBuffer
 from musicbridge.bridge.config import Params
 from musicbridge.bridge.generator import ModelRef, Phrase, Request, make_phrase
+from musicbridge.bridge.learn import Control, Learn, Learned, Move
 from musicbridge.bridge.modes import (
     Answered,
     BarLine,
@@ -53,6 +59,7 @@ from musicbridge.bridge.modes import (
     trigger_beat,
     window,
 )
+from musicbridge.bridge.session_log import AnswerTaken, NoteHeard, OutputCut, PhrasePlayed
 from musicbridge.codecs import BEATS_PER_BAR, STEP_BEATS
 from musicbridge.notes import Note
 
@@ -83,6 +90,16 @@ class NoteIn:
     channel: int
     pitch: int
     velocity: int  # 0 = note-off
+
+
+@dataclass(frozen=True)
+class ControlIn:
+    """A CC or note that MIDI learn wants (learning, or a bound control): from the MIDI input thread."""
+
+    t: float  # arrival (perf_counter seconds)
+    beat: float | None  # its song position; None while stopped (a note that turns out not to be learn's is dropped)
+    control: Control
+    value: int  # CC value or velocity (0 = note-off)
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,9 @@ class View:
     model: ModelRef | None
     slots: str  # the capture slots holding a phrase: "", "a", "b" or "ab"
     last_latency_ms: float  # trigger → answer ready of the last generated answer; -1 before the first
+    mappings: tuple[tuple[str, Control], ...] = ()  # MIDI learn: (target, control), in the order learned
+    learned: frozenset[Control] = frozenset()  # the bound controls: the MIDI thread keeps them from capture and thru
+    learning: str = ""  # the target armed for learning ("" when none)
 
 
 class PhraseIds:
@@ -150,7 +170,10 @@ class Engine:
     def __init__(self, params: Params, clock, scheduler, submit: Callable[[Request], None],
                  channel_for: Callable[[ModelRef | None], int], model: ModelRef | None = None, *,
                  seed: int | None = None, send_phrase: Callable[[int, list[Note], int, float], None] = _ignore,
-                 model_switched: Callable[[object], None] = _ignore, now: Callable[[], float] = time.perf_counter):
+                 model_switched: Callable[[object], None] = _ignore, now: Callable[[], float] = time.perf_counter,
+                 learn: Learn | None = None, dispatch: Callable[[str, tuple], None] = _ignore,
+                 learn_changed: Callable[[str | None], None] = _ignore,
+                 model_names: Callable[[], tuple[str, ...]] = tuple, observe: Callable[[object], None] = _ignore):
         # The musical state: written only on the engine thread.
         self.params = params
         self.mode = ModeState()
@@ -168,20 +191,26 @@ class Engine:
         self.handled: tuple[float, int] | None = None  # (bar line, epoch) of the last trigger: a flush re-arms it
         self.counts = {"answers": 0, "stale": 0, "stale_model": 0, "overtaken": 0, "deadline_missed": 0,
                        "late_answers": 0}
+        self.learn = learn if learn is not None else Learn({})  # MIDI learn's table
         # Its collaborators.
         self.clock = clock  # read only (thread-safe)
         self.scheduler = scheduler  # output timing stays there
         self.submit = submit  # to the generation worker
         self.channel_for = channel_for  # the answer channel of a model
-        self.seed = seed
+        self.seed = seed if seed is not None else secrets.randbits(32)  # drawn: every answer's seed is known
+        self.observe = observe  # the session log (bridge/session_log.py): what was heard, answered, played, cut
         self.send_phrase = send_phrase  # /musicbridge/gen/* of an answer (phrase id, notes, bars, start beat)
         self.model_switched = model_switched  # the status reply after a switch (to the requester)
+        self.dispatch = dispatch  # a learned control's OSC message (address, arguments), run by the daemon
+        self.learn_changed = learn_changed  # the mappings or the armed target changed (an error text when not saved)
+        self.model_names = model_names  # what the `model` target picks among
         self.now = now
         self.phrase_ids = PhraseIds()
         self.requests = itertools.count(1)
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
-        self.view = View(params, model, "", -1.0)
+        self.view: View
+        self._publish()
 
     # ---- other threads: post events, call commands ------------------------------------------------
     def post(self, event) -> None:
@@ -291,6 +320,7 @@ class Engine:
                 self.capture.note_on(event.channel, event.pitch, event.velocity, event.beat)
             else:
                 self.capture.note_off(event.channel, event.pitch, event.beat)
+            self.observe(NoteHeard(event.t, event.beat, event.channel, event.pitch, event.velocity))
         elif isinstance(event, TransportChanged):
             if event.kind in TRANSPORT_FLUSHES:
                 if self.pending_model is not None and event.kind == "stop":
@@ -301,12 +331,17 @@ class Engine:
             self._accept(event.phrase)
         elif isinstance(event, ModelReady):
             self._model_ready(event)
+        elif isinstance(event, ControlIn):
+            self._control(event)
         else:
             raise TypeError(f"not an engine event: {event!r}")
 
     def advance(self) -> None:
         """The timers at now(): deadlines that passed, then the trigger point of the next bar line."""
         now = self.now()
+        if self.learn.expire(now):
+            self._publish()
+            self.learn_changed(None)
         for request in list(self.waiting.values()):
             deadline = self.scheduler.deadline(request.start_beat)
             if deadline is not None and now >= deadline:
@@ -344,7 +379,8 @@ class Engine:
         request.seq = next(self.requests)
         request.epoch = self.epoch
         request.created = self.now()
-        request.seed = None if self.seed is None else self.seed + request.seq
+        request.seed = self.seed + request.seq  # with the request, it decides the answer (musicbridge replay)
+        request.params = self.params
         if request.kind == "replay":  # no model call: it cannot miss its deadline
             self._accept(make_phrase(request, self.now))
             return
@@ -355,14 +391,10 @@ class Engine:
         request = phrase.request
         self.waiting.pop(request.seq, None)
         late = self.missed.pop(request.seq, None) is not None
-        if request.model is not self.model:
-            self.counts["stale_model"] += 1  # built for a model that is no longer active
-            return
-        if request.epoch != self.epoch:
-            self.counts["stale"] += 1  # the transport or mode changed while it was generated
-            return
-        if request.seq < self.played_seq:
-            self.counts["overtaken"] += 1  # a newer answer plays already
+        outcome = self._outcome(request)
+        self.observe(AnswerTaken(self.now(), phrase, outcome, late))
+        if outcome != "played":
+            self.counts[outcome] += 1
             return
         if late:
             self.counts["late_answers"] += 1
@@ -378,6 +410,16 @@ class Engine:
         log.debug("answer %d (%s%s): %d notes at beat %g, %.1f ms", request.seq, request.kind,
                   ", late" if late else "", len(phrase.notes), request.start_beat, phrase.latency_ms)
 
+    def _outcome(self, request: Request) -> str:
+        """What becomes of an answer: played, or dropped as stale_model, stale or overtaken (counted)."""
+        if request.model is not self.model:
+            return "stale_model"  # built for a model that is no longer active
+        if request.epoch != self.epoch:
+            return "stale"  # the transport or mode changed while it was generated
+        if request.seq < self.played_seq:
+            return "overtaken"  # a newer answer plays already
+        return "played"
+
     def _missed(self, request: Request) -> None:
         """The deadline of `request` passed without its answer: the fallback plays from its start."""
         self.counts["deadline_missed"] += 1
@@ -391,12 +433,18 @@ class Engine:
             return  # a newer answer plays already
         self.played_seq = request.seq
         if fallback == "repeat" and self.last_phrase is not None:
-            self._play(self.last_phrase.notes, self.last_phrase.n_bars, request)
+            self.counts["fallbacks"] = self.counts.get("fallbacks", 0) + 1  # fallback phrases played
+            self._play(self.last_phrase.notes, self.last_phrase.n_bars, request, self.last_phrase.request.seq)
 
-    def _play(self, notes: list[Note], n_bars: int, request: Request) -> None:
+    def _play(self, notes: list[Note], n_bars: int, request: Request, answer: int | None = None) -> None:
+        """Schedule the notes of answer `answer` (default: the request's own) for `request`."""
         phrase_id = self.phrase_ids.next()
-        self.scheduler.add_phrase(notes, request.start_beat, phrase_id, self.channel_for(self.model),
-                                  request.replace)
+        channel = self.channel_for(self.model)
+        self.scheduler.add_phrase(notes, request.start_beat, phrase_id, channel, request.replace)
+        now = self.now()
+        self.observe(PhrasePlayed(now, request.seq if answer is None else answer, request.seq, request.start_beat,
+                                  self.clock.time_at(request.start_beat), self.clock.state(now)[2], channel,
+                                  request.replace))
         if request.reply:
             self.send_phrase(phrase_id, notes, n_bars, request.start_beat)
 
@@ -407,6 +455,7 @@ class Engine:
         self.missed.clear()
         self._step(Flushed(capture_cleared))
         closed = self.scheduler.flush((self.channel_for(self.model),))
+        self.observe(OutputCut(self.now(), self.now(), why))
         log.debug("flush (%s): %d notes closed", why, closed)
 
     # ---- models -------------------------------------------------------------------------------------
@@ -441,9 +490,51 @@ class Engine:
             self.scheduler.flush((self.channel_for(before),))
         else:
             self.scheduler.cut(bar_end)  # the old model's phrase ends on the bar line
+        now = self.now()
+        at = self.clock.time_at(bar_end) if bar_end is not None else None
+        self.observe(OutputCut(now, now if at is None else at, f"model {after.name}"))
         self._publish()
         log.info("model %s active%s", after.name, "" if bar_end is None else f" from beat {bar_end:g}")
         self.model_switched(ready.requester)
+
+    # ---- MIDI learn ---------------------------------------------------------------------------------
+    def _control(self, event: ControlIn) -> None:
+        outcome = self.learn.on_control(event.control, event.value, self.now())
+        if isinstance(outcome, Learned):
+            log.info("MIDI learn: %s → %s", event.control.describe(), outcome.target)
+            self.learn_changed(self._save_mappings())
+        elif isinstance(outcome, Move):
+            self._move(outcome)
+        elif event.control.kind == "note" and event.beat is not None:
+            # Not learn's after all (the MIDI thread read the view before learning ended): an ordinary note.
+            self.apply(NoteIn(event.t, event.beat, event.control.channel, event.control.number, event.value))
+
+    def _move(self, move: Move) -> None:
+        target = move.target
+        if target.kind == "model":
+            model = self.pending_model.model if self.pending_model is not None else self.model  # the newest chosen
+            current = model.name if model is not None else None
+            choices = self.model_names()
+        else:
+            current = getattr(self.params, target.param) if target.param else None
+            choices = target.choices
+        args = target.arguments(move.control, move.value, move.previous, current, choices)
+        if args is not None:
+            self.dispatch(target.address, args)
+
+    def _save_mappings(self) -> str | None:
+        """Write the mappings file and publish the mappings; the error, as a sentence, when the file was not written
+        (the mappings work all the same)."""
+        self._publish()
+        try:
+            self.learn.save()
+        except OSError as failure:
+            reason = failure.strerror or str(failure)
+            error = (f"the MIDI mappings work now but were not saved to {self.learn.path} ({reason}); check that "
+                     "the file and its folder are writable")
+            log.warning("%s", error)
+            return error
+        return None
 
     # ---- commands (run on the engine thread through call()) ----------------------------------------
     def set_param(self, name: str, value) -> None:
@@ -510,10 +601,26 @@ class Engine:
     def panic(self) -> None:
         self._flush("panic")
 
+    def learn_arm(self, target: str) -> None:
+        """The next CC or note-on binds to `target` (the OSC route checked the name)."""
+        self.learn.arm(target, self.now())
+        log.info("MIDI learn: move a control for %s", target)
+        self._publish()
+
+    def learn_clear(self, target: str | None) -> int:
+        """Forget the mappings of `target` (None: all, and an armed learn); how many were forgotten."""
+        count = self.learn.clear(target)
+        error = self._save_mappings()
+        if error:
+            raise Refused("internal", error)
+        return count
+
     def _require_model(self) -> ModelRef:
         if self.model is None:
             raise Refused("not_ready", "no model loaded (start with --model or send /musicbridge/model/load)")
         return self.model
 
     def _publish(self) -> None:
-        self.view = View(self.params, self.model, "".join(sorted(self.mode.slots)), self.last_latency_ms)
+        mappings = self.learn.listing()
+        self.view = View(self.params, self.model, "".join(sorted(self.mode.slots)), self.last_latency_ms, mappings,
+                         frozenset(control for _, control in mappings), self.learn.armed or "")

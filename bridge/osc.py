@@ -1,4 +1,5 @@
-"""OSC in and out over UDP. ROUTES is the dispatcher table, docs/osc.md its documentation.
+"""OSC in and out over UDP. ROUTES is the dispatcher table, docs/osc.md its documentation, and bridge/oscquery.py
+serves it over HTTP (OSCQuery): the three are one table.
 
 Datagrams (up to 64 KB) are parsed by the bounded parser in bridge/osc_packet.py, then every argument is
 checked against its Arg before a handler runs; anything malformed, unknown or out of range is answered on
@@ -17,6 +18,7 @@ import threading
 from dataclasses import dataclass
 
 from musicbridge.bridge.config import BPM_RANGE, ENDINGS, FALLBACKS, MODES, PARAM_RANGES, Params
+from musicbridge.bridge.learn import learn_targets
 from musicbridge.bridge.osc_packet import MAX_DATAGRAM, Message, PacketError, parse_packet, show
 from musicbridge.bridge.replies import Replier, Target
 
@@ -83,7 +85,8 @@ class Route:
     address: str
     args: tuple[Arg, ...]
     handler: str  # method of the controller called with the parsed arguments
-    doc: str
+    doc: str  # one line: OSCQuery's DESCRIPTION (docs/osc.md says more)
+    param: str | None = None  # the Params field it sets: its value is readable (OSCQuery) and it can be learned
 
     @property
     def signature(self) -> str:
@@ -106,39 +109,63 @@ P = "/musicbridge"
 
 
 def param_route(name: str, arg: str, doc: str) -> Route:
-    """/musicbridge/param/<name>: one argument in the param's range (config.PARAM_RANGES), handled by osc_<name>."""
+    """/musicbridge/param/<name>: one argument in the param's range (config.PARAM_RANGES), handled by osc_<name>;
+    readable over OSCQuery and learnable (bridge/learn.py) by the param's name."""
     arg_type = "i" if Params.is_integer(name) else "f"
-    return Route(f"{P}/param/{name}", (Arg(arg, arg_type, *PARAM_RANGES[name]),), f"osc_{name}", doc)
+    return Route(f"{P}/param/{name}", (Arg(arg, arg_type, *PARAM_RANGES[name]),), f"osc_{name}", doc, param=name)
 
 
-ROUTES: tuple[Route, ...] = (
+def param_value(params: Params, name: str):
+    """A param as OSC carries it: the scale lock as its spec ("off" when none), the others as they are."""
+    value = getattr(params, name)
+    if name == "scale":
+        return value.spec if value is not None else "off"
+    return value
+
+
+_PLAY_ROUTES: tuple[Route, ...] = (
     Route(f"{P}/note", (Arg("pitch", "i", 0, 127), Arg("velocity", "i", 0, 127), Arg("channel", "i", 1, 16, optional=True)),
-          "osc_note", "note in (velocity 0 = off)"),
-    Route(f"{P}/transport/tempo", (Arg("bpm", "f", *BPM_RANGE),), "osc_tempo", "tempo"),
-    Route(f"{P}/transport/play", (), "osc_play", "play"),
-    Route(f"{P}/transport/stop", (), "osc_stop", "stop"),
-    Route(f"{P}/transport/position", (Arg("beats", "f", 0, 1_000_000),), "osc_position", "song position"),
-    Route(f"{P}/mode", (Arg("name", "s", choices=MODES),), "osc_mode", "mode"),
-    param_route("temperature", "x", "temperature"),
-    param_route("bars", "n", "answer length"),
-    param_route("novelty", "x", "sigma scale"),
-    param_route("variations", "n", "candidates"),
-    param_route("silence", "beats", "call-response silence"),
-    param_route("steps", "n", "interpolation steps"),
-    Route(f"{P}/param/ending", (Arg("name", "s", choices=ENDINGS),), "osc_ending", "interpolation ending"),
-    Route(f"{P}/param/scale", (Arg("spec", "s"),), "osc_scale", "scale lock"),
-    Route(f"{P}/param/fallback", (Arg("name", "s", choices=FALLBACKS),), "osc_fallback", "missed deadline"),
-    Route(f"{P}/capture", (Arg("slot", "s", choices=("a", "b")),), "osc_capture", "capture a slot"),
+          "osc_note", "a note in, like MIDI input (velocity 0 = off)"),
+    Route(f"{P}/transport/tempo", (Arg("bpm", "f", *BPM_RANGE),), "osc_tempo", "tempo of the internal/OSC clock"),
+    Route(f"{P}/transport/play", (), "osc_play", "start the internal/OSC clock"),
+    Route(f"{P}/transport/stop", (), "osc_stop", "stop the clock: all notes off"),
+    Route(f"{P}/transport/position", (Arg("beats", "f", 0, 1_000_000),), "osc_position",
+          "song position in quarter notes"),
+    Route(f"{P}/mode", (Arg("name", "s", choices=MODES),), "osc_mode", "what the bridge plays", param="mode"),
+    param_route("temperature", "x", "sampling temperature (0 = greedy)"),
+    param_route("bars", "n", "bars per answer"),
+    param_route("novelty", "x", "scale of sigma when z is drawn around mu"),
+    param_route("variations", "n", "candidates per answer"),
+    param_route("silence", "beats", "call-response: beats of silence before answering"),
+    param_route("steps", "n", "interpolate: phrases from A to B"),
+    Route(f"{P}/param/ending", (Arg("name", "s", choices=ENDINGS),), "osc_ending", "interpolate: after B",
+          param="ending"),
+    Route(f"{P}/param/scale", (Arg("spec", "s"),), "osc_scale", "scale lock (ROOT:MODE, pitch classes, or off)",
+          param="scale"),
+    Route(f"{P}/param/fallback", (Arg("name", "s", choices=FALLBACKS),), "osc_fallback",
+          "what plays when an answer misses its deadline", param="fallback"),
+    Route(f"{P}/capture", (Arg("slot", "s", choices=("a", "b")),), "osc_capture", "the last bars played into a slot"),
     Route(f"{P}/capture/file", (Arg("slot", "s", choices=("a", "b")), Arg("path", "s")), "osc_capture_file",
-          "slot from a MIDI file"),
-    Route(f"{P}/generate", (), "osc_generate", "answer now"),
+          "a slot from a MIDI file"),
+    Route(f"{P}/generate", (), "osc_generate", "answer now, from the next bar"),
     Route(f"{P}/variation", (Arg("index", "i", 0, PARAM_RANGES["variations"][1] - 1),), "osc_variation",
-          "send a candidate"),
+          "send a candidate of the last answer"),
     Route(f"{P}/panic", (), "osc_panic", "all notes off"),
-    Route(f"{P}/model/load", (Arg("name_or_path", "s"),), "osc_model_load", "switch model"),
-    Route(f"{P}/status", (), "osc_status", "status reply"),
+    Route(f"{P}/model/load", (Arg("name_or_path", "s"),), "osc_model_load", "switch model (at the next bar line)"),
+    Route(f"{P}/status", (), "osc_status", "ask for a status reply"),
     Route(f"{P}/subscribe", (Arg("port", "i", 1, 65535, optional=True), Arg("seconds", "f", 0, 3600, optional=True)),
           "osc_subscribe", "replies to this host"),
+)
+# What MIDI learn can bind a control to (bridge/learn.py): read from the routes above, so a param route is
+# learnable as soon as it exists.
+LEARN_TARGETS = learn_targets(_PLAY_ROUTES, P)
+ROUTES: tuple[Route, ...] = (
+    *_PLAY_ROUTES,
+    Route(f"{P}/learn", (Arg("target", "s", choices=tuple(LEARN_TARGETS)),), "osc_learn",
+          "bind the next CC or note on the input to a target"),
+    Route(f"{P}/learn/list", (), "osc_learn_list", "ask for the MIDI mappings"),
+    Route(f"{P}/learn/clear", (Arg("target", "s", choices=tuple(LEARN_TARGETS), optional=True),), "osc_learn_clear",
+          "forget the mappings of a target (all without one)"),
 )
 
 
@@ -161,6 +188,8 @@ REPLIES: tuple[Reply, ...] = (
     Reply(f"{P}/status", f"mode:s bpm:f playing:i model:s last_latency_ms:f midi:s {_STATUS_PARAM_TYPES} ending:s "
                          "scale:s slots:s fallback:s"),
     Reply(f"{P}/error", "code:s message:s"),
+    Reply(f"{P}/learn/mapping", "target:s control:s channel:i number:i"),
+    Reply(f"{P}/learn/end", "count:i learning:s"),
 )
 ERROR_CODES = ("unknown_address", "bad_arguments", "out_of_range", "refused", "load_failed", "not_ready", "internal",
                "midi_lost", "clock_silent")

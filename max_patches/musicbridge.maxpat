@@ -927,11 +927,11 @@
 				"box" : {
 					"id" : "obj-69",
 					"maxclass" : "newobj",
-					"numinlets" : 6,
-					"numoutlets" : 6,
-					"outlettype" : [ "", "", "", "", "", "" ],
-					"patching_rect" : [ 1120.0, 280.0, 560.0, 22.0 ],
-					"text" : "route /musicbridge/gen/begin /musicbridge/gen/note /musicbridge/gen/end /musicbridge/status /musicbridge/error"
+					"numinlets" : 8,
+					"numoutlets" : 8,
+					"outlettype" : [ "", "", "", "", "", "", "", "" ],
+					"patching_rect" : [ 1120.0, 280.0, 640.0, 22.0 ],
+					"text" : "route /musicbridge/gen/begin /musicbridge/gen/note /musicbridge/gen/end /musicbridge/status /musicbridge/error /musicbridge/learn/mapping /musicbridge/learn/end"
 				}
 			},
 			{
@@ -1915,6 +1915,155 @@
 					},
 					"text" : "js musicbridge_player.js"
 				}
+			},
+			{
+				"box" : {
+					"id" : "obj-170",
+					"maxclass" : "comment",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 1280.0, 990.0, 330.0, 20.0 ],
+					"text" : "9 . MIDI learn -> /musicbridge/learn"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-171",
+					"maxclass" : "live.menu",
+					"numinlets" : 1,
+					"numoutlets" : 3,
+					"outlettype" : [ "", "", "float" ],
+					"parameter_enable" : 1,
+					"patching_rect" : [ 1280.0, 1020.0, 110.0, 15.0 ],
+					"presentation" : 1,
+					"presentation_rect" : [ 8.0, 110.0, 100.0, 15.0 ],
+					"saved_attribute_attributes" : {
+						"valueof" : {
+							"parameter_longname" : "Learn target",
+							"parameter_shortname" : "Learn target",
+							"parameter_type" : 2,
+							"parameter_mmax" : 13,
+							"parameter_enum" : [ "temperature", "novelty", "bars", "variations", "silence", "steps", "mode", "ending", "fallback", "model", "capture_a", "capture_b", "generate", "panic" ],
+							"parameter_initial" : [ 0 ],
+							"parameter_initial_enable" : 1
+						}
+					},
+					"varname" : "Learn target"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-172",
+					"maxclass" : "live.text",
+					"mode" : 0,
+					"numinlets" : 1,
+					"numoutlets" : 2,
+					"outlettype" : [ "", "" ],
+					"parameter_enable" : 1,
+					"patching_rect" : [ 1410.0, 1020.0, 60.0, 15.0 ],
+					"presentation" : 1,
+					"presentation_rect" : [ 112.0, 110.0, 50.0, 15.0 ],
+					"saved_attribute_attributes" : {
+						"valueof" : {
+							"parameter_longname" : "Learn",
+							"parameter_shortname" : "Learn",
+							"parameter_type" : 2,
+							"parameter_mmax" : 1,
+							"parameter_enum" : [ "off", "on" ],
+							"parameter_invisible" : 1
+						}
+					},
+					"text" : "Learn",
+					"texton" : "Learn",
+					"varname" : "Learn"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-173",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "bang" ],
+					"patching_rect" : [ 1410.0, 1050.0, 30.0, 22.0 ],
+					"text" : "t b"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-174",
+					"maxclass" : "newobj",
+					"numinlets" : 2,
+					"numoutlets" : 2,
+					"outlettype" : [ "", "" ],
+					"patching_rect" : [ 1280.0, 1085.0, 60.0, 22.0 ],
+					"text" : "zl reg"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-175",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 1280.0, 1120.0, 160.0, 22.0 ],
+					"text" : "prepend /musicbridge/learn"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-176",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 1280.0, 1155.0, 80.0, 22.0 ],
+					"text" : "s ---mb-osc"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-177",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 1480.0, 1085.0, 80.0, 22.0 ],
+					"text" : "prepend set"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-178",
+					"maxclass" : "message",
+					"numinlets" : 2,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 1480.0, 1120.0, 200.0, 22.0 ],
+					"presentation" : 1,
+					"presentation_rect" : [ 166.0, 108.0, 152.0, 20.0 ],
+					"text" : "no mappings"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-179",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 1580.0, 1085.0, 140.0, 22.0 ],
+					"text" : "print musicbridge-learn"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-180",
+					"maxclass" : "comment",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 1480.0, 1160.0, 270.0, 90.0 ],
+					"text" : "Pick a target, press Learn, then move a knob or hit a pad on the daemon's MIDI input (musicbridge in; the track's notes reach it too, as /musicbridge/note). The reply lists the mappings (/musicbridge/learn/mapping ... /end): the last learned is shown, all are printed."
+				}
 			}
 		],
 		"lines" : [
@@ -2720,6 +2869,60 @@
 				"patchline" : {
 					"destination" : [ "obj-103", 0 ],
 					"source" : [ "obj-97", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-174", 1 ],
+					"source" : [ "obj-171", 1 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-173", 0 ],
+					"source" : [ "obj-172", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-174", 0 ],
+					"source" : [ "obj-173", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-175", 0 ],
+					"source" : [ "obj-174", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-176", 0 ],
+					"source" : [ "obj-175", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-177", 0 ],
+					"source" : [ "obj-69", 5 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-179", 0 ],
+					"source" : [ "obj-69", 5 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-179", 0 ],
+					"source" : [ "obj-69", 6 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-178", 0 ],
+					"source" : [ "obj-177", 0 ]
 				}
 			}
 		],
