@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from musicbridge import DEFAULT_MODEL
@@ -66,6 +67,11 @@ def _print_summary(console: Console, result: dict) -> None:
         "answers", "notes_sent", "late_dropped", "superseded", "stale", "midi_in", "osc_in", "osc_errors")))
     console.print(deadline_text(result))
     console.print(f"scale lock at exit: {result.get('scale') or 'off'}")
+    if result.get("session_log"):
+        logged = result["session_log"]
+        lost = (f"; [red]{logged['dropped']} events dropped (the writer fell behind)[/red]" if logged["dropped"]
+                else "") + (f"; [red]{logged['write_errors']} write errors[/red]" if logged["write_errors"] else "")
+        console.print(f"session log: {logged['answers']} answers in {escape(logged['dir'])}{lost}")
 
 
 def register(app: typer.Typer) -> None:
@@ -127,6 +133,10 @@ def register(app: typer.Typer) -> None:
                                   "C:major_pentatonic, E:blues, …) or pitch classes (0,2,4,7,9 or C,D,E,G,A); "
                                   "/musicbridge/param/scale changes it live."),
         seed: int = typer.Option(None, help="Seed for reproducible answers."),
+        log_session: Path = typer.Option(None, help="Log the session in this new folder: every answer with its "
+                                         "input window, seed, z, params, model hash and timing (session.jsonl), and "
+                                         "input and output on one timeline (session.mid). `musicbridge replay DIR` "
+                                         "makes every answer again and checks it is the same."),
         status: bool = typer.Option(True, "--status/--no-status", help="Show the live status line."),
         stats_json: Path = typer.Option(None, help="Also write the exit summary to this JSON file."),
         realtime: bool = typer.Option(True, "--realtime/--no-realtime", help="Run the daemon's threads with "
@@ -161,6 +171,7 @@ def register(app: typer.Typer) -> None:
             oscquery_host=oscquery_host, oscquery_port=oscquery_port,
             mappings=str(mappings) if mappings is not None else None,
             files_dirs=[str(d) for d in files_dir], seed=seed, status_line=status,
+            log_session=str(log_session) if log_session is not None else None,
             params=Params(_choice(mode, MODES, "--mode"), temperature, bars, novelty, variations, silence, steps,
                           _choice(ending, ENDINGS, "--ending"), scale=_scale(scale),
                           fallback=_choice(fallback, FALLBACKS, "--fallback")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from musicbridge.attributes import ATTRIBUTES
 from musicbridge.scales import Scale
 
 MODES = ("continue", "call-response", "interpolate", "sample", "loop", "mutate", "off")
@@ -26,12 +27,16 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
 PARAM_CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "ending": ENDINGS, "fallback": FALLBACKS}
 BPM_RANGE = (20, 300)  # the internal/OSC clock (--bpm, /musicbridge/transport/tempo)
 LINK_QUANTUM_RANGE = (1, 16)  # --link-quantum, in bars
+# The attribute knobs (musicbridge.attributes): a Params field per attribute, α along its vector (about one quartile
+# gap per unit), at /musicbridge/param/attr/<attribute>. Kept out of PARAM_RANGES: they have no `serve` option.
+ATTRIBUTE_RANGE = (-3.0, 3.0)
+ATTRIBUTE_PARAMS: dict[str, str] = {f"attr_{attribute}": attribute for attribute in ATTRIBUTES}  # field → attribute
 
 
 def check_param(name: str, value) -> None:
     """ValueError when `value` is outside the range (or choices) of param `name`; other names pass."""
-    if name in PARAM_RANGES:
-        low, high = PARAM_RANGES[name]
+    if name in PARAM_RANGES or name in ATTRIBUTE_PARAMS:
+        low, high = PARAM_RANGES.get(name, ATTRIBUTE_RANGE)
         if not low <= value <= high:  # NaN fails too
             raise ValueError(f"{name} {value:g} is outside {low:g}..{high:g}")
     elif name in PARAM_CHOICES and value not in PARAM_CHOICES[name]:
@@ -52,10 +57,19 @@ class Params:
     ending: str = "hold"  # interpolate: after B
     scale: Scale | None = None  # scale lock: no note-on outside it in any answer (None = every note)
     fallback: str = "repeat"  # an answer not ready by its deadline: repeat the last answer, or hold (nothing new)
+    # Attribute knobs (ATTRIBUTE_PARAMS): continue, sample and mutate decode z + Σ α·v; 0 = the knob does nothing.
+    attr_density: float = 0.0  # more (+) or fewer (−) notes
+    attr_register: float = 0.0  # higher or lower
+    attr_range: float = 0.0  # wider or narrower
+    attr_stepwise: float = 0.0  # more steps (+) or more leaps (−)
 
     def __setattr__(self, name: str, value) -> None:
         check_param(name, value)  # every change (command line, OSC, code) stays inside the table's ranges
         super().__setattr__(name, value)
+
+    def attributes(self) -> dict[str, float]:
+        """The attribute knobs that move z now: {attribute: α} of those not at 0 (runtime `attributes=`)."""
+        return {attribute: value for param, attribute in ATTRIBUTE_PARAMS.items() if (value := getattr(self, param))}
 
     @classmethod
     def is_integer(cls, name: str) -> bool:
@@ -89,5 +103,6 @@ class ServeConfig:
     oscquery_port: int | None = None  # None: 9002, or any free port when that is taken; 0: no OSCQuery
     mappings: str | None = None  # MIDI learn's mappings file (TOML); None: mappings last until the daemon stops
     seed: int | None = None
+    log_session: str | None = None  # --log-session: the folder of the session log (bridge/session_log.py)
     status_line: bool = True
     params: Params = field(default_factory=Params)

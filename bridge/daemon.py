@@ -50,6 +50,7 @@ from musicbridge.bridge.osc_packet import show
 from musicbridge.bridge.oscquery import OscQueryServer
 from musicbridge.bridge.paths import MAX_MIDI_FILE_BYTES, Refused, confine, read_regular_file, resolve_dirs
 from musicbridge.bridge.scheduler import Scheduler
+from musicbridge.bridge.session_log import SessionLog
 from musicbridge.bridge.status import StatusLine, summary
 from musicbridge.midi_ports import MidiUnavailableError
 from musicbridge.phrases import FROM_START, PhraseError, file_tokens
@@ -79,6 +80,7 @@ class Bridge:
         self.worker = GenerationWorker(self._on_phrase, self._on_generation_error)
         self.osc: OscServer | None = None
         self.oscquery: OscQueryServer | None = None  # the namespace over HTTP (bridge/oscquery.py)
+        self.session_log: SessionLog | None = None  # --log-session (bridge/session_log.py)
         self.threads: list[threading.Thread] = []
 
     # ---- setup ----------------------------------------------------------------------------------
@@ -90,11 +92,14 @@ class Bridge:
         self.scheduler = Scheduler(self.clock, self.output, self.config.output_offset_ms, self.config.scheduler,
                                    self.config.realtime)
         active = self.store.active
+        if self.config.log_session:  # a folder that holds a log already is refused here, before anything plays
+            self.session_log = SessionLog(self.config.log_session)
         self.engine = Engine(self.config.params, self.clock, self.scheduler, self.worker.submit, self._channel_for,
                              ModelRef.of(self.store.active_name, active) if active is not None else None,
                              seed=self.config.seed, send_phrase=self._send_phrase, model_switched=self._model_switched,
                              learn=learn, dispatch=self._dispatch_control, learn_changed=self._learn_changed,
-                             model_names=self._model_names)
+                             model_names=self._model_names,
+                             observe=self.session_log.post if self.session_log is not None else lambda event: None)
         self.osc = OscServer(self, self.config.osc_host, self.config.osc_port, self.config.osc_reply_port,
                              self.config.osc_reply_host)
         if self.config.oscquery_port != 0:
@@ -171,9 +176,16 @@ class Bridge:
                 status.stop()
             self.shutdown()
             threading.excepthook = previous_hook
-        return summary(self)
+        result = summary(self)
+        if self.session_log is not None:
+            result["session_log"] = self.session_log.summary()
+        return result
 
     def start(self) -> None:
+        if self.session_log is not None:  # its thread, like the others, inherits the real-time priority
+            self.session_log.start(self.engine.seed, bpm=self.config.bpm, clock=self.config.clock,
+                                   models=self.config.models, params=self.config.params)
+            log.info("session log in %s", self.session_log.folder)
         self.scheduler.start()
         self.engine.start()
         self.worker.start()
@@ -209,6 +221,8 @@ class Bridge:
             if self.output is not None:
                 time.sleep(0.05)  # let the MIDI system deliver the note-offs before the port goes
         finally:
+            if self.session_log is not None:
+                self.session_log.close()  # what is queued, then session.mid
             if self.osc is not None:
                 self.osc.close()
             if self.oscquery is not None:
@@ -399,6 +413,19 @@ class Bridge:
 
     def osc_fallback(self, name: str, host=None) -> None:
         self._set("fallback", name)
+
+    # The attribute knobs (osc.attribute_route; config.ATTRIBUTE_PARAMS).
+    def osc_attr_density(self, alpha: float, host=None) -> None:
+        self._set("attr_density", alpha)
+
+    def osc_attr_register(self, alpha: float, host=None) -> None:
+        self._set("attr_register", alpha)
+
+    def osc_attr_range(self, alpha: float, host=None) -> None:
+        self._set("attr_range", alpha)
+
+    def osc_attr_stepwise(self, alpha: float, host=None) -> None:
+        self._set("attr_stepwise", alpha)
 
     def osc_scale(self, spec: str, host=None) -> None:
         try:

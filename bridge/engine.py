@@ -26,6 +26,10 @@ that are past, so no note is ever sent late.
 MIDI learn (bridge/learn.py). The engine owns the table: the MIDI input thread posts ControlIn for every CC and
 note that learning wants (the view tells it which), the engine binds or runs them, and hands a bound control's
 message to `dispatch` (the daemon runs it through the OSC route's checks and handler, here on this thread).
+
+Session log (bridge/session_log.py). The engine tells `observe` what it heard, every answer it took (played or
+dropped), what it played and what it cut; `observe` only queues (never blocks). Every request carries a seed
+(the engine draws one when --seed is not given) and the params of the moment, so its answer can be made again.
 """
 
 from __future__ import annotations
@@ -381,6 +385,7 @@ class Engine:
         request.created = self.now()
         request.seed = self.seed + request.seq  # with the request, it decides the answer (musicbridge replay)
         request.params = self.params
+        request.attributes = self.params.attributes()  # the attribute knobs not at 0 (continue, sample, mutate)
         if request.kind == "replay":  # no model call: it cannot miss its deadline
             self._accept(make_phrase(request, self.now))
             return
@@ -455,7 +460,8 @@ class Engine:
         self.missed.clear()
         self._step(Flushed(capture_cleared))
         closed = self.scheduler.flush((self.channel_for(self.model),))
-        self.observe(OutputCut(self.now(), self.now(), why))
+        now = self.now()
+        self.observe(OutputCut(now, now, why))
         log.debug("flush (%s): %d notes closed", why, closed)
 
     # ---- models -------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ one comes is superseded (an answer for a bar that has passed is worthless).
 
 Variation pick rule: of K candidates (one batch), play the one whose onset density (onsets per bar) is
 closest to the reference — the input window's, else the last phrase played; ties go to the lowest index.
+
+Reproducible: an answer depends only on its request (with the seed the engine gives every one) and its model's
+files, and make_phrase records every z it decodes (Phrase.latents). The session log (bridge/session_log.py) writes
+both down; `musicbridge replay` runs make_phrase again on them, with the same batch shapes, and compares.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +31,7 @@ from musicbridge.notes import Note
 from musicbridge.scales import Scale, applies_to
 
 log = logging.getLogger(__name__)
+_WITHOUT_VECTORS: weakref.WeakSet = weakref.WeakSet()  # models already reported to have no attribute vectors
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +70,8 @@ class Request:
     epoch: int = 0  # the engine's flush counter when requested: a flush since makes the answer stale
     seq: int = 0  # the engine's request number: an answer older than one already played is dropped
     created: float = field(default_factory=time.perf_counter)  # when the trigger asked (latency is measured from it)
+    params: object = None  # the engine's Params when it was sent (config.Params): the session log records them
+    attributes: dict[str, float] = field(default_factory=dict)  # attribute knobs not at 0: continue/sample/mutate
 
 
 @dataclass
@@ -78,6 +86,7 @@ class Phrase:
     model_ms: float  # the model calls alone
     latency_ms: float  # request creation (the trigger) → phrase ready
     path: list[np.ndarray] = field(default_factory=list)  # interpolate: every point of A→B
+    latents: list[np.ndarray] = field(default_factory=list)  # every z decoded for it, in order: (B, Z) per call
 
 
 def density(codec, tokens: np.ndarray, bars: int) -> float:
@@ -108,30 +117,47 @@ def model_window(tokens: np.ndarray, model) -> np.ndarray:
     return fit_bars(tokens, model.bars, model.steps // model.bars)[0]
 
 
-def run_model(model, request: Request) -> tuple[np.ndarray, list[np.ndarray]]:
+def attribute_knobs(model, attributes: dict[str, float]) -> dict:
+    """The `attributes=` keyword for a sampling call on `model` (the one whose codes are decoded): the knobs its
+    attribute vectors know; none for a model without vectors (said once per model: the knobs do nothing there)."""
+    if not attributes:
+        return {}
+    vectors = getattr(model, "attributes", None)
+    if vectors is None:
+        if model not in _WITHOUT_VECTORS:
+            _WITHOUT_VECTORS.add(model)
+            log.warning("%s has no attribute vectors: the attribute knobs do nothing with it (export it with --data "
+                        "DATASET to compute them)", getattr(model, "path", model))
+        return {}
+    return {"attributes": {name: alpha for name, alpha in attributes.items() if name in vectors.names}}
+
+
+def run_model(model, request: Request, latents: list | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """The model calls of one request (not replay: it calls no model): (K candidates (K, T), interpolation
-    path or [])."""
+    path or []). Every z decoded is appended to `latents` (the session log records them)."""
     k = request.variations
     scale = request.scale if applies_to(model.codec) else None  # a drum kit has no pitches to lock
     if request.kind == "continue":  # the runtime chains phrases for answers longer than the model
+        attributes = attribute_knobs(getattr(model, "continuation", None) or model, request.attributes)
         out = model.continue_(request.tokens[None, :], bars=request.bars, temperature=request.temperature,
-                              variations=k, novelty=request.novelty, seed=request.seed, scale=scale)
+                              variations=k, novelty=request.novelty, seed=request.seed, scale=scale,
+                              latents=latents, **attributes)
         return np.asarray(out), []
     if request.kind == "sample":
         chunks = -(-request.bars // model.bars)  # longer answers: consecutive samples, one batch
         out = np.asarray(model.sample_prior(k * chunks, temperature=request.temperature, seed=request.seed,
-                                            scale=scale))
+                                            scale=scale, latents=latents, **attribute_knobs(model, request.attributes)))
         return out.reshape(k, chunks * out.shape[-1]), []
     if request.kind == "mutate":
         mu, sigma = model.encode(model_window(request.tokens, model)[None, :])
         rng = np.random.default_rng(request.seed)
         z = mu + request.novelty * sigma * rng.standard_normal((k, mu.shape[-1])).astype(mu.dtype)
         return np.asarray(model.sample(z.astype(np.float32), temperature=request.temperature, seed=request.seed,
-                                       scale=scale)), []
+                                       scale=scale, latents=latents, **attribute_knobs(model, request.attributes))), []
     if request.kind == "interpolate":  # greedy (the runtime's default): each point the most likely phrase
         # The path starts on slot A and ends on slot B themselves; the points between are decoded.
         a, b = model_window(request.tokens, model), model_window(request.other, model)
-        path = np.asarray(model.interpolate(a, b, request.steps, scale=scale)).reshape(-1, model.steps)
+        path = np.asarray(model.interpolate(a, b, request.steps, scale=scale, latents=latents)).reshape(-1, model.steps)
         return path[:1], list(path)
     raise ValueError(f"unknown request kind {request.kind!r}")
 
@@ -140,10 +166,11 @@ def make_phrase(request: Request, now: Callable[[], float] = time.perf_counter) 
     """The answer to one request, from the model it carries (replay: its own tokens, no model call)."""
     codec = request.model.codec
     began = now()
+    latents: list[np.ndarray] = []
     if request.kind == "replay":
         candidates, path = request.tokens[None, :], []
     else:
-        candidates, path = run_model(request.model.model, request)
+        candidates, path = run_model(request.model.model, request, latents)
     model_ms = (now() - began) * 1000
     steps_per_bar = codec.steps_per_bar
     candidates = fit_bars(candidates, request.bars, steps_per_bar)
@@ -151,7 +178,7 @@ def make_phrase(request: Request, now: Callable[[], float] = time.perf_counter) 
     ordered = pick(codec, candidates, request.bars, request.reference_density)
     notes = codec.decode(ordered[0], velocity=request.velocity)
     latency_ms = (now() - request.created) * 1000
-    return Phrase(request, ordered[0], notes, ordered, request.bars, model_ms, latency_ms, path)
+    return Phrase(request, ordered[0], notes, ordered, request.bars, model_ms, latency_ms, path, latents)
 
 
 class GenerationWorker:

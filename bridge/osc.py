@@ -17,7 +17,17 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from musicbridge.bridge.config import BPM_RANGE, ENDINGS, FALLBACKS, MODES, PARAM_RANGES, Params
+from musicbridge.attributes import ATTRIBUTES
+from musicbridge.bridge.config import (
+    ATTRIBUTE_PARAMS,
+    ATTRIBUTE_RANGE,
+    BPM_RANGE,
+    ENDINGS,
+    FALLBACKS,
+    MODES,
+    PARAM_RANGES,
+    Params,
+)
 from musicbridge.bridge.learn import learn_targets
 from musicbridge.bridge.osc_packet import MAX_DATAGRAM, Message, PacketError, parse_packet, show
 from musicbridge.bridge.replies import Replier, Target
@@ -115,6 +125,14 @@ def param_route(name: str, arg: str, doc: str) -> Route:
     return Route(f"{P}/param/{name}", (Arg(arg, arg_type, *PARAM_RANGES[name]),), f"osc_{name}", doc, param=name)
 
 
+def attribute_route(param: str) -> Route:
+    """/musicbridge/param/attr/<attribute>: an attribute knob's α (config.ATTRIBUTE_RANGE), handled by osc_<param>;
+    readable over OSCQuery and learnable under the param's name (attr_<attribute>)."""
+    attribute = ATTRIBUTE_PARAMS[param]
+    return Route(f"{P}/param/attr/{attribute}", (Arg("alpha", "f", *ATTRIBUTE_RANGE),), f"osc_{param}",
+                 f"attribute knob: {ATTRIBUTES[attribute][1]}, along the model's vector (0 = off)", param=param)
+
+
 def param_value(params: Params, name: str):
     """A param as OSC carries it: the scale lock as its spec ("off" when none), the others as they are."""
     value = getattr(params, name)
@@ -144,6 +162,7 @@ _PLAY_ROUTES: tuple[Route, ...] = (
           param="scale"),
     Route(f"{P}/param/fallback", (Arg("name", "s", choices=FALLBACKS),), "osc_fallback",
           "what plays when an answer misses its deadline", param="fallback"),
+    *(attribute_route(param) for param in ATTRIBUTE_PARAMS),
     Route(f"{P}/capture", (Arg("slot", "s", choices=("a", "b")),), "osc_capture", "the last bars played into a slot"),
     Route(f"{P}/capture/file", (Arg("slot", "s", choices=("a", "b")), Arg("path", "s")), "osc_capture_file",
           "a slot from a MIDI file"),

@@ -43,6 +43,7 @@ def summary(bridge) -> dict:
         "overtaken": counts.get("overtaken", 0),  # answers that came after a newer one was played
         "deadline_missed": counts.get("deadline_missed", 0),  # answers not ready by their deadline: fallback
         "late_answers": counts.get("late_answers", 0),  # of those, answers that came later and took over
+        "fallbacks": counts.get("fallbacks", 0),  # fallback phrases played (`repeat`; `hold` plays none)
         "fallback": params.fallback,  # at exit
         "generation_failed": bridge.worker.failed,
         "midi_in": bridge.input.received if bridge.input else bridge.midi_in_count,
@@ -56,6 +57,12 @@ def summary(bridge) -> dict:
         "scheduler": {"mode": scheduler.mode, "realtime": scheduler.realtime} if scheduler else None,
         "scale": params.scale.spec if params.scale is not None else None,  # at exit
     }
+
+
+def deadline_text(result: dict) -> str:
+    """The exit summary's deadline line, from summary()'s dict."""
+    return (f"deadline missed {result['deadline_missed']}, late answers {result['late_answers']}, "
+            f"fallbacks {result['fallbacks']} ({result['fallback']})")
 
 
 def status_text(bridge) -> Text:

@@ -147,6 +147,50 @@ def _number(value) -> str:
     return "–" if value is None else f"{value:.3g}"
 
 
+@app.command()
+def replay(
+    session: Path = typer.Argument(..., help="The folder `musicbridge serve --log-session DIR` wrote."),
+    model: list[str] = typer.Option([], "--model", "-m", help="A model folder (or shipped model name) that may hold "
+                                    "a model the session was played with (repeatable; by default each is looked "
+                                    "for where the daemon loaded it)."),
+    out: Path = typer.Option(None, "-o", "--out", help="Folder for replay.mid, replay.json and replay.png "
+                             "(default: the session folder)."),
+    png: bool = typer.Option(True, "--png/--no-png", help="Write the piano roll replay.png (needs matplotlib: "
+                             "pip install 'musicbridge\\[plot]')."),
+) -> None:
+    """Make every answer of a logged session again, offline, and check each is bit-identical (tokens and z);
+    write the session's input and replayed output as MIDI and as a piano roll. Exits 1 when an answer differs."""
+    from rich.markup import escape
+
+    from musicbridge.cli_errors import require_extra
+    from musicbridge.replay import ReplayError, check_line, replay_session, write_outputs
+
+    if png:
+        require_extra("matplotlib", "--png", console)
+    try:
+        result = replay_session(session, model)
+    except ReplayError as error:
+        fail(console, str(error))
+    for check in result.checks:
+        print(check_line(check))
+    for reason in result.skipped:
+        console.print(f"[yellow]skipped[/yellow] {escape(reason)}", highlight=False)
+    if result.dropped:
+        console.print(f"[yellow]the daemon's log dropped {result.dropped} events[/yellow] (its writer fell behind)")
+    try:
+        written = write_outputs(result, out or session, png)
+    except OSError as error:
+        fail(console, f"cannot write the replay's files in {out or session} ({error.strerror or error}); choose "
+                      f"another folder with --out")
+    for path in written:
+        console.print(f"wrote {escape(str(path))}")
+    different = len(result.different)
+    console.print(f"{len(result.checks)} answers replayed: {len(result.checks) - different} equal, {different} "
+                  f"different" + (f"; {len(result.skipped)} lines skipped" if result.skipped else ""))
+    if different:
+        raise typer.Exit(USER_ERROR)
+
+
 def _register_stage_commands() -> None:
     for module_name in STAGE_COMMANDS:
         importlib.import_module(module_name).register(app)

@@ -2,7 +2,8 @@
 
 Every function takes a runtime `Model` and returns a NoteSequence that holds the input (instrument 0) and what
 the model made (instrument 1, 2, …), laid out one phrase after another, each on a bar line. `scale` (a
-musicbridge.scales spec or Scale; None = free) locks what the model writes to a scale.
+musicbridge.scales spec or Scale; None = free) locks what the model writes to a scale; `attributes` ({name: α},
+musicbridge.attributes) moves every z the model decodes along its attribute vectors.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _input_part(sequence: NoteSequence) -> list[Note]:
 
 def continue_sequence(
     model, sequence: NoteSequence, bars: int | None = None, temperature: float = 1.0, variations: int = 1,
-    novelty: float = 1.0, seed: int | None = None, scale=None,
+    novelty: float = 1.0, seed: int | None = None, scale=None, attributes=None,
 ) -> NoteSequence:
     """The input, then `bars` bars of answer per variation (one variation after another).
 
@@ -50,7 +51,7 @@ def continue_sequence(
     """
     bars = bars or model.bars
     tokens = model.continue_(phrase_tokens(model, sequence), bars, temperature, variations, novelty, seed,
-                             scale=scale)
+                             scale=scale, attributes=attributes)
     start = _bar_after(sequence)
     notes = _input_part(sequence)
     for variation, row in enumerate(tokens):
@@ -84,9 +85,9 @@ def interpolate_sequences(model, first: NoteSequence, second: NoteSequence, step
 
 
 def sample_sequences(model, n: int = 4, temperature: float = 1.0, seed: int | None = None,
-                     scale=None) -> NoteSequence:
+                     scale=None, attributes=None) -> NoteSequence:
     """`n` phrases from the prior, one after another."""
-    tokens = model.sample_prior(n, temperature=temperature, seed=seed, scale=scale)
+    tokens = model.sample_prior(n, temperature=temperature, seed=seed, scale=scale, attributes=attributes)
     phrase_beats = model.bars * BEATS_PER_BAR
     notes = [note for index, row in enumerate(tokens) for note in _place(model, row, index * phrase_beats, 1 + index)]
     return NoteSequence(notes)

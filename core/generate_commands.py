@@ -22,6 +22,9 @@ PNG = typer.Option(False, "--png", help="Also write a piano-roll PNG beside the 
 OUT_HELP = "(its folder is created when missing)"
 SCALE = typer.Option(None, help="Lock what the model writes to a scale: ROOT:MODE (D:dorian, A:minor, "
                      "C:major_pentatonic, E:blues, …) or pitch classes (0,2,4,7,9 or C,D,E,G,A).")
+ATTRIBUTE = typer.Option(None, "--attribute", "-a", help="Move every z along an attribute vector: NAME=α, repeatable "
+                         "(density, register, range, stepwise; e.g. density=+1.0 register=-0.5; about -3..+3). Needs "
+                         "a model exported with --data (docs/latent.md).")
 
 
 def _load(model: str):
@@ -45,6 +48,27 @@ def _scale(spec: str | None, model):
         fail(console, f"--scale locks pitches, and a {model.codec.name} model has none; leave --scale out or use a "
                       f"melody model")
     return scale
+
+
+def _attributes(specs: list[str] | None, model) -> dict[str, float]:
+    """{name: α} of the --attribute options, checked against the vectors of `model` (the model whose codes they
+    move); a sentence with the fix for a bad spec, a name given twice, an unknown name or a model without vectors."""
+    from musicbridge.attributes import knobs, parse_attribute
+
+    attributes: dict[str, float] = {}
+    for spec in specs or ():
+        try:
+            name, alpha = parse_attribute(spec)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--attribute") from None
+        if name in attributes:
+            raise typer.BadParameter(f"{name} is given twice; give each attribute once", param_hint="--attribute")
+        attributes[name] = alpha
+    try:
+        knobs(attributes, model.attributes)
+    except ValueError as error:
+        fail(console, f"--attribute: {error}")
+    return attributes
 
 
 def distance_lines(to_a, to_b, phrase_steps: int) -> list[str]:
@@ -106,6 +130,7 @@ def continue_command(
     novelty: float = typer.Option(1.0, min=0.0, max=4.0, help="Scale of σ when drawing z around the input's μ."),
     seed: int = SEED,
     scale: str = SCALE,
+    attribute: list[str] = ATTRIBUTE,
     model: str = MODEL,
     png: bool = PNG,
 ) -> None:
@@ -114,8 +139,13 @@ def continue_command(
 
     _check_png(png)
     loaded = _load(model)
+    writer = loaded.continuation or loaded  # whose codes continue_ decodes
+    if writer is not loaded and writer.attributes is None and any(a != 0 for a in _attributes(attribute, loaded).values()):
+        fail(console, f"--attribute moves the codes of {model}'s continuation model, which has no attribute vectors; "
+                      f"leave --attribute out, or use `generate sample`")
+    attributes = _attributes(attribute, writer)
     result = _run(continue_sequence, loaded, _read(midi_in), bars or None, temperature, variations, novelty, seed,
-                  _scale(scale, loaded))
+                  _scale(scale, loaded), attributes)
     _write(result, out, png, f"{midi_in.name} → continue ({model}, T={temperature})")
 
 
@@ -154,6 +184,7 @@ def sample_command(
     temperature: float = TEMPERATURE,
     seed: int = SEED,
     scale: str = SCALE,
+    attribute: list[str] = ATTRIBUTE,
     model: str = MODEL,
     png: bool = PNG,
 ) -> None:
@@ -162,7 +193,7 @@ def sample_command(
 
     _check_png(png)
     loaded = _load(model)
-    result = sample_sequences(loaded, n, temperature, seed, _scale(scale, loaded))
+    result = sample_sequences(loaded, n, temperature, seed, _scale(scale, loaded), _attributes(attribute, loaded))
     _write(result, out, png, f"{n} samples ({model}, T={temperature})")
 
 

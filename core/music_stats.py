@@ -1,4 +1,4 @@
-"""Musical statistics of melody token arrays (N, T): key fit, density, range, leaps, repetition (torch-free).
+"""Musical statistics of melody token arrays (N, T): key fit, density, range, leaps, steps, repetition (torch-free).
 
 Tokens are the `melody` codec's (0 hold, 1 note-off, 2..89 note-on of MIDI pitch 21..108, 16 steps per bar).
 `phrase_stats` gives one value per phrase (NaN where undefined), `summarize` aggregates them into the plain
@@ -37,6 +37,7 @@ HARMONIC_MINOR_SEVENTH = 11  # the raised leading tone, allowed in minor keys
 MINOR_KEY_PITCH_CLASSES = (*NATURAL_MINOR_SCALE, HARMONIC_MINOR_SEVENTH)
 
 LEAP_SEMITONES = 7  # a leap is an interval larger than a perfect fifth
+STEP_SEMITONES = 2  # a step is an interval of at most a whole tone (a repeated note included)
 NGRAM = 4  # note-on pitch n-grams for pitch_ngram_repetition
 MIN_KEY_NOTES = 2  # phrases with fewer note-ons get no key (one note fits every key that holds it)
 _PITCH_BITS = 7  # MIDI pitches fit in 7 bits: an n-gram packs into NGRAM * 7 bits
@@ -163,8 +164,9 @@ def phrase_stats(tokens, steps_per_bar: int = STEPS_PER_BAR) -> dict[str, np.nda
     onsets_per_bar, hold_share (steps holding token 0), rest_share (steps where no note sounds), notes,
     pitch_range (semitones), mean_pitch (MIDI, per note-on), distinct_pitch_classes, intervals and leaps
     (successive note-on pairs, and those over LEAP_SEMITONES), leap_share, bar_repetition (see
-    _bar_repetition), pitch_ngram_repetition (share of the phrase's NGRAM-note pitch n-grams that already
-    occurred earlier in it), key_index (0–11 major roots, 12–23 minor; -1 below MIN_KEY_NOTES notes),
+    _bar_repetition), step_intervals and step_share (successive note-on pairs at most STEP_SEMITONES apart, and
+    their share of the intervals: stepwise motion), pitch_ngram_repetition (share of the phrase's NGRAM-note
+    pitch n-grams that already occurred earlier in it), key_index (0–11 major roots, 12–23 minor; -1 below MIN_KEY_NOTES notes),
     key_correlation, out_of_key (1.0 when a note-on leaves the best-fit key's scale), out_of_key_note_share."""
     tokens = _tokens(tokens)
     n, steps = tokens.shape
@@ -193,10 +195,12 @@ def phrase_stats(tokens, steps_per_bar: int = STEPS_PER_BAR) -> dict[str, np.nda
     # Successive note-on pairs of the same phrase (rests between them do not break a pair).
     pair = rows[1:] == rows[:-1]
     pair_rows = rows[1:][pair]
-    leaps = np.abs(np.diff(pitches))[pair] > LEAP_SEMITONES
+    interval = np.abs(np.diff(pitches))[pair]
     stats["intervals"] = _per_row(pair_rows, n)
-    stats["leaps"] = _per_row(pair_rows[leaps], n)
+    stats["leaps"] = _per_row(pair_rows[interval > LEAP_SEMITONES], n)
     stats["leap_share"] = _ratio(stats["leaps"], stats["intervals"])
+    stats["step_intervals"] = _per_row(pair_rows[interval <= STEP_SEMITONES], n)
+    stats["step_share"] = _ratio(stats["step_intervals"], stats["intervals"])
 
     stats["bar_repetition"] = _bar_repetition(tokens, steps_per_bar)
     stats["pitch_ngram_repetition"] = _ngram_repetition(rows, pitches, n)

@@ -17,6 +17,10 @@ scale can win an argmax. Graphs exported before that input existed get the same 
 Prior: `sample_prior` draws z from the model's fitted prior (prior.npz, musicbridge.latent_prior) when its export
 has one — a density fitted to where the encoder puts the training phrases — else from N(0, I).
 
+Attribute knobs: sample, sample_prior and continue_ take `attributes={"density": 1.0, ...}` and decode z + Σ α·v
+with the export's attribute vectors (attributes.npz, musicbridge.attributes); knobs at 0 change nothing, bit for
+bit. interpolate takes none: its path is fixed by the two phrases it joins.
+
 Lookback: a continuation exported with lookback (model.json "lookback": true) has one more sampler (and
 teacher_forced) input, `lookback` (B, T) — the phrase it continues, read step by step beside z (Magenta's
 Lookback RNN). continue_ feeds it the window it continues; sample / run_sampler need it as lookback=.
@@ -35,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicbridge.attributes import ATTRIBUTE_VECTORS, AttributeVectors, knobs
 from musicbridge.codecs import UnknownRepresentationError, codec_from_description
 from musicbridge.latent_prior import AUTO, FITTED, PRIOR_CHOICES, STANDARD, FittedPrior
 from musicbridge.scales import Scale, as_scale, logit_mask
@@ -145,6 +150,7 @@ def load_model(path_or_name: str | os.PathLike, variant: str | None = None, devi
     model = Model(path, metadata, codec, variant, {role: path / files[role] for role in ROLES},
                   choose_providers(device), threads)
     model.prior = _load_prior(path, metadata)
+    model.attributes = _load_attributes(path, metadata)
     model.continuation = _load_continuation(model, device, threads, warmup)
     model.session("encoder")
     model.session("sampler")  # teacher_forced loads on first use: only evaluation needs it
@@ -180,20 +186,43 @@ def _load_continuation(model: Model, device: str, threads: int, warmup: bool) ->
 def _load_prior(path: Path, metadata: dict) -> FittedPrior | None:
     """The fitted prior model.json lists ("prior": {"kind", "file", ...}, its sha256 under "sha256"), checked like
     the graphs; None when it lists none (N(0, I) then)."""
-    entry = metadata.get("prior")
+    listed = _listed_file(path, metadata, "prior", "prior")
+    if listed is None:
+        return None
+    entry, data = listed
+    try:
+        return FittedPrior.from_bytes(data, entry.get("kind"), metadata["z_size"])
+    except ValueError as error:
+        raise ModelLoadError(f"{path / entry['file']} is not a usable prior: {error} — export the model again") from None
+
+
+def _load_attributes(path: Path, metadata: dict) -> AttributeVectors | None:
+    """The attribute vectors model.json lists ("attributes": {"kind", "file", ...}, hashed under "sha256"), checked
+    like the graphs; None when it lists none (the attribute knobs then only take 0)."""
+    listed = _listed_file(path, metadata, "attributes", "attribute vectors")
+    if listed is None:
+        return None
+    entry, data = listed
+    try:
+        return AttributeVectors.from_bytes(data, entry.get("kind", ATTRIBUTE_VECTORS), metadata["z_size"])
+    except ValueError as error:
+        raise ModelLoadError(f"{path / entry['file']} holds no usable attribute vectors: {error} — export the model "
+                             f"again") from None
+
+
+def _listed_file(path: Path, metadata: dict, key: str, what: str) -> tuple[dict, bytes] | None:
+    """(entry, contents) of the extra file model.json lists under `key` ({"file", ...}), its sha256 checked; None
+    when it lists none. `what` names it in the errors."""
+    entry = metadata.get(key)
     if entry is None:
         return None
     name = entry.get("file") if isinstance(entry, dict) else None
     if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-        raise ModelLoadError(f"{path}/model.json names no usable prior file (got {entry!r}); export the model again")
+        raise ModelLoadError(f"{path}/model.json names no usable {what} file (got {entry!r}); export the model again")
     expected = metadata.get("sha256", {}).get(name)
     if expected is None:
-        raise ModelLoadError(f"{path}/model.json lists the prior {name} without its sha256; export the model again")
-    data = _check_file(path / name, expected, what="prior file")
-    try:
-        return FittedPrior.from_bytes(data, entry.get("kind"), metadata["z_size"])
-    except ValueError as error:
-        raise ModelLoadError(f"{path / name} is not a usable prior: {error} — export the model again") from None
+        raise ModelLoadError(f"{path}/model.json lists the {what} {name} without its sha256; export the model again")
+    return entry, _check_file(path / name, expected, what=f"{what} file")
 
 
 def read_metadata(path: Path) -> dict:
@@ -250,6 +279,8 @@ class Model:
         self.continuation: Model | None = None
         # The fitted prior when the export has one (load_model sets it): sample_prior draws z from it.
         self.prior: FittedPrior | None = None
+        # The attribute vectors when the export has them (load_model sets them): the `attributes=` knobs.
+        self.attributes: AttributeVectors | None = None
 
     def __repr__(self) -> str:
         return (f"Model({self.path.name!r}, {self.codec.name} v{self.codec.version}, bars={self.bars}, "
@@ -294,13 +325,18 @@ class Model:
         return mu, sigma
 
     def sample(self, z, temperature: float = 1.0, seed: int | None = None, rng=None, scale=None,
-               lookback=None) -> np.ndarray:
+               lookback=None, attributes=None, latents: list | None = None) -> np.ndarray:
         """Tokens (B, T) int64 decoded from z (B, Z): greedy at temperature 0, else sampled at that temperature;
         no note-on outside `scale` (None = every note allowed). `lookback` (B, T): the phrase a lookback model
-        continues (required for one, refused for any other; see `lookback`)."""
+        continues (required for one, refused for any other; see `lookback`). `attributes` ({name: α}): decode
+        z + Σ α·v along the model's attribute vectors (see shift). `latents` (a list): each z decoded, (B, Z)
+        after that shift, is appended to it — continue_, interpolate and sample_prior pass it on."""
         z = np.ascontiguousarray(np.atleast_2d(np.asarray(z, dtype=np.float32)))
         if z.ndim != 2 or z.shape[1] != self.z_size:
             raise ValueError(f"expected z of shape (batch, {self.z_size}), got {z.shape}")
+        z = self.shift(z, attributes)
+        if latents is not None:  # the codes as decoded, for whoever records them (the session log)
+            latents.append(z)
         noise = self.noise(z.shape[0], temperature, rng if rng is not None else np.random.default_rng(seed))
         return self.run_sampler(z, noise, scale, lookback)
 
@@ -351,8 +387,18 @@ class Model:
             self._masks[scale] = logit_mask(self.codec, scale)
         return self._masks[scale]
 
+    def shift(self, z: np.ndarray, attributes=None) -> np.ndarray:
+        """z (B, Z) float32 moved along the attribute vectors: z + Σ α·v for {name: α} in `attributes`; z itself
+        when every α is 0 or there are none. A ValueError for an unknown name, or a moving knob on a model exported
+        without vectors (musicbridge.attributes.knobs)."""
+        if self.attributes is None:
+            knobs(attributes, None)  # knobs at 0 pass; the rest is refused with the fix
+            return z
+        return self.attributes.shift(z, attributes)
+
     def continue_(self, tokens, bars: int | None = None, temperature: float = 1.0, variations: int = 1,
-                  novelty: float = 1.0, seed: int | None = None, scale=None) -> np.ndarray:
+                  novelty: float = 1.0, seed: int | None = None, scale=None, attributes=None,
+                  latents: list | None = None) -> np.ndarray:
         """Answers to phrases: (B * variations, bars * steps_per_bar) int64, rows grouped by input phrase.
 
         The last `self.bars` bars of each phrase (shorter phrases are repeated to fill them) are encoded; each
@@ -360,12 +406,17 @@ class Model:
         sub-model, encoder and decoder are its own: z codes the phrase that follows, so the answer is the next
         bars; without one, the model's own (a variation of the input). `bars` (default: the model's) longer
         than the model continues chunk by chunk, each chunk encoded to make the next. A lookback writer also
-        reads the phrase it continues step by step: the input window, then for each chunk the one before it."""
+        reads the phrase it continues step by step: the input window, then for each chunk the one before it.
+        `attributes` ({name: α}) moves every chunk's z along the writer's attribute vectors (see shift)."""
         bars = self.bars if bars is None else int(bars)
         if bars < 1 or variations < 1:
             raise ValueError(f"bars and variations must be ≥ 1, got {bars} and {variations}")
         rng = np.random.default_rng(seed)
         writer = self.continuation or self
+        if writer is not self and writer.attributes is None and knobs(attributes, self.attributes):
+            raise ValueError(f"{self.path.name} continues with its continuation model, which has no attribute vectors "
+                             f"(the knobs move the model's own codes); leave the attributes at 0 to continue")
+        writer.shift(np.zeros((1, writer.z_size), np.float32), attributes)  # refuse bad knobs before any work
         window = self._window(tokens)
         chunks = []
         for _ in range(-(-bars // self.bars)):
@@ -376,12 +427,13 @@ class Model:
             if writer.lookback:  # the phrase this chunk continues, one row per variation
                 lookback = np.repeat(window, variations, axis=0) if not chunks else window
             z = mu + float(novelty) * sigma * rng.standard_normal(mu.shape).astype(np.float32)
-            window = writer.sample(z, temperature, rng=rng, scale=scale, lookback=lookback)
+            window = writer.sample(z, temperature, rng=rng, scale=scale, lookback=lookback, attributes=attributes,
+                                   latents=latents)
             chunks.append(window)
         return np.concatenate(chunks, axis=1)[:, : bars * self.steps_per_bar]
 
     def interpolate(self, a, b, steps: int, temperature: float = 0.0, seed: int | None = None, scale=None,
-                    ends: str = "inputs") -> np.ndarray:
+                    ends: str = "inputs", latents: list | None = None) -> np.ndarray:
         """The path from phrase a to phrase b: (steps, T) for two phrases (T,), (B, steps, T) for batches.
 
         ends="inputs" (default): the first and last phrases are a and b themselves, verbatim — decoding μ(a)
@@ -406,16 +458,17 @@ class Model:
         if len(alphas[inner]):
             mu, _ = self.encode(np.concatenate([a, b]))
             z = np.concatenate([slerp(mu[i], mu[len(a) + i], alphas[inner]) for i in range(len(a))])
-            decoded = self.sample(z.astype(np.float32), temperature, seed, scale=scale)
+            decoded = self.sample(z.astype(np.float32), temperature, seed, scale=scale, latents=latents)
             out[:, inner] = decoded.reshape(len(a), -1, self.steps)
         return out[0] if single else out
 
     def sample_prior(self, n: int, temperature: float = 1.0, seed: int | None = None, scale=None,
-                     prior: str = AUTO) -> np.ndarray:
+                     prior: str = AUTO, attributes=None, latents: list | None = None) -> np.ndarray:
         """n phrases (n, T) decoded from z drawn from the prior `prior` names (see prior_z): by default the
-        model's fitted prior when its export has one, else N(0, I)."""
+        model's fitted prior when its export has one, else N(0, I); `attributes` moves those z (see shift)."""
         rng = np.random.default_rng(seed)
-        return self.sample(self.prior_z(n, rng, prior), temperature, rng=rng, scale=scale)
+        return self.sample(self.prior_z(n, rng, prior), temperature, rng=rng, scale=scale, attributes=attributes,
+                           latents=latents)
 
     def prior_z(self, n: int, rng: np.random.Generator, prior: str = AUTO) -> np.ndarray:
         """n codes (n, Z) float32: "auto" = the fitted prior when the model has one, else N(0, I); "fitted" = the

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from musicbridge.attributes import DEFAULT_METHOD, METHODS
+
 console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines: paths and errors are not broken
 
 
@@ -33,6 +35,12 @@ def export(
     prior_windows: int = typer.Option(1000, "--prior-windows", min=0, help="With --data: training windows whose "
                                       "posteriors make the model's prior (prior.npz; sample_prior draws from it "
                                       "instead of N(0, I)); 0 = none. See docs/export.md."),
+    attribute_windows: int = typer.Option(20000, "--attribute-windows", min=0, help="With --data (melody models): "
+                                          "training windows whose μ give the attribute vectors (attributes.npz: "
+                                          "the density/register/range/stepwise knobs); 0 = none. See docs/latent.md."),
+    attribute_method: str = typer.Option(DEFAULT_METHOD, "--attribute-method", help="How the attribute vectors are "
+                                         "fitted: regression (joint least squares), quartiles (MusicVAE's top minus "
+                                         "bottom quartile) or orthogonal; see docs/latent.md."),
     as_json: bool = typer.Option(False, "--json", help="Print the parity reports as JSON."),
     decoding: str = typer.Option("cached", "--decoding", help="Transformer VAE sampler: cached (keys/values kept "
                                  "per step) or recompute (the whole decoder every step); see docs/transformer.md."),
@@ -52,6 +60,8 @@ def export(
 
     if quantize not in (None, "int8"):
         _fail(f"--quantize takes int8, not {quantize!r}")
+    if attribute_method not in METHODS:
+        _fail(f"--attribute-method takes {', '.join(METHODS)}, not {attribute_method!r}")
     variants = ["fp32"] + (["int8"] if quantize else []) + (["fp16"] if fp16 else [])
     try:
         model, ckpt = load_trained_model(checkpoint)
@@ -91,6 +101,8 @@ def export(
             metadata["continuation"] = {"preset": follower_ckpt["preset"], "step": follower_ckpt.get("step")}
         if data is not None and prior_windows > 0 and checkpoint_task(ckpt) == "reconstruct":
             _fit_prior(model, dataset, prior_windows, out, metadata)
+        if data is not None and attribute_windows > 0 and checkpoint_task(ckpt) == "reconstruct":
+            _fit_attributes(model, dataset, attribute_windows, attribute_method, out, metadata)
     except (CheckpointError, DatasetError, UnknownRepresentationError, ModelLoadError, ValueError) as error:
         _fail(str(error))
     metadata["parity"] = {report["variant"]: report for report in reports} | {"checked_on": source}
@@ -135,6 +147,25 @@ def _fit_prior(model, dataset, windows: int, out: Path, metadata: dict) -> None:
     with console.status(f"fitting the prior to {min(windows, len(dataset.split('train')))} training windows"):
         prior, entry = fit_prior(model, dataset.split("train"), windows)
         add_prior(out, metadata, prior, entry)
+
+
+def _fit_attributes(model, dataset, windows: int, method: str, out: Path, metadata: dict) -> None:
+    """The attribute vectors from the dataset's train split (export/attributes.py), into OUT/attributes.npz and
+    metadata; a model of a representation without them (drums) gets none, and says so."""
+    from musicbridge.export.attributes import REPRESENTATIONS, add_attributes, fit_attributes
+
+    if dataset.codec.name not in REPRESENTATIONS:
+        console.print(f"[yellow]note:[/yellow] no attribute vectors: they are defined for {', '.join(REPRESENTATIONS)} "
+                      f"models, and this one plays {dataset.codec.name}")
+        return
+    train = dataset.split("train")
+    with console.status(f"fitting attribute vectors ({method}) to {min(windows, len(train))} training windows"):
+        try:
+            vectors, entry = fit_attributes(model, train, dataset.codec.steps_per_bar, windows, method)
+        except ValueError as error:  # too few windows with notes: the model works without the knobs
+            console.print(f"[yellow]note:[/yellow] no attribute vectors: {error}")
+            return
+        add_attributes(out, metadata, vectors, entry)
 
 
 def _check_continuation(path: Path, follower, follower_ckpt: dict, model, ckpt: dict, task_of) -> None:

@@ -3,7 +3,7 @@
     python -m musicbridge.export.ship exported/mel_2bar core/shipped/mel_2bar --variant int8
 
 Only the chosen variant's graphs travel (the package stays a few MB), with the model's fitted prior (prior.npz)
-where it has one; model.json is rewritten to list just them, and the copy is loaded back through the runtime
+and attribute vectors (attributes.npz) where it has them; model.json is rewritten to list just them, and the copy is loaded back through the runtime
 before the command says it is done.
 """
 
@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+from musicbridge.attributes import ATTRIBUTES_FILE
 from musicbridge.latent_prior import PRIOR_FILE
 from musicbridge.runtime import CONTINUATION_DIR, load_model
 
@@ -34,10 +35,10 @@ def _copy_variant(exported: Path, target: Path, variant: str) -> None:
     if variant not in metadata["variants"]:
         raise SystemExit(f"{exported} has no {variant} variant; it has {', '.join(metadata['variants'])}")
     files = metadata["variants"][variant]
-    # The fitted prior is the same for every variant: it travels with whichever is shipped.
-    prior = [metadata["prior"]["file"]] if isinstance(metadata.get("prior"), dict) else []
+    # The fitted prior and the attribute vectors are the same for every variant: they travel with whichever is shipped.
+    prior = [metadata[key]["file"] for key in ("prior", "attributes") if isinstance(metadata.get(key), dict)]
     target.mkdir(parents=True, exist_ok=True)
-    for stale in [*target.glob("*.onnx"), target / PRIOR_FILE]:
+    for stale in [*target.glob("*.onnx"), target / PRIOR_FILE, target / ATTRIBUTES_FILE]:
         stale.unlink(missing_ok=True)
     for name in [*files.values(), *prior]:
         shutil.copy2(exported / name, target / name)

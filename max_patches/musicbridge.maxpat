@@ -30,7 +30,7 @@
 		"boxanimatetime" : 200,
 		"enablehscroll" : 1,
 		"enablevscroll" : 1,
-		"devicewidth" : 440.0,
+		"devicewidth" : 548.0,
 		"description" : "musicbridge: play with a generative model over OSC",
 		"digest" : "musicbridge device",
 		"tags" : "musicbridge",
@@ -1942,8 +1942,8 @@
 							"parameter_longname" : "Learn target",
 							"parameter_shortname" : "Learn target",
 							"parameter_type" : 2,
-							"parameter_mmax" : 13,
-							"parameter_enum" : [ "temperature", "novelty", "bars", "variations", "silence", "steps", "mode", "ending", "fallback", "model", "capture_a", "capture_b", "generate", "panic" ],
+							"parameter_mmax" : 17,
+							"parameter_enum" : [ "temperature", "novelty", "bars", "variations", "silence", "steps", "mode", "ending", "fallback", "model", "capture_a", "capture_b", "generate", "panic", "attr_density", "attr_register", "attr_range", "attr_stepwise" ],
 							"parameter_initial" : [ 0 ],
 							"parameter_initial_enable" : 1
 						}
@@ -2063,6 +2063,184 @@
 					"numoutlets" : 0,
 					"patching_rect" : [ 1480.0, 1160.0, 270.0, 90.0 ],
 					"text" : "Pick a target, press Learn, then move a knob or hit a pad on the daemon's MIDI input (musicbridge in; the track's notes reach it too, as /musicbridge/note). The reply lists the mappings (/musicbridge/learn/mapping ... /end): the last learned is shown, all are printed."
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-181",
+					"maxclass" : "comment",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 30.0, 1160.0, 420.0, 20.0 ],
+					"text" : "10 . Attribute knobs -> /musicbridge/param/attr/*"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-182",
+					"maxclass" : "live.dial",
+					"numinlets" : 1,
+					"numoutlets" : 2,
+					"outlettype" : [ "", "float" ],
+					"parameter_enable" : 1,
+					"patching_rect" : [ 30.0, 1190.0, 44.0, 48.0 ],
+					"presentation" : 1,
+					"presentation_rect" : [ 444.0, 8.0, 44.0, 48.0 ],
+					"saved_attribute_attributes" : {
+						"valueof" : {
+							"parameter_longname" : "Density",
+							"parameter_shortname" : "Density",
+							"parameter_type" : 0,
+							"parameter_mmin" : -3.0,
+							"parameter_mmax" : 3.0,
+							"parameter_initial" : [ 0.0 ],
+							"parameter_initial_enable" : 1,
+							"parameter_unitstyle" : 1
+						}
+					},
+					"varname" : "Density"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-186",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 30.0, 1250.0, 240.0, 22.0 ],
+					"text" : "prepend /musicbridge/param/attr/density"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-183",
+					"maxclass" : "live.dial",
+					"numinlets" : 1,
+					"numoutlets" : 2,
+					"outlettype" : [ "", "float" ],
+					"parameter_enable" : 1,
+					"patching_rect" : [ 100.0, 1190.0, 44.0, 48.0 ],
+					"presentation" : 1,
+					"presentation_rect" : [ 496.0, 8.0, 44.0, 48.0 ],
+					"saved_attribute_attributes" : {
+						"valueof" : {
+							"parameter_longname" : "Register",
+							"parameter_shortname" : "Register",
+							"parameter_type" : 0,
+							"parameter_mmin" : -3.0,
+							"parameter_mmax" : 3.0,
+							"parameter_initial" : [ 0.0 ],
+							"parameter_initial_enable" : 1,
+							"parameter_unitstyle" : 1
+						}
+					},
+					"varname" : "Register"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-187",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 30.0, 1280.0, 240.0, 22.0 ],
+					"text" : "prepend /musicbridge/param/attr/register"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-184",
+					"maxclass" : "live.dial",
+					"numinlets" : 1,
+					"numoutlets" : 2,
+					"outlettype" : [ "", "float" ],
+					"parameter_enable" : 1,
+					"patching_rect" : [ 170.0, 1190.0, 44.0, 48.0 ],
+					"presentation" : 1,
+					"presentation_rect" : [ 444.0, 64.0, 44.0, 48.0 ],
+					"saved_attribute_attributes" : {
+						"valueof" : {
+							"parameter_longname" : "Range",
+							"parameter_shortname" : "Range",
+							"parameter_type" : 0,
+							"parameter_mmin" : -3.0,
+							"parameter_mmax" : 3.0,
+							"parameter_initial" : [ 0.0 ],
+							"parameter_initial_enable" : 1,
+							"parameter_unitstyle" : 1
+						}
+					},
+					"varname" : "Range"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-188",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 30.0, 1310.0, 240.0, 22.0 ],
+					"text" : "prepend /musicbridge/param/attr/range"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-185",
+					"maxclass" : "live.dial",
+					"numinlets" : 1,
+					"numoutlets" : 2,
+					"outlettype" : [ "", "float" ],
+					"parameter_enable" : 1,
+					"patching_rect" : [ 240.0, 1190.0, 44.0, 48.0 ],
+					"presentation" : 1,
+					"presentation_rect" : [ 496.0, 64.0, 44.0, 48.0 ],
+					"saved_attribute_attributes" : {
+						"valueof" : {
+							"parameter_longname" : "Stepwise",
+							"parameter_shortname" : "Stepwise",
+							"parameter_type" : 0,
+							"parameter_mmin" : -3.0,
+							"parameter_mmax" : 3.0,
+							"parameter_initial" : [ 0.0 ],
+							"parameter_initial_enable" : 1,
+							"parameter_unitstyle" : 1
+						}
+					},
+					"varname" : "Stepwise"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-189",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 1,
+					"outlettype" : [ "" ],
+					"patching_rect" : [ 30.0, 1340.0, 240.0, 22.0 ],
+					"text" : "prepend /musicbridge/param/attr/stepwise"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-190",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 290.0, 1340.0, 80.0, 22.0 ],
+					"text" : "s ---mb-osc"
+				}
+			},
+			{
+				"box" : {
+					"id" : "obj-191",
+					"maxclass" : "comment",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 390.0, 1190.0, 340.0, 90.0 ],
+					"text" : "Each knob moves every z the model decodes along one attribute vector (0 = off): Density (more notes), Register (higher), Range (wider), Stepwise (more steps; negative: more leaps). Needs a model exported with --data (docs/latent.md); a model without vectors ignores them. Sent again on every (re)connect."
 				}
 			}
 		],
@@ -2923,6 +3101,78 @@
 				"patchline" : {
 					"destination" : [ "obj-178", 0 ],
 					"source" : [ "obj-177", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-186", 0 ],
+					"source" : [ "obj-182", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-190", 0 ],
+					"source" : [ "obj-186", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-182", 0 ],
+					"source" : [ "obj-61", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-187", 0 ],
+					"source" : [ "obj-183", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-190", 0 ],
+					"source" : [ "obj-187", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-183", 0 ],
+					"source" : [ "obj-61", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-188", 0 ],
+					"source" : [ "obj-184", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-190", 0 ],
+					"source" : [ "obj-188", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-184", 0 ],
+					"source" : [ "obj-61", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-189", 0 ],
+					"source" : [ "obj-185", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-190", 0 ],
+					"source" : [ "obj-189", 0 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-185", 0 ],
+					"source" : [ "obj-61", 0 ]
 				}
 			}
 		],

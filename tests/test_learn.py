@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from musicbridge.bridge.clock import Clock
-from musicbridge.bridge.config import MODES, PARAM_CHOICES, PARAM_RANGES, Params
+from musicbridge.bridge.config import ATTRIBUTE_PARAMS, MODES, PARAM_CHOICES, PARAM_RANGES, Params
 from musicbridge.bridge.engine import ControlIn, Engine, TransportChanged, View
 from musicbridge.bridge.generator import ModelRef
 from musicbridge.bridge.learn import (
@@ -42,7 +42,7 @@ def move(name: str, control: Control, value: int, previous: int | None = None, c
 
 # ---- targets ----------------------------------------------------------------------------------------------
 def test_every_param_with_a_range_or_choices_and_every_action_is_a_target():
-    assert set(PARAM_RANGES) | set(PARAM_CHOICES) | set(ACTIONS) | {"model"} == set(LEARN_TARGETS)
+    assert set(PARAM_RANGES) | set(ATTRIBUTE_PARAMS) | set(PARAM_CHOICES) | set(ACTIONS) | {"model"} == set(LEARN_TARGETS)
     learn_route = next(r for r in ROUTES if r.address == f"{P}/learn")
     assert learn_route.args[0].choices == tuple(LEARN_TARGETS)  # what /musicbridge/learn accepts
     for target in LEARN_TARGETS.values():

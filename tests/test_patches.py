@@ -287,7 +287,8 @@ DEVICE_SENDS = {
     "/musicbridge/note", "/musicbridge/transport/tempo", "/musicbridge/transport/play", "/musicbridge/transport/stop",
     "/musicbridge/transport/position", "/musicbridge/mode", "/musicbridge/param/temperature", "/musicbridge/param/bars",
     "/musicbridge/param/novelty", "/musicbridge/param/variations", "/musicbridge/capture", "/musicbridge/generate",
-    "/musicbridge/panic", "/musicbridge/status", "/musicbridge/param/scale",
+    "/musicbridge/panic", "/musicbridge/status", "/musicbridge/param/scale", "/musicbridge/param/attr/density",
+    "/musicbridge/param/attr/register", "/musicbridge/param/attr/range", "/musicbridge/param/attr/stepwise",
 }
 
 
@@ -391,7 +392,7 @@ def test_controls_stay_within_the_daemons_ranges(maxpat):
                 assert arg.low <= spec["parameter_initial"][0] <= arg.high, address
                 assert (arg.type == "i") == (spec["parameter_type"] == 1), f"{address}: int parameter for an i argument"
             checked += 1
-    assert checked == 5  # mode, temperature, novelty, bars, variations
+    assert checked == 9  # mode, temperature, novelty, bars, variations, the four attribute knobs
 
 
 def test_every_reply_is_routed(maxpat):

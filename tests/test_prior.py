@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from musicbridge.attributes import ATTRIBUTES_FILE
 from musicbridge.cli import app
 from musicbridge.codecs import get_codec
 from musicbridge.data.build import dataset_hash
@@ -247,7 +248,8 @@ def test_evaluate_music_reports_the_fitted_and_the_standard_prior(exported, tmp_
 def test_ship_carries_the_prior_and_drops_a_stale_one(exported, tmp_path):
     target = ship(exported, tmp_path / "shipped", "int8")
     metadata = json.loads((target / "model.json").read_text())
-    assert sorted(metadata["sha256"]) == sorted([*metadata["variants"]["int8"].values(), PRIOR_FILE])
+    # The attribute vectors (--data fits them too, tests/test_attributes.py) travel with the prior.
+    assert sorted(metadata["sha256"]) == sorted([*metadata["variants"]["int8"].values(), PRIOR_FILE, ATTRIBUTES_FILE])
     assert (target / PRIOR_FILE).read_bytes() == (exported / PRIOR_FILE).read_bytes()
     assert load_model(target).prior is not None
     stripped = copy_model(exported, tmp_path / "stripped")

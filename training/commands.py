@@ -191,6 +191,10 @@ def evaluate(
     closure: bool = typer.Option(False, "--closure", help="Is the latent valid under addition and scaling (the "
                                  "vsae's measure, any model): for pairs of phrases decode μa+μb, 0.5·μa, 1.5·μa; the "
                                  "share of valid melodies and how close each re-encodes; see docs/latent.md."),
+    attributes: bool = typer.Option(False, "--attributes", help="Do the attribute knobs move what they name: for each "
+                                    "attribute vector of an exported model, the attributes of the phrases decoded "
+                                    "(greedy) from μ + α·v for α in -2..+2 (monotonic? how much do the others move?); "
+                                    "see docs/latent.md."),
     continuation: bool = typer.Option(False, "--continuation", help="How the model continues: bars 1–2 of each "
                                       "window of a dataset built with twice the model's --bars in, its next bars "
                                       "against the true ones (onset F1), beside repeating the input and a random "
@@ -226,6 +230,9 @@ def evaluate(
         _fail(f"--music measures melodies and this model speaks {dataset.codec.name!r}; leave --music out")
     if closure and dataset.codec.name != "melody":
         _fail(f"--closure judges melodies and this model speaks {dataset.codec.name!r}; leave --closure out")
+    if attributes and getattr(sampler, "attributes", None) is None:
+        _fail(f"--attributes measures the attribute vectors of an exported model, and {model} has none; export it "
+              f"with --data DATASET (melody models), then evaluate the export")
     origins = None
     if retrieval and continuation:
         _fail("--continuation measures a dataset of twice the model's bars and --retrieval one of its own length; "
@@ -281,11 +288,18 @@ def evaluate(
                                                 batch_size=batch_size)
         except ValueError as error:
             _fail(str(error))
+    if attributes:
+        from musicbridge.training.evaluate import attribute_metrics
+
+        result["attributes"] = {"method": sampler.metadata.get("attributes", {}).get("method")} | attribute_metrics(
+            sampler, sampler.attributes, tokens, info["steps_per_bar"], batch_size=batch_size)
     result["seconds"] = round(time.perf_counter() - started, 2)
     if as_json:
         print(json.dumps(result))
     else:
         Console().print(_table(result))
+        if "attributes" in result:
+            Console().print(_attributes_table(result["attributes"]))
         if "closure" in result:
             Console().print(_closure_table(result["closure"]))
         if "music" in result:
@@ -299,7 +313,7 @@ def _table(result: dict) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
-        if key in ("interpolation", "prior_stats", "music", "continuation", "retrieval", "closure") or key in ("model", "data", "split", "preset"):
+        if key in ("interpolation", "prior_stats", "music", "continuation", "retrieval", "closure", "attributes") or key in ("model", "data", "split", "preset"):
             continue
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     if "interpolation" in result:
@@ -342,6 +356,29 @@ def _closure_table(closure: dict) -> Table:
     names = {"identity": "μa", "sum": "μa + μb", "half": "0.5·μa", "one_and_half": "1.5·μa"}
     for name, row in closure["operations"].items():
         table.add_row(names.get(name, name), *(f"{row[column]:.3f}" for column in columns))
+    return table
+
+
+def _attributes_table(attributes: dict) -> Table:
+    """The --attributes measure: one column per knob (its own attribute's mean at each α), then how monotonic it is
+    and how much the other attributes move with it."""
+    knobs = attributes["knobs"]
+    table = Table(title=f"attribute knobs ({attributes['method']} vectors): each knob's own attribute, mean of "
+                        f"{attributes['n_inputs']} phrases decoded (greedy) from μ + α·v")
+    table.add_column("α")
+    for knob in knobs:
+        table.add_column(knob, justify="right")
+
+    def cells(values, form: str) -> list[str]:
+        return ["–" if v is None else format(v, form) for v in values]
+
+    for index, alpha in enumerate(attributes["alphas"]):
+        table.add_row(f"{alpha:+g}", *cells([row["means"][knob][index] for knob, row in knobs.items()], ".2f"))
+    table.add_row("Spearman ρ", *cells([row["spearman"] for row in knobs.values()], ".2f"))
+    table.add_row("min step", *cells([row["min_step"] for row in knobs.values()], "+.3f"))
+    table.add_row("others / own", *cells([row["max_relative_range"] for row in knobs.values()], ".2f"))
+    table.caption = ("others / own: the largest range of another attribute over α, relative to the knob's own "
+                     "(each in standard deviations of the inputs)")
     return table
 
 

@@ -417,3 +417,88 @@ def closure_metrics(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int
             "onsets_per_bar": float((decoded >= FIRST_NOTE_ON).sum(1).mean() * steps_per_bar / decoded.shape[1]),
         }
     return result
+
+
+# -- attributes: does each attribute knob move what it names, and only that? (docs/latent.md) ----------------
+
+ATTRIBUTE_ALPHAS = tuple(float(a) for a in np.linspace(-2.0, 2.0, 9))  # the α of each knob measured
+
+
+def attribute_metrics(model: SamplingModel, vectors, tokens: np.ndarray, steps_per_bar: int,
+                      alphas=ATTRIBUTE_ALPHAS, batch_size: int = 512) -> dict[str, Any]:
+    """For each knob (an attribute vector v of `vectors`, musicbridge.attributes) and each α: the inputs' μ moved to
+    μ + α·v, decoded greedy, and the mean of every attribute over those phrases. Per knob: whether its own attribute
+    rises with α (Spearman ρ over α, the smallest step between neighbouring α, `monotonic` when every step rises)
+    and how far each other attribute moves (its range over α relative to the knob's own, both in units of the
+    inputs' standard deviation of that attribute). Keys documented in docs/latent.md."""
+    from musicbridge.attributes import ATTRIBUTES, attribute_values
+
+    tokens = np.asarray(tokens, dtype=np.int64)
+    names = tuple(ATTRIBUTES)
+    inputs = attribute_values(tokens, steps_per_bar)  # (N, K)
+    spread = np.nanstd(inputs, axis=0)  # (K,) what one unit of each attribute is worth
+    mu = _batched(lambda t: model.encode(t)[0], [tokens], batch_size).astype(np.float32)
+
+    def decoded_means(z: np.ndarray) -> np.ndarray:
+        decoded = _batched(lambda x: model.sample(x, temperature=0.0), [z], batch_size)
+        return _column_means(attribute_values(decoded, steps_per_bar))  # (K,)
+
+    unmoved = decoded_means(mu)
+    result: dict[str, Any] = {"alphas": list(alphas), "n_inputs": int(len(tokens)),
+                              "inputs": dict(zip(names, _floats(_column_means(inputs)), strict=True)),
+                              "input_std": dict(zip(names, _floats(spread), strict=True)), "knobs": {}}
+    for knob in vectors.names:
+        if knob not in names:
+            continue  # vectors of an attribute this musicbridge cannot measure
+        own = names.index(knob)
+        means = np.stack([unmoved if alpha == 0 else decoded_means(vectors.shift(mu, {knob: alpha}))
+                          for alpha in alphas])  # (A, K)
+        steps = np.diff(means[:, own])
+        moved = (np.nanmax(means, axis=0) - np.nanmin(means, axis=0)) / np.where(spread > 0, spread, np.nan)  # (K,)
+        relative = {name: _float(moved[k] / moved[own]) if moved[own] > 0 else None
+                    for k, name in enumerate(names) if k != own}
+        result["knobs"][knob] = {
+            "means": {name: _floats(means[:, k]) for k, name in enumerate(names)},
+            "spearman": _spearman(np.asarray(alphas), means[:, own]),
+            "min_step": _float(steps.min()) if len(steps) else None,
+            "monotonic": bool(len(steps) and np.all(steps > 0)),
+            "own_range_std": _float(moved[own]),
+            "relative_range": relative,
+            "max_relative_range": max((r for r in relative.values() if r is not None), default=None),
+        }
+    return result
+
+
+def _column_means(values: np.ndarray) -> np.ndarray:
+    """The mean of each column (N, K) over its defined (finite) rows; NaN for a column with none."""
+    defined = np.isfinite(values)
+    counts = defined.sum(axis=0)
+    sums = np.where(defined, values, 0.0).sum(axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _float(value) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _floats(values) -> list[float | None]:
+    return [_float(v) for v in values]
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 of `values`, ties sharing their average rank."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    _, inverse = np.unique(values, return_inverse=True)
+    return (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman's rank correlation of x and y; None where y is undefined somewhere or either is constant."""
+    if not np.all(np.isfinite(y)):
+        return None
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
