@@ -1,8 +1,11 @@
 """Timing of `musicbridge serve` through a real JACK server, played by a separate client process (this one).
 
-For each scheduler (the precise one with real-time priority, the same at normal priority, and the naive
-time.sleep baseline at normal priority, all in the same run), tempo (120, 180 bpm)
-and input (quiet, or a flood of ~9000 MIDI messages a second from another process):
+Three parts, each a set of daemon runs on one private JACK server (--parts; all by default, `baseline` when
+--baseline-rev names the revision to compare with):
+
+schedulers — for each scheduler (the precise one with real-time priority, the same at normal priority, and the
+naive time.sleep baseline at normal priority, all in the same run), tempo (120, 180 bpm) and input (quiet, or a
+flood of ~9000 MIDI messages a second from another process):
 - this process plays MIDI clock and a melody into "musicbridge in" (continue mode answers every bar) and records
   "musicbridge out" with JACK's own arrival timestamps;
 - the flood never changes the phrase: controllers, aftertouch and channel pressure on the melody's channel, and
@@ -10,21 +13,41 @@ and input (quiet, or a flood of ~9000 MIDI messages a second from another proces
   the flood changes is timing alone;
 - output timing error = arrival of each answer note − the clock's time of its beat (the beat is known from the
   /musicbridge/gen/* replies); the JACK floor is the same measure for the clock's own ticks looped back
-  (what the MIDI system alone adds: a period of 64 frames is 1.33 ms);
+  (what the MIDI system alone adds: a period of 64 frames is 1.33 ms); Stop → all-notes-off = from the Stop
+  sent to the all-notes-off that ends the daemon's flush, as recorded;
 - from the daemon's --stats-json: generation latency (trigger → phrase ready), the scheduler's send error
-  (MIDI handed to the port − due time) and late-dropped notes; answers on the next bar = answers that started
-  on the bar line right after the bar that triggered them, with none of their notes dropped.
+  (MIDI handed to the port − due time) and late-dropped notes; answers = bar lines something was answered from
+  (a fallback and the late answer that replaces it from the same bar line are one), on the next bar = those that
+  started on the bar line right after the bar that triggered them.
 
-    python -m musicbridge.benchmarks.bench_bridge [--model DIR] [--bars 8] [--json-out FILE]
+deadline — the deadline policy with a model too slow for the deadlines: mel_2bar at Magenta's sizes (encoder
+2048 per direction, decoder 3 × 2048, z 512: cat-mel_2bar_big; untrained, fp32 — latency does not depend on the
+weights), at 120 bpm, once with `--fallback repeat` and once with `--fallback hold`. Reported: deadlines missed,
+late answers, fallbacks played, notes dropped for being past due, and from the recorded output (the witness):
+whether any note-on arrived later than its announced beat by more than LATE_BOUND_MS (none may; measured against
+the clock's ticks as they came through JACK, see deadline_figures), note-ons announced by no reply, and the bars
+that stayed silent after the first note (none may, with `repeat`). Run it on an idle machine: the slow model
+keeps one core busy, and what else runs shows up as JACK stalls (jack_floor_ms) and scheduler stalls.
+
+baseline — latency before/after in one run: --baseline-rev REV extracts that revision's packages (git archive: the
+checkout is not touched) into the work directory and runs its own `python -m musicbridge serve` (same venv, its
+tree first on PYTHONPATH), then this tree's, alternately --baseline-pairs times, on the same model, tempi and
+precise scheduler; reports both and current / baseline ratios of the medians over the pairs.
+
+    python -m musicbridge.benchmarks.bench_bridge [--model DIR] [--bars 16] [--parts …] [--json-out FILE]
+    python -m musicbridge.benchmarks.bench_bridge --baseline-rev 1134088   (the pre-engine revision)
     musicbridge bench-bridge …   (the same)
 
-Without --model, an untrained mel_2bar model is exported first (the latency of a trained one is the same).
-A run that measured no answer notes fails the benchmark (exit 1): its figures would mean nothing.
+Without --model, an untrained mel_2bar model is exported first (the latency of a trained one is the same); without
+--slow-model, the Magenta-size one (about a minute; torch is used here, for the export only, never by the daemon).
+A part that measured nothing, a slow model that missed no deadline, a note sent late or a silent bar with `repeat`
+fails the benchmark (exit 1, after the JSON): its figures would mean nothing, or the policy does not hold.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -32,17 +55,21 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from musicbridge.benchmarks.jack_rig import ClockPlayer, JackServer, MidiPeer, Recorder
 from musicbridge.bridge.clock import TICKS_PER_BEAT
-from musicbridge.codecs import BEATS_PER_BAR
+from musicbridge.codecs import BEATS_PER_BAR, STEP_BEATS
 
+REPO = Path(__file__).resolve().parents[1]  # the checkout this file is in (--baseline-rev reads its history)
 MELODY = (60, 64, 67, 72)  # four quarter notes a bar
 FLOOD = """
 import random, sys, time, rtmidi
@@ -61,6 +88,26 @@ while True:
     time.sleep(0.001)
 """
 IN_CHANNEL = "1"  # the melody's channel; the flood's notes are on channel 16
+ANSWER_CHANNEL = 0  # a melody model answers on MIDI channel 1
+ALL_NOTES_OFF = 123  # the controller that ends the daemon's flush (bridge/midi_io.py)
+PARTS = ("schedulers", "deadline", "baseline")
+VARIANTS = {  # name: serve options
+    "precise": ["--scheduler", "precise", "--realtime"],
+    "precise-normal-priority": ["--scheduler", "precise", "--no-realtime"],
+    "sleep": ["--scheduler", "sleep", "--no-realtime"],  # the naive baseline: time.sleep until due, then send
+}
+# The deadline part: Magenta's cat-mel_2bar_big sizes (magenta/models/music_vae/configs.py) on mel_2bar's config.
+MAGENTA_SIZES = {"enc_size": 2048, "enc_layers": 1, "dec_size": 2048, "dec_layers": 3, "z_size": 512}
+DEADLINE_BPM = 120.0
+FALLBACKS = ("repeat", "hold")
+# A received note-on later than its announced beat by more than this was sent late: the arrival jitter target is
+# 2 ms (issue 12), a JACK period 1.33 ms; a note played late by a late answer would be tens to hundreds of ms late.
+LATE_BOUND_MS = 5.0
+RATIO_KEYS = ("generation_latency_ms", "model_ms", "send_error_ms", "arrival_error_ms", "arrival_jitter_ms")
+
+
+class BenchError(Exception):
+    """A benchmark that cannot run as asked: the message says why and what to do."""
 
 
 def free_port() -> int:
@@ -77,37 +124,60 @@ def percentiles(values) -> dict:
             "max": round(float(data.max()), 3), "n": int(data.size)}
 
 
-def play(peer: MidiPeer, bpm: float, bars: int) -> tuple[float, list[float]]:
+# ---- one daemon run ---------------------------------------------------------------------------------------
+@dataclass
+class Capture:
+    """What one daemon run left: the clock as played, the daemon's replies, what reached the recorder, its summary."""
+
+    player: ClockPlayer  # tick_times: when each tick was meant to sound; time_of / beat_at convert
+    stop_time: float  # when Stop was sent
+    gen: list[tuple[str, tuple]]  # the /musicbridge/gen/* replies, in order
+    messages: list[tuple[float, list[int]]]  # (arrival, message) of what "musicbridge out" sent
+    floor_ticks: list[float]  # arrival of the clock's own ticks looped back through JACK (all of them, or [])
+    stats: dict  # the daemon's --stats-json
+
+    @property
+    def floor_ms(self) -> list[float]:
+        """What JACK alone adds to the clock's ticks: arrival − intended (ms; none when ticks were lost)."""
+        intended = [self.player.tick_times[tick] for tick in sorted(self.player.tick_times)]
+        return [(a - b) * 1000 for a, b in zip(self.floor_ticks, intended, strict=True)] if self.floor_ticks else []
+
+    def heard_time_of(self, beat: float) -> float:
+        """When the clock's tick at `beat` arrived through JACK (between ticks: at the tempo; the intended time
+        when the loop-back lost ticks): what a note at `beat` is measured against, so that a stall of JACK
+        itself, which delays the clock as much as the note, is not counted as the note's lateness."""
+        if not self.floor_ticks:
+            return self.player.time_of(beat)
+        first = min(self.player.tick_times)  # ticks are numbered on from the first, one by one
+        k = min(max(round(beat * TICKS_PER_BEAT) - first, 0), len(self.floor_ticks) - 1)  # the nearest tick
+        return self.floor_ticks[k] + self.player.time_of(beat) - self.player.tick_times[first + k]
+
+
+def play(peer: MidiPeer, bpm: float, bars: int) -> tuple[ClockPlayer, float]:
     """MIDI clock from the peer (Start just before the first tick), a melody note on every beat, Stop at the
-    end; returns the first tick's time and every tick's intended time."""
+    end; returns the player and when Stop was sent."""
     beats = bars * BEATS_PER_BAR
     player = ClockPlayer(peer, bpm)
     player.add_notes((beat, beat + 1, MELODY[beat % len(MELODY)], 90) for beat in range(beats))
-    t0 = player.start(beats + 1 / TICKS_PER_BEAT, delay=0.2)  # up to the tick on the last bar line, included
+    player.start(beats + 1 / TICKS_PER_BEAT, delay=0.2)  # up to the tick on the last bar line, included
     player.join(timeout=beats * 60.0 / bpm + 10)
-    peer.send([0xFC])
-    return t0, [player.tick_times[tick] for tick in sorted(player.tick_times)]
+    return player, peer.send([0xFC])
 
 
-VARIANTS = {  # name: serve options
-    "precise": ["--scheduler", "precise", "--realtime"],
-    "precise-normal-priority": ["--scheduler", "precise", "--no-realtime"],
-    "sleep": ["--scheduler", "sleep", "--no-realtime"],  # the naive baseline: time.sleep until due, then send
-}
-
-
-def run_once(jack: JackServer, model: str, scheduler: str, bpm: float, flood: bool, bars: int, workdir: Path) -> dict:
+def run_serve(jack: JackServer, model: str, serve_args: list[str], bpm: float, bars: int, workdir: Path,
+              name: str, flood: bool = False, env: dict[str, str] | None = None) -> Capture:
+    """One `python -m musicbridge serve` (the one `env` imports) played `bars` bars of clock and melody."""
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import ThreadingOSCUDPServer
 
     osc_port, reply_port = free_port(), free_port()
-    stats = workdir / f"stats-{scheduler}-{bpm:g}-{int(flood)}.json"
-    log = open(workdir / f"serve-{scheduler}-{bpm:g}-{int(flood)}.log", "w")  # noqa: SIM115
+    stats = workdir / f"stats-{name}.json"
+    log = open(workdir / f"serve-{name}.log", "w")  # noqa: SIM115
     daemon = subprocess.Popen(
         [sys.executable, "-m", "musicbridge", "serve", "--midi-api", "jack", "--clock", "midi", "--model", model,
-         "--seed", "1", "--in-channel", IN_CHANNEL, *VARIANTS[scheduler], "--stats-json", str(stats), "--no-status", "--log-level", "warning",
-         "--osc-port", str(osc_port), "--osc-reply-port", str(reply_port)],
-        env=jack.env, stdout=log, stderr=subprocess.STDOUT)
+         "--seed", "1", "--in-channel", IN_CHANNEL, *serve_args, "--stats-json", str(stats), "--no-status",
+         "--log-level", "warning", "--osc-port", str(osc_port), "--osc-reply-port", str(reply_port)],
+        env={**jack.env, **(env or {})}, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     gen: list[tuple[str, tuple]] = []
     dispatcher = Dispatcher()
     dispatcher.set_default_handler(lambda address, *args: gen.append((address, args)))
@@ -126,7 +196,7 @@ def run_once(jack: JackServer, model: str, scheduler: str, bpm: float, flood: bo
             flooder.stdin.write("go\n")
             flooder.stdin.flush()
         time.sleep(0.5)  # the first message after a new connection can be lost
-        t0, tick_times = play(peer, bpm, bars)
+        player, stop_time = play(peer, bpm, bars)
         time.sleep(0.3)
     finally:
         if flooder is not None:
@@ -139,51 +209,296 @@ def run_once(jack: JackServer, model: str, scheduler: str, bpm: float, flood: bo
         floor.close()
         server.shutdown()
         server.server_close()
-    spb = 60.0 / bpm
+    if not stats.exists():
+        raise BenchError(f"the daemon of run {name} wrote no summary; its log: {workdir / f'serve-{name}.log'} "
+                         "(run again with --keep to read it)")
+    ticks = [t for t, m in floor.events() if m == [0xF8]]
+    complete = len(ticks) == len(player.tick_times)  # else the loop-back lost ticks: not comparable one by one
+    return Capture(player, stop_time, gen, peer.messages(), ticks if complete else [], json.loads(stats.read_text()))
+
+
+def phrases_of(gen: list[tuple[str, tuple]]) -> list[dict]:
+    """The gen/* sequences as [{"id", "start", "notes": [(pitch, beat relative to start)]}], by start, then id."""
     phrases: dict[int, dict] = {}
     for address, args in gen:
-        entry = phrases.setdefault(args[0], {"notes": []})
+        entry = phrases.setdefault(args[0], {"id": args[0], "notes": []})
         if address.endswith("/begin"):
             entry["start"] = args[2]
         elif address.endswith("/note"):
-            entry["notes"].append(args)
-    ordered = sorted((p for p in phrases.values() if "start" in p), key=lambda p: p["start"])
-    ons = [(t, pitch) for t, kind, _, pitch, _ in peer.notes() if kind == "on"]
+            entry["notes"].append((args[1], args[3]))
+    return sorted((p for p in phrases.values() if "start" in p), key=lambda p: (p["start"], p["id"]))
+
+
+def answer_ons(capture: Capture) -> list[tuple[float, int]]:
+    """(arrival, pitch) of the answer's note-ons before Stop."""
+    return [(t, m[1]) for t, m in capture.messages if len(m) == 3 and m[0] == 0x90 | ANSWER_CHANNEL and m[2] > 0
+            and t < capture.stop_time]
+
+
+def stop_to_all_notes_off_ms(capture: Capture) -> float | None:
+    """From Stop sent to the first all-notes-off that arrived after it (the end of the daemon's flush)."""
+    after = [t for t, m in capture.messages if t >= capture.stop_time and len(m) == 3 and m[0] & 0xF0 == 0xB0
+             and m[1] == ALL_NOTES_OFF]
+    return round((after[0] - capture.stop_time) * 1000, 3) if after else None
+
+
+def bar_lines_answered(phrases: list[dict]) -> list[float]:
+    """The distinct bar lines something was answered from: a fallback and the late answer that takes over from
+    the same bar line count once."""
+    return sorted({p["start"] for p in phrases})
+
+
+# ---- schedulers: timing of the answers -----------------------------------------------------------------------
+def timing_figures(capture: Capture, bars: int) -> dict:
+    """Arrival error of each note meant to play (each phrase until the next begins) against the clock's grid."""
+    phrases = phrases_of(capture.gen)
+    ons = answer_ons(capture)
     errors, missing = [], 0
     end_beat = bars * BEATS_PER_BAR
-    for i, phrase in enumerate(ordered):
-        cut = min(ordered[i + 1]["start"] if i + 1 < len(ordered) else end_beat, end_beat)
-        for _, pitch, _, rel, _ in phrase["notes"]:
+    for i, phrase in enumerate(phrases):
+        cut = min(phrases[i + 1]["start"] if i + 1 < len(phrases) else end_beat, end_beat)
+        for pitch, rel in phrase["notes"]:
             beat = phrase["start"] + rel
             if beat >= cut:
                 continue
-            intended = t0 + beat * spb
+            intended = capture.player.time_of(beat)
             near = [t for t, p in ons if p == pitch and abs(t - intended) < 0.05]
             if near:
                 errors.append((min(near, key=lambda t: abs(t - intended)) - intended) * 1000)
             else:
                 missing += 1
-    ticks = [t for t, m in floor.events() if m == [0xF8]]
-    floor_ms = [(a - b) * 1000 for a, b in zip(ticks, tick_times, strict=False)] if len(ticks) == len(tick_times) else []
-    daemon_stats = json.loads(stats.read_text())
-    starts = [p["start"] for p in ordered]
-    on_next_bar = sum(1 for k, s in enumerate(starts) if s == BEATS_PER_BAR * (k + 1))  # bar k+1 answers bar k
+    starts = bar_lines_answered(phrases)
+    stats = capture.stats
     errors_arr = np.asarray(errors)
     return {
-        "scheduler": scheduler, "bpm": bpm, "flood": flood, "bars": bars,
-        "generation_latency_ms": daemon_stats["generation_latency_ms"],
-        "send_error_ms": daemon_stats["timing_error_ms"],
+        "generation_latency_ms": stats["generation_latency_ms"],
+        "model_ms": stats.get("model_ms"),
+        "send_error_ms": stats["timing_error_ms"],
         "arrival_error_ms": percentiles(np.abs(errors_arr)),
         "arrival_error_signed_median_ms": round(float(np.median(errors_arr)), 3) if errors else None,
         "arrival_jitter_ms": percentiles(np.abs(errors_arr - np.median(errors_arr))) if errors else percentiles([]),
-        "jack_floor_ms": percentiles(np.abs(floor_ms)),
-        "answers": len(starts), "answers_on_next_bar": on_next_bar, "expected_answers": bars,
-        "late_dropped": daemon_stats["late_dropped"], "notes_missing": missing,
-        "midi_in": daemon_stats["midi_in"], "scheduler_realtime": daemon_stats["scheduler"]["realtime"],
-        "phrases": [[p["start"], *sorted((n[1], n[3]) for n in p["notes"])] for p in ordered],  # what was answered
+        "jack_floor_ms": percentiles(np.abs(capture.floor_ms)),
+        "stop_to_all_notes_off_ms": stop_to_all_notes_off_ms(capture),
+        "answers": len(starts), "gen_sequences": len(phrases),
+        "answers_on_next_bar": sum(1 for k, s in enumerate(starts) if s == BEATS_PER_BAR * (k + 1)),  # bar k+1 ← k
+        "expected_answers": bars,
+        "late_dropped": stats["late_dropped"], "notes_missing": missing,
+        "midi_in": stats["midi_in"], "scheduler_realtime": stats["scheduler"]["realtime"],
+        "phrases": [[p["start"], *sorted(p["notes"])] for p in phrases],  # what was answered (compared, then dropped)
     }
 
 
+def scheduler_runs(jack: JackServer, model: str, bpms: list[float], bars: int, workdir: Path) -> tuple[list, list]:
+    runs = []
+    for bpm in bpms:
+        for flood in (False, True):
+            for scheduler, options in VARIANTS.items():
+                capture = run_serve(jack, model, options, bpm, bars, workdir, f"{scheduler}-{bpm:g}-{int(flood)}",
+                                    flood=flood)
+                runs.append({"scheduler": scheduler, "bpm": bpm, "flood": flood, "bars": bars,
+                             **timing_figures(capture, bars)})
+                print(json.dumps({k: v for k, v in runs[-1].items() if k != "phrases"}), file=sys.stderr)
+    for run in runs:  # the flood must not change what is answered, only (perhaps) when
+        if run["flood"]:
+            quiet = next(r for r in runs if not r["flood"] and r["bpm"] == run["bpm"] and r["scheduler"] == run["scheduler"])
+            run["same_phrases_as_without_flood"] = run["phrases"] == quiet["phrases"]
+    for run in runs:
+        del run["phrases"]  # compared; "answers" counts them
+    ratios = []
+    for bpm in bpms:
+        for flood in (False, True):
+            pick = {r["scheduler"]: r for r in runs if r["bpm"] == bpm and r["flood"] == flood}
+            entry = {"bpm": bpm, "flood": flood}
+            for key in ("send_error_ms", "arrival_error_ms", "arrival_jitter_ms"):
+                base = pick["sleep"][key]["p99"]
+                for variant in ("precise", "precise-normal-priority"):
+                    ours = pick[variant][key]["p99"]
+                    entry[f"{key}_p99_sleep_over_{variant}"] = round(base / ours, 2) if base and ours else None
+            ratios.append(entry)
+    return runs, ratios
+
+
+# ---- deadline: a slow model ------------------------------------------------------------------------------------
+def deadline_figures(capture: Capture, bars: int) -> dict:
+    """The deadline counts, and from the recorded output: how late each note-on was against the nearest beat some
+    reply announced for its pitch (answers and fallbacks alike), and the bars without a note-on.
+
+    Lateness is measured against the clock as the recorder heard it through JACK (Capture.heard_time_of): the slow
+    model keeps a core busy, and on a 2-core machine JACK's own cycles then stall by tens of ms at times (the
+    loop-back shows them: jack_floor_ms), delaying the clock's ticks as much as the notes. Against the intended
+    grid too (lateness_vs_grid_ms), for the record."""
+    phrases = phrases_of(capture.gen)
+    announced: dict[int, list[float]] = {}
+    for phrase in phrases:
+        for pitch, rel in phrase["notes"]:
+            announced.setdefault(pitch, []).append(phrase["start"] + rel)
+    player = capture.player
+    lateness, vs_grid, unannounced, per_bar = [], [], 0, Counter()
+    for t, pitch in answer_ons(capture):
+        beat = player.beat_at(t)
+        per_bar[int(beat // BEATS_PER_BAR)] += 1
+        near = [b for b in announced.get(pitch, []) if abs(b - beat) < STEP_BEATS]
+        if not near:
+            unannounced += 1
+            continue
+        nearest = min(near, key=lambda b: abs(b - beat))
+        lateness.append((t - capture.heard_time_of(nearest)) * 1000)
+        vs_grid.append((t - player.time_of(nearest)) * 1000)
+    first = min(per_bar) if per_bar else bars
+    silent = [bar for bar in range(first, bars) if not per_bar[bar]]
+    stats = capture.stats
+    late = [ms for ms in lateness if ms > LATE_BOUND_MS]
+    return {
+        "generation_latency_ms": stats["generation_latency_ms"], "model_ms": stats.get("model_ms"),
+        "deadline_missed": stats["deadline_missed"], "late_answers": stats["late_answers"],
+        "fallbacks": stats["fallbacks"], "answers_from_the_model": stats["answers"],
+        "bar_lines_answered": len(bar_lines_answered(phrases)), "gen_sequences": len(phrases),
+        "late_dropped": stats["late_dropped"],  # notes of late answers that were past due: dropped, not sent late
+        "notes_received": len(lateness) + unannounced, "notes_unannounced": unannounced,
+        "lateness_ms": percentiles(lateness), "late_bound_ms": LATE_BOUND_MS, "notes_late": len(late),
+        "lateness_vs_grid_ms": percentiles(vs_grid), "jack_floor_ms": percentiles(np.abs(capture.floor_ms)),
+        "first_bar_with_notes": first, "silent_bars": silent,
+    }
+
+
+def deadline_problems(run: dict) -> list[str]:
+    """What the deadline run shows wrong: nothing measured, no deadline missed, a note late, a silent bar."""
+    name = f"deadline run with --fallback {run['fallback']}"
+    if not run["notes_received"]:
+        return [f"{name}: no answer notes were received"]
+    problems = []
+    if not run["deadline_missed"]:
+        problems.append(f"{name}: the slow model missed no deadline (generation p50 "
+                        f"{run['generation_latency_ms']['p50']} ms), so the policy was not exercised; use a slower "
+                        "--slow-model or a faster tempo")
+    if run["notes_late"]:
+        problems.append(f"{name}: {run['notes_late']} note(s) arrived more than {LATE_BOUND_MS:g} ms after their beat "
+                        f"(latest {run['lateness_ms']['max']} ms; JACK's own loop-back up to "
+                        f"{run['jack_floor_ms']['max']} ms in this run: on a busy machine, run it again idle)")
+    if run["notes_unannounced"]:
+        problems.append(f"{name}: {run['notes_unannounced']} note(s) played that no reply announced")
+    if run["fallback"] == "repeat" and run["silent_bars"]:
+        problems.append(f"{name}: bars {run['silent_bars']} were silent")
+    return problems
+
+
+def slow_model(workdir: Path) -> tuple[str, float]:
+    """mel_2bar at Magenta's sizes, untrained, exported fp32 (torch only here, never in the daemon): (dir, s)."""
+    import dataclasses
+
+    import torch
+
+    from musicbridge.export.exporter import export_model
+    from musicbridge.models import build_model, get_preset
+
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    config = dataclasses.replace(get_preset("mel_2bar").model, **MAGENTA_SIZES)
+    model = build_model(config).eval()
+    out = workdir / "mel_2bar-magenta-size"
+    export_model(model, out, preset="mel_2bar (Magenta sizes)", variants=("fp32",))
+    return str(out), round(time.perf_counter() - started, 1)
+
+
+def deadline_runs(jack: JackServer, model: str, bars: int, workdir: Path) -> list[dict]:
+    runs = []
+    for fallback in FALLBACKS:
+        capture = run_serve(jack, model, [*VARIANTS["precise"], "--fallback", fallback], DEADLINE_BPM, bars,
+                            workdir, f"deadline-{fallback}")
+        runs.append({"fallback": fallback, "bpm": DEADLINE_BPM, "bars": bars, **deadline_figures(capture, bars)})
+        print(json.dumps(runs[-1]), file=sys.stderr)
+    return runs
+
+
+# ---- baseline: another revision's daemon -----------------------------------------------------------------------
+def _git(*args: str, binary: bool = False):
+    result = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True)
+    if result.returncode != 0:
+        raise BenchError(f"git {' '.join(args)} failed in {REPO}: "
+                         f"{result.stderr.decode(errors='replace').strip()[-500:]}")
+    return result.stdout if binary else result.stdout.decode()
+
+
+def baseline_tree(rev: str, workdir: Path) -> tuple[str, dict[str, str]]:
+    """`rev`'s packages extracted under `workdir` (git archive: the checkout is not touched) and laid out as its
+    pyproject.toml maps them into `musicbridge`; returns (the commit, the environment whose Python imports that
+    tree's `musicbridge` ahead of the installed one). Checked: every package of the map imports from the tree."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    try:
+        sha = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
+    except BenchError:
+        raise BenchError(f"--baseline-rev {rev}: not a commit of the checkout at {REPO}; name one of its history "
+                         "(e.g. 1134088, the revision before the engine)") from None
+    mapping = tomllib.loads(_git("show", f"{sha}:pyproject.toml"))["tool"]["setuptools"]["package-dir"]
+    tree = workdir / f"baseline-{sha[:10]}"
+    tree.mkdir(parents=True)
+    archive = _git("archive", "--format=tar", sha, "--", *sorted(set(mapping.values())), binary=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    site = workdir / f"baseline-{sha[:10]}-site"
+    site.mkdir()
+    root = tree / mapping["musicbridge"]
+    (site / "musicbridge").symlink_to(root, target_is_directory=True)
+    for name, folder in mapping.items():
+        if name != "musicbridge":  # musicbridge.<stage> → <folder>, as setuptools' package-dir lays it out
+            root.joinpath(*name.split(".")[1:]).symlink_to(tree / folder, target_is_directory=True)
+    env = {"PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    names = [*mapping, "musicbridge.bridge.daemon"]
+    code = "import importlib.util, sys; print('\\n'.join(importlib.util.find_spec(n).origin for n in sys.argv[1:]))"
+    found = subprocess.run([sys.executable, "-c", code, *names], env={**os.environ, **env}, cwd=workdir,
+                           capture_output=True, text=True)
+    origins = found.stdout.split("\n")[:len(names)]
+    outside = [f"{n} ({o})" for n, o in zip(names, origins, strict=False)
+               if not Path(o).resolve().is_relative_to(tree.resolve())]
+    if found.returncode != 0 or len(origins) < len(names) or outside:
+        raise BenchError(f"the baseline tree of {rev} does not import as musicbridge: {found.stderr.strip()[-500:]} "
+                         f"{', '.join(outside)}")
+    return sha, env
+
+
+def baseline_runs(jack: JackServer, model: str, rev: str, bpms: list[float], bars: int, pairs: int,
+                  workdir: Path) -> dict:
+    sha, env = baseline_tree(rev, workdir)
+    runs = []
+    for bpm in bpms:
+        for pair in range(pairs):  # alternately, so that a change in the machine's load falls on both
+            for tree, tree_env in (("baseline", env), ("current", None)):
+                capture = run_serve(jack, model, VARIANTS["precise"], bpm, bars, workdir,
+                                    f"{tree}-{bpm:g}-{pair}", env=tree_env)
+                figures = timing_figures(capture, bars)
+                del figures["phrases"]
+                runs.append({"tree": tree, "bpm": bpm, "pair": pair, **figures})
+                print(json.dumps(runs[-1]), file=sys.stderr)
+    ratios = []
+    for bpm in bpms:
+        entry = {"bpm": bpm}
+        for key in RATIO_KEYS:
+            for stat in ("p50", "p99"):
+                medians = {}
+                for tree in ("baseline", "current"):
+                    values = [r[key][stat] for r in runs if r["tree"] == tree and r["bpm"] == bpm
+                              and r.get(key) and r[key][stat] is not None]
+                    medians[tree] = float(np.median(values)) if values else None
+                base, ours = medians["baseline"], medians["current"]
+                entry[f"{key}_{stat}_current_over_baseline"] = round(ours / base, 3) if base and ours else None
+        ratios.append(entry)
+    return {"baseline_rev": rev, "baseline_commit": sha, "current": _current_revision(), "scheduler": "precise",
+            "pairs": pairs, "runs": runs, "ratios": ratios}
+
+
+def _current_revision() -> str:
+    try:
+        described = _git("describe", "--always", "--dirty").strip()
+    except BenchError:
+        return "unknown"
+    return described
+
+
+# ---- main ------------------------------------------------------------------------------------------------------
 def default_model(workdir: Path) -> str:
     """An untrained mel_2bar exported with the real exporter (torch only here, never in the daemon)."""
     import torch
@@ -198,63 +513,80 @@ def default_model(workdir: Path) -> str:
     return str(out)
 
 
+def failures(result: dict) -> list[str]:
+    """Why the figures cannot be trusted or the policy did not hold (empty: all is well)."""
+    problems = []
+    empty = [r for r in result.get("runs", []) if not r["arrival_error_ms"]["n"]]
+    if empty:
+        names = "; ".join(f"{r['scheduler']} at {r['bpm']:g} bpm {'with' if r['flood'] else 'without'} flood "
+                          f"({r['answers']} answers, {r['notes_missing']} notes missing)" for r in empty)
+        problems.append(f"no answer notes were measured in {len(empty)} run(s): {names}")
+    for run in result.get("deadline_policy", {}).get("runs", []):
+        problems += deadline_problems(run)
+    for run in result.get("before_after", {}).get("runs", []):
+        if not run["arrival_error_ms"]["n"]:
+            problems.append(f"the {run['tree']} tree's run at {run['bpm']:g} bpm measured no answer notes")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="exported model directory (default: an untrained mel_2bar)")
     parser.add_argument("--bars", type=int, default=16, help="bars of clock per run")
     parser.add_argument("--bpm", type=float, nargs="+", default=[120.0, 180.0])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, help="what to run (default: schedulers and deadline, "
+                        "and baseline with --baseline-rev)")
+    parser.add_argument("--slow-model", help="deadline part: an exported model too slow for the deadlines "
+                        "(default: mel_2bar at Magenta's sizes, exported here)")
+    parser.add_argument("--baseline-rev", help="baseline part: a git revision of this checkout to compare latency "
+                        "with (e.g. 1134088, before the engine)")
+    parser.add_argument("--baseline-pairs", type=int, default=2, help="baseline part: baseline/current run pairs per tempo")
     parser.add_argument("--json-out", type=Path, help="also write the JSON here")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (model, daemon logs)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (models, daemon logs, trees)")
     args = parser.parse_args(argv)
+    parts = args.parts or [p for p in PARTS if p != "baseline" or args.baseline_rev]
+    if "baseline" in parts and not args.baseline_rev:
+        parser.error("--parts baseline needs --baseline-rev REV (e.g. 1134088)")
     workdir = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
-    model = args.model or default_model(workdir)
-    jack = JackServer().start()
-    os.environ.update(jack.client_env)  # this process's own clients (the peer, the floor)
-    runs = []
-    try:
-        for bpm in args.bpm:
-            for flood in (False, True):
-                for scheduler in VARIANTS:
-                    runs.append(run_once(jack, model, scheduler, bpm, flood, args.bars, workdir))
-                    print(json.dumps(runs[-1]), file=sys.stderr)
-    finally:
-        jack.stop()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    for run in runs:  # the flood must not change what is answered, only (perhaps) when
-        if run["flood"]:
-            quiet = next(r for r in runs if not r["flood"] and r["bpm"] == run["bpm"] and r["scheduler"] == run["scheduler"])
-            run["same_phrases_as_without_flood"] = run["phrases"] == quiet["phrases"]
-    for run in runs:
-        del run["phrases"]  # compared; "answers" counts them
-    ratios = []
-    for bpm in args.bpm:
-        for flood in (False, True):
-            pick = {r["scheduler"]: r for r in runs if r["bpm"] == bpm and r["flood"] == flood}
-            entry = {"bpm": bpm, "flood": flood}
-            for key in ("send_error_ms", "arrival_error_ms", "arrival_jitter_ms"):
-                base = pick["sleep"][key]["p99"]
-                for variant in ("precise", "precise-normal-priority"):
-                    ours = pick[variant][key]["p99"]
-                    entry[f"{key}_p99_sleep_over_{variant}"] = round(base / ours, 2) if base and ours else None
-            ratios.append(entry)
     result = {
-        "benchmark": "bridge", "model": args.model or "mel_2bar (untrained, exported fp32 + int8: int8 served)", "jack": {"driver": "dummy", "rate": 48000, "period": 64,
-                                                        "period_ms": round(64 / 48, 3), "sync": True},
-        "machine": {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "benchmark": "bridge", "parts": parts,
+        "model": args.model or "mel_2bar (untrained, exported fp32 + int8: int8 served)",
+        "jack": {"driver": "dummy", "rate": 48000, "period": 64, "period_ms": round(64 / 48, 3), "sync": True},
         "targets": {"send_error_p99_ms": 1.0, "generation_p99_ms": 3.0},
-        "runs": runs, "ratios_vs_naive_sleep": ratios,
     }
+    jack = None
+    try:
+        model = args.model or (default_model(workdir) if {"schedulers", "baseline"} & set(parts) else None)
+        slow, export_s = (args.slow_model, None) if args.slow_model or "deadline" not in parts else slow_model(workdir)
+        jack = JackServer().start()
+        os.environ.update(jack.client_env)  # this process's own clients (the peer, the floor)
+        if "schedulers" in parts:
+            result["runs"], result["ratios_vs_naive_sleep"] = scheduler_runs(jack, model, args.bpm, args.bars, workdir)
+        if "deadline" in parts:
+            result["deadline_policy"] = {
+                "model": args.slow_model or f"mel_2bar at Magenta's sizes {MAGENTA_SIZES} (untrained, fp32)",
+                "export_s": export_s, "runs": deadline_runs(jack, slow, args.bars, workdir)}
+        if "baseline" in parts:
+            result["before_after"] = baseline_runs(jack, model, args.baseline_rev, args.bpm, args.bars,
+                                                   args.baseline_pairs, workdir)
+    except BenchError as error:
+        sys.exit(f"bench_bridge: {error}")
+    finally:
+        if jack is not None:
+            jack.stop()
+        if args.keep:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result["machine"] = {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
     text = json.dumps(result, indent=2)
     print(text)
     if args.json_out:
         args.json_out.write_text(text)
-    empty = [r for r in runs if not r["arrival_error_ms"]["n"]]
-    if empty:
-        names = "; ".join(f"{r['scheduler']} at {r['bpm']:g} bpm {'with' if r['flood'] else 'without'} flood "
-                          f"({r['answers']} answers, {r['notes_missing']} notes missing)" for r in empty)
-        sys.exit(f"bench_bridge: FAILED — no answer notes were measured in {len(empty)} run(s): {names}. Their "
-                 "figures mean nothing; run again with --keep and read the daemon logs for why.")
+    problems = failures(result)
+    if problems:
+        sys.exit("bench_bridge: FAILED — " + "; ".join(problems) + ". Run again with --keep and read the daemon "
+                 "logs in the work directory.")
     return result
 
 

@@ -326,6 +326,16 @@ class ClockPlayer:
             t = self.t0 + sum(self._interval(k) for k in range(round(self.start_beat * TICKS_PER_BEAT), base))
         return t + (tick - base) * self._interval(base)
 
+    def beat_at(self, t: float) -> float:
+        """The clock's song position (beats) at wall-clock time `t`: the inverse of time_of on the ticks played
+        (between two ticks in proportion; before the first or after the last, at the tempo there)."""
+        played = sorted(self.tick_times.items())  # one copy: the player thread adds ticks meanwhile
+        if not played:
+            raise ValueError("the clock has played no tick yet")
+        ticks, times = [tick for tick, _ in played], [when for _, when in played]
+        i = min(max(bisect.bisect_right(times, t) - 1, 0), len(ticks) - 1)
+        return (ticks[i] + (t - times[i]) / self._interval(ticks[i])) / TICKS_PER_BEAT
+
     def start(self, until_beat: float, send_start: bool = True, delay: float = 0.1) -> float:
         """Send Start (or Continue) and play ticks until `until_beat`; returns the time of the first tick."""
         self.running = True

@@ -1,12 +1,13 @@
 """The scheduler on a real JACK port: late notes are dropped and counted, a new phrase cuts the old one, a flush
-closes everything, and every note-on gets its note-off."""
+closes everything, and every note-on gets its note-off. Checked by the order of the events and where they land
+in the clock's beats (bridge_harness); the scheduler's send error in milliseconds is benchmarks/bench_bridge.py's."""
 
 from __future__ import annotations
 
 import subprocess
 import time
 
-from bridge_harness import MidiPeer, wait_until
+from bridge_harness import ON_STEP_BEATS, MidiPeer, wait_until
 
 from musicbridge.bridge.clock import Clock
 from musicbridge.bridge.midi_io import MidiOutput
@@ -37,10 +38,12 @@ def test_late_notes_dropped_phrases_cut_and_flushed(jack_server):
         # A second phrase from start + 1 beat cuts note 62 there (it would sound until start + 4).
         assert scheduler.add_phrase([Note(64, 90, 0.0, 0.25)], start + 1.0, 2, channel=0) == (1, 0)
         wait_until(lambda: ("off", 64) in notes_of(peer), 5, what="the second phrase")
-        times = {(kind, pitch): t for t, kind, _, pitch, _ in peer.notes()}
-        assert ("on", 60) not in times  # dropped, not played late
-        assert times[("off", 62)] - times[("on", 64)] < 0.002  # cut where the new phrase begins
-        assert abs((times[("on", 64)] - times[("on", 61)]) - 0.25) < 0.01  # one beat at 240 bpm
+        # 60 dropped, not played late; 62 cut where the new phrase begins (at the same beat a note-off goes
+        # first), not at its own end 3 beats later.
+        assert notes_of(peer) == [("on", 61), ("off", 61), ("on", 62), ("off", 62), ("on", 64), ("off", 64)]
+        landed = {(kind, pitch): clock.beat_at(t) for t, kind, _, pitch, _ in peer.notes()}
+        for key, beat in ((("on", 61), start), (("off", 62), start + 1.0), (("on", 64), start + 1.0)):
+            assert abs(landed[key] - beat) < ON_STEP_BEATS, (key, landed[key] - beat)  # on its 16th
         # A flush while a note sounds closes it at once and nothing pending plays afterwards.
         now = clock.beat_at(time.perf_counter())
         scheduler.add_phrase([Note(70, 90, 0.0, 8.0), Note(71, 90, 2.0, 3.0)], now + 0.5, 3, channel=0)
