@@ -46,7 +46,6 @@ fails the benchmark (exit 1, after the JSON): its figures would mean nothing, or
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -65,6 +64,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicbridge.benchmarks.cli import benchmark_parser
 from musicbridge.benchmarks.jack_rig import ClockPlayer, JackServer, MidiPeer, Recorder
 from musicbridge.bridge.clock import TICKS_PER_BEAT
 from musicbridge.codecs import BEATS_PER_BAR, STEP_BEATS
@@ -530,7 +530,7 @@ def failures(result: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser("bench-bridge", __doc__.split("\n")[0])
     parser.add_argument("--model", help="exported model directory (default: an untrained mel_2bar)")
     parser.add_argument("--bars", type=int, default=16, help="bars of clock per run")
     parser.add_argument("--bpm", type=float, nargs="+", default=[120.0, 180.0])

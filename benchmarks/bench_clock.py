@@ -24,7 +24,6 @@ measured no notes fails the benchmark (exit 1): a result without notes means not
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicbridge.benchmarks.cli import benchmark_parser
 from musicbridge.benchmarks.jack_rig import (
     CLOCK_PORT,
     ClockFollower,
@@ -148,7 +148,7 @@ def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: b
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="bench_clock", description=__doc__.split("\n")[0])
+    parser = benchmark_parser("bench-clock", __doc__.split("\n")[0])
     parser.add_argument("--model", default="mel_2bar", help="model the daemon serves (default: the shipped mel_2bar)")
     parser.add_argument("--bpm", type=float, nargs="+", default=[90.0, 120.0, 150.0], help="tempi to run at")
     parser.add_argument("--jitter", type=float, default=5.0,
