@@ -42,7 +42,7 @@ KINDS = {"musicvae": "musicvae", "transformer": "transformer_vae", "vsae": "vsae
 # Keys of model.json that also go into every graph's metadata_props (JSON-encoded values).
 GRAPH_KEYS = ("format", "kind", "representation", "bars", "steps_per_bar", "steps", "vocab_size", "z_size",
               "hierarchical", "preset", "dataset_hash", "musicbridge_version", "exported_at", "opset",
-              "decoding_rule", "lookback", "copy_gate", "architecture")
+              "decoding_rule", "lookback", "architecture")
 
 
 def export_model(model, out_dir: str | os.PathLike, *, preset: str, representation: dict | None = None,
@@ -61,7 +61,7 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
     how the sampler picks each token (musicbridge.models.musicvae.DECODING_RULES: "argmax", or "event_first"
     for a melody MusicVAE — what `musicbridge export` gives continuation models), recorded as "decoding_rule".
     A lookback model (config.lookback, task "continue" only) gets the sampler and teacher_forced input `lookback`
-    (export/musicvae.py), recorded as "lookback": true; one with a copy gate too, recorded as "copy_gate": true."""
+    (export/musicvae.py), recorded as "lookback": true."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported; use {OPSETS.start}–{OPSETS.stop - 1}")
     variants = ["fp32"] + [v for v in variants if v != "fp32"]
@@ -103,7 +103,6 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
         "config": config_to_dict(model.config),
         "dataset_hash": dataset_hash, "checkpoint_step": checkpoint_step, "task": task, "decoding_rule": rule,
         "lookback": bool(config.get("lookback", False)),
-        "copy_gate": bool(config.get("copy_gate", False)),  # its scores mix in the lookback token (export/musicvae.py)
         "musicbridge_version": musicbridge.__version__,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "opset": opset,
         "default_variant": default_variant, "variants": {}, "sha256": {},
