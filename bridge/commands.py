@@ -137,6 +137,9 @@ def register(app: typer.Typer) -> None:
                                          "input window, seed, z, params, model hash and timing (session.jsonl), and "
                                          "input and output on one timeline (session.mid). `musicbridge replay DIR` "
                                          "makes every answer again and checks it is the same."),
+        index: Path = typer.Option(None, "--index", help="A library index made with the active model (musicbridge "
+                                   "embed FILES -o FILE.npz): /musicbridge/similar answers with the library phrases "
+                                   "nearest to what was just played, and mode similar plays the nearest one."),
         status: bool = typer.Option(True, "--status/--no-status", help="Show the live status line."),
         stats_json: Path = typer.Option(None, help="Also write the exit summary to this JSON file."),
         realtime: bool = typer.Option(True, "--realtime/--no-realtime", help="Run the daemon's threads with "
@@ -172,6 +175,7 @@ def register(app: typer.Typer) -> None:
             mappings=str(mappings) if mappings is not None else None,
             files_dirs=[str(d) for d in files_dir], seed=seed, status_line=status,
             log_session=str(log_session) if log_session is not None else None,
+            index=str(index) if index is not None else None,
             params=Params(_choice(mode, MODES, "--mode"), temperature, bars, novelty, variations, silence, steps,
                           _choice(ending, ENDINGS, "--ending"), scale=_scale(scale),
                           fallback=_choice(fallback, FALLBACKS, "--fallback")),

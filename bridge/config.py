@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from musicbridge.attributes import ATTRIBUTES
 from musicbridge.scales import Scale
 
-MODES = ("continue", "call-response", "interpolate", "sample", "loop", "mutate", "off")
+MODES = ("continue", "call-response", "interpolate", "sample", "loop", "mutate", "similar", "off")
 ENDINGS = ("hold", "loop", "pingpong")
 FALLBACKS = ("repeat", "hold")  # what plays when an answer misses its deadline (bridge/engine.py)
 CLOCKS = ("auto", "internal", "midi", "osc", "link")
@@ -27,6 +27,8 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
 PARAM_CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "ending": ENDINGS, "fallback": FALLBACKS}
 BPM_RANGE = (20, 300)  # the internal/OSC clock (--bpm, /musicbridge/transport/tempo)
 LINK_QUANTUM_RANGE = (1, 16)  # --link-quantum, in bars
+SIMILAR_K_RANGE = (1, 50)  # /musicbridge/similar k: library phrases in one answer
+DEFAULT_SIMILAR_K = 5
 # The attribute knobs (musicbridge.attributes): a Params field per attribute, α along its vector (about one quartile
 # gap per unit), at /musicbridge/param/attr/<attribute>. Kept out of PARAM_RANGES: they have no `serve` option.
 ATTRIBUTE_RANGE = (-3.0, 3.0)
@@ -104,5 +106,6 @@ class ServeConfig:
     mappings: str | None = None  # MIDI learn's mappings file (TOML); None: mappings last until the daemon stops
     seed: int | None = None
     log_session: str | None = None  # --log-session: the folder of the session log (bridge/session_log.py)
+    index: str | None = None  # --index: a library index (musicbridge embed) for /musicbridge/similar and mode similar
     status_line: bool = True
     params: Params = field(default_factory=Params)

@@ -6,7 +6,8 @@ bars and decodes the answer → engine (still current?) → a phrase in beats �
 
 Threads: the MIDI input poller and the OSC server (I/O), the engine (bridge/engine.py: the one owner of the
 musical state; the others post it events, and it wakes for the bar lines itself), the scheduler (precise
-output), the generation worker (model calls), the model-load worker (one load at a time, bridge/model_store.py)
+output), the generation worker (model calls), the model-load worker (one load at a time, bridge/model_store.py),
+the similar worker (/musicbridge/similar searches of the --index library, bridge/library.py)
 and the main thread's housekeeping (port reconnection; a JACK server that goes away and comes back: the ports are
 detached and re-created, the musical state stays).
 Lock order, never reversed: scheduler lock → clock lock / output lock. The engine holds no lock: an OSC command
@@ -29,12 +30,13 @@ import time
 
 from musicbridge.bridge import midi_io, priority
 from musicbridge.bridge.clock import Clock
-from musicbridge.bridge.config import ServeConfig
+from musicbridge.bridge.config import DEFAULT_SIMILAR_K, ServeConfig
 from musicbridge.bridge.engine import AnswerReady, ControlIn, Engine, ModelReady, NoteIn, TransportChanged
 from musicbridge.bridge.engine import Refused as EngineRefused
 from musicbridge.bridge.generator import GenerationWorker, ModelRef, Phrase, Request
 from musicbridge.bridge.jack_watch import JackWatch
 from musicbridge.bridge.learn import Learn, control_of
+from musicbridge.bridge.library import IndexRef, LibraryError, Query, QueryWorker, load_index
 from musicbridge.bridge.link_clock import LinkClock
 from musicbridge.bridge.model_store import LoadRequest, LoadWorker, ModelStore, RefusedPath, model_name
 from musicbridge.bridge.osc import (
@@ -78,6 +80,8 @@ class Bridge:
         self.scheduler: Scheduler | None = None
         self.engine: Engine | None = None  # the musical state (made in open(), once the models are loaded)
         self.worker = GenerationWorker(self._on_phrase, self._on_generation_error)
+        self.library: IndexRef | None = None  # --index (bridge/library.py), loaded in open()
+        self.queries = QueryWorker(self._similar_found, self._similar_failed, self._similar_superseded)
         self.osc: OscServer | None = None
         self.oscquery: OscQueryServer | None = None  # the namespace over HTTP (bridge/oscquery.py)
         self.session_log: SessionLog | None = None  # --log-session (bridge/session_log.py)
@@ -88,6 +92,7 @@ class Bridge:
         learn = Learn.open(LEARN_TARGETS, self.config.mappings)  # a bad mappings file stops here, before the models
         for index, spec in enumerate(self.config.models):
             self.store.add(spec, activate=index == 0)
+        self.library = self._open_library()  # refused here, before any port opens
         self._open_midi()
         self.scheduler = Scheduler(self.clock, self.output, self.config.output_offset_ms, self.config.scheduler,
                                    self.config.realtime)
@@ -99,12 +104,28 @@ class Bridge:
                              seed=self.config.seed, send_phrase=self._send_phrase, model_switched=self._model_switched,
                              learn=learn, dispatch=self._dispatch_control, learn_changed=self._learn_changed,
                              model_names=self._model_names,
-                             observe=self.session_log.post if self.session_log is not None else lambda event: None)
+                             observe=self.session_log.post if self.session_log is not None else lambda event: None,
+                             index=self.library)
         self.osc = OscServer(self, self.config.osc_host, self.config.osc_port, self.config.osc_reply_port,
                              self.config.osc_reply_host)
         if self.config.oscquery_port != 0:
             self.oscquery = OscQueryServer(ROUTES, self.osc_values, self.config.oscquery_host,
                                            self.config.oscquery_port, self.osc.port, self.config.osc_host)
+
+    def _open_library(self) -> IndexRef | None:
+        """--index: the library index, made with the active model (a ValueError with the fix otherwise)."""
+        if self.config.index is None:
+            if self.config.params.mode == "similar":
+                raise ValueError("--mode similar plays phrases from a library: give it with --index FILE.npz "
+                                 "(made by musicbridge embed)")
+            return None
+        library = load_index(self.config.index)  # EmbeddingError (a ValueError) with the fix
+        active = self.store.active
+        refusal = library.refusal(active) if active is not None else None
+        if refusal:
+            raise ValueError(f"--index {self.config.index}: {refusal}")
+        log.info("library %s: %d phrases of %d files", library.path, len(library.index), len(library.index.files))
+        return library
 
     def _open_midi(self) -> None:
         cfg = self.config
@@ -184,11 +205,14 @@ class Bridge:
     def start(self) -> None:
         if self.session_log is not None:  # its thread, like the others, inherits the real-time priority
             self.session_log.start(self.engine.seed, bpm=self.config.bpm, clock=self.config.clock,
-                                   models=self.config.models, params=self.config.params)
+                                   models=self.config.models, params=self.config.params,
+                                   index=None if self.library is None else {"path": self.library.path,
+                                                                             "sha256": self.library.sha256})
             log.info("session log in %s", self.session_log.folder)
         self.scheduler.start()
         self.engine.start()
         self.worker.start()
+        self.queries.start()
         self.loader.start()
         self.osc.start()
         if self.oscquery is not None:
@@ -214,6 +238,7 @@ class Bridge:
             if self.engine is not None:
                 self.engine.stop()  # the scheduler is the engine's: it stops first
             self.worker.stop()
+            self.queries.stop()
             self.loader.stop()
             if self.scheduler is not None:
                 self.scheduler.stop()
@@ -322,7 +347,10 @@ class Bridge:
 
     def _on_generation_error(self, request: Request, error: Exception) -> None:
         if self.osc is not None:
-            self.osc.replier.error("internal", f"generation failed: {error}", None)
+            if isinstance(error, LibraryError):  # mode similar found nothing it may play: said as a sentence
+                self.osc.replier.error("not_ready", f"similar: {error}", None)
+            else:
+                self.osc.replier.error("internal", f"generation failed: {error}", None)
 
     # ---- input ----------------------------------------------------------------------------------
     def _on_midi(self, message: list[int], t: float) -> None:
@@ -478,6 +506,27 @@ class Bridge:
 
         self.osc.replier.answer(send)
 
+    def osc_similar(self, k: int = DEFAULT_SIMILAR_K, host=None) -> None:
+        tokens, model, library = self._call(self.engine.similar_input)
+        query = Query(tokens, model.model, library, k, host)
+        # The packet's one answer (bridge/replies.py): of a bundle of queries the last is searched, and none when
+        # a message of it failed. The search runs on the similar worker; its replies go to the sender.
+        self.osc.replier.answer(lambda: self.queries.submit(query))
+
+    def _similar_found(self, query: Query, matches: list) -> None:
+        send = self.osc.replier.send
+        for rank, match in enumerate(matches, 1):
+            send(f"{P}/similar/match", rank, match.file, match.bar, match.distance, match.voice, host=query.client)
+        send(f"{P}/similar/end", len(matches), host=query.client)
+
+    def _similar_failed(self, query: Query, error: Exception) -> None:
+        code = "not_ready" if isinstance(error, LibraryError) else "internal"
+        self.osc.replier.error(code, f"{P}/similar: {error}", query.client)
+
+    def _similar_superseded(self, query: Query) -> None:
+        self.osc.replier.error("not_ready", f"{P}/similar: a newer query replaced this one before it ran",
+                               query.client)
+
     def osc_panic(self, host=None) -> None:
         self._call(self.engine.panic)
         if self.output is not None:
@@ -498,6 +547,8 @@ class Bridge:
         self.osc.replier.error("load_failed", f"{message} (the previous model stays active)", request.requester)
 
     def _on_model_loaded(self, request: LoadRequest, before, after) -> None:
+        if self.library is not None:
+            self.library.refusal(after)  # its encoder hashed here, on the load worker: the engine reads the memo
         # One ordered event: the engine switches at the next bar line and then calls _model_switched.
         self.engine.post(ModelReady(request.seq, ModelRef.of(request.resolved.name, after), request.requester))
 

@@ -27,6 +27,10 @@ MIDI learn (bridge/learn.py). The engine owns the table: the MIDI input thread p
 note that learning wants (the view tells it which), the engine binds or runs them, and hands a bound control's
 message to `dispatch` (the daemon runs it through the OSC route's checks and handler, here on this thread).
 
+Library (serve --index, bridge/library.py). The index is fixed for the daemon's life and read only; the engine
+says whether it answers the active model (Moment.library: the index, or why not) — `similar` is refused as a mode
+and as /musicbridge/similar while it does not; the search itself runs on a worker, never here.
+
 Session log (bridge/session_log.py). The engine tells `observe` what it heard, every answer it took (played or
 dropped), what it played and what it cut; `observe` only queues (never blocks). Every request carries a seed
 (the engine draws one when --seed is not given) and the params of the moment, so its answer can be made again.
@@ -48,6 +52,7 @@ from musicbridge.bridge.capture import CaptureBuffer
 from musicbridge.bridge.config import Params
 from musicbridge.bridge.generator import ModelRef, Phrase, Request, make_phrase
 from musicbridge.bridge.learn import Control, Learn, Learned, Move
+from musicbridge.bridge.library import NO_INDEX, IndexRef
 from musicbridge.bridge.modes import (
     Answered,
     BarLine,
@@ -177,7 +182,8 @@ class Engine:
                  model_switched: Callable[[object], None] = _ignore, now: Callable[[], float] = time.perf_counter,
                  learn: Learn | None = None, dispatch: Callable[[str, tuple], None] = _ignore,
                  learn_changed: Callable[[str | None], None] = _ignore,
-                 model_names: Callable[[], tuple[str, ...]] = tuple, observe: Callable[[object], None] = _ignore):
+                 model_names: Callable[[], tuple[str, ...]] = tuple, observe: Callable[[object], None] = _ignore,
+                 index: IndexRef | None = None):
         # The musical state: written only on the engine thread.
         self.params = params
         self.mode = ModeState()
@@ -196,6 +202,7 @@ class Engine:
         self.counts = {"answers": 0, "stale": 0, "stale_model": 0, "overtaken": 0, "deadline_missed": 0,
                        "late_answers": 0}
         self.learn = learn if learn is not None else Learn({})  # MIDI learn's table
+        self.index = index  # serve --index: the library `similar` answers from (read only; None: no index)
         # Its collaborators.
         self.clock = clock  # read only (thread-safe)
         self.scheduler = scheduler  # output timing stays there
@@ -363,7 +370,16 @@ class Engine:
 
     # ---- decisions ----------------------------------------------------------------------------------
     def _moment(self) -> Moment:
-        return Moment(self.params, self.model, self.capture)
+        return Moment(self.params, self.model, self.capture, self._library())
+
+    def _library(self) -> IndexRef | str:
+        """The index when it answers the active model, else why not (a sentence). A memo read: the daemon hashed
+        the model's encoder before it became active (IndexRef.refusal)."""
+        if self.index is None:
+            return NO_INDEX
+        if self.model is None or self.model.model is None:
+            return "no model loaded (start with --model or send /musicbridge/model/load)"
+        return self.index.refusal(self.model.model) or self.index
 
     def _step(self, event):
         self.mode, action = step(self.mode, event, self._moment())
@@ -501,6 +517,8 @@ class Engine:
         self.observe(OutputCut(now, now if at is None else at, f"model {after.name}"))
         self._publish()
         log.info("model %s active%s", after.name, "" if bar_end is None else f" from beat {bar_end:g}")
+        if self.params.mode == "similar" and isinstance(library := self._library(), str):
+            log.warning("mode similar plays nothing with %s: %s", after.name, library)
         self.model_switched(ready.requester)
 
     # ---- MIDI learn ---------------------------------------------------------------------------------
@@ -524,6 +542,8 @@ class Engine:
         else:
             current = getattr(self.params, target.param) if target.param else None
             choices = target.choices
+            if target.param == "mode" and isinstance(self._library(), str):  # a mode it can choose now
+                target = replace(target, choices=tuple(mode for mode in choices if mode != "similar"))
         args = target.arguments(move.control, move.value, move.previous, current, choices)
         if args is not None:
             self.dispatch(target.address, args)
@@ -560,6 +580,8 @@ class Engine:
     def set_mode(self, name: str) -> None:
         if name == self.params.mode:
             return
+        if name == "similar" and isinstance(library := self._library(), str):
+            raise Refused("not_ready", f"mode similar: {library}")
         self.params = replace(self.params, mode=name)
         self._step(ModeChanged(name, self.clock.beat_at(self.now())))
         self._flush(f"mode {name}")
@@ -567,13 +589,25 @@ class Engine:
 
     def capture_slot(self, slot: str) -> None:
         """The model-length bars played up to the nearest bar line into a slot."""
+        self._store(slot, self._captured(self._require_model()))
+
+    def similar_input(self) -> tuple:
+        """(tokens, model, index) of a /musicbridge/similar: the model-length bars played up to the nearest bar
+        line, as capture reads them, for the QueryWorker (bridge/library.py) to encode and search."""
         model = self._require_model()
+        library = self._library()
+        if isinstance(library, str):
+            raise Refused("not_ready", library)
+        return self._captured(model), model, library
+
+    def _captured(self, model: ModelRef):
+        """The tokens of the model-length bars played up to the nearest bar line (a late press still counts)."""
         beat = self.clock.beat_at(self.now())
-        end = round(beat / BEATS_PER_BAR) * BEATS_PER_BAR  # the nearest bar line: a late press still counts
+        end = round(beat / BEATS_PER_BAR) * BEATS_PER_BAR
         if not self.capture.window(end - model.bars * BEATS_PER_BAR, end):
             raise Refused("not_ready", f"nothing played in the {model.bars} bars before beat {end:g}")
         tokens, _, _ = window(self.capture, model.codec, model.bars, end)
-        self._store(slot, tokens)
+        return tokens
 
     def store_slot(self, slot: str, tokens, model: ModelRef) -> None:
         """Tokens made for `model` (read from a file) into a slot."""

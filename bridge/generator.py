@@ -1,6 +1,7 @@
 """The generation worker: model calls on their own thread, so MIDI I/O and the clock never wait for them.
 
-A Request says what to generate (continue a window, sample the prior, walk A→B, mutate around a z, replay),
+A Request says what to generate (continue a window, sample the prior, walk A→B, mutate around a z, replay, the
+nearest library phrases to a window: bridge/library.py),
 for which song position, with the parameters of the moment, and which model it was built for: the worker runs
 it on that model, never on whatever is active by then (the engine drops an answer whose model or epoch is no
 longer current: bridge/engine.py). Only the newest request waits: a request that is still queued when the next
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from musicbridge.bridge.library import IndexRef, LibraryError, nearest_phrases
 from musicbridge.bridge.mailbox import NewestWins
 from musicbridge.notes import Note
 from musicbridge.scales import Scale, applies_to
@@ -51,13 +53,13 @@ class ModelRef:
 
 @dataclass
 class Request:
-    kind: str  # continue | sample | interpolate | mutate | replay (play given tokens again, no model call)
+    kind: str  # continue | sample | interpolate | mutate | similar | replay (play given tokens again, no model call)
     start_beat: float  # where the answer starts playing
     bars: int
     temperature: float = 1.0
     novelty: float = 1.0
     variations: int = 1
-    tokens: np.ndarray | None = None  # continue: the input window (T,); mutate: its source; replay: the phrase
+    tokens: np.ndarray | None = None  # continue, similar: the input window (T,); mutate: its source; replay: the phrase
     other: np.ndarray | None = None  # interpolate: slot B (tokens is slot A)
     steps: int = 2  # interpolate: points on the path
     reference_density: float | None = None
@@ -72,6 +74,7 @@ class Request:
     created: float = field(default_factory=time.perf_counter)  # when the trigger asked (latency is measured from it)
     params: object = None  # the engine's Params when it was sent (config.Params): the session log records them
     attributes: dict[str, float] = field(default_factory=dict)  # attribute knobs not at 0: continue/sample/mutate
+    index: IndexRef | None = None  # similar: the library index it is answered from (serve --index)
 
 
 @dataclass
@@ -87,6 +90,7 @@ class Phrase:
     latency_ms: float  # request creation (the trigger) → phrase ready
     path: list[np.ndarray] = field(default_factory=list)  # interpolate: every point of A→B
     latents: list[np.ndarray] = field(default_factory=list)  # every z decoded for it, in order: (B, Z) per call
+    matches: list = field(default_factory=list)  # similar: the library window of each candidate (embeddings.Match)
 
 
 def density(codec, tokens: np.ndarray, bars: int) -> float:
@@ -132,9 +136,11 @@ def attribute_knobs(model, attributes: dict[str, float]) -> dict:
     return {"attributes": {name: alpha for name, alpha in attributes.items() if name in vectors.names}}
 
 
-def run_model(model, request: Request, latents: list | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+def run_model(model, request: Request, latents: list | None = None,
+              matches: list | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """The model calls of one request (not replay: it calls no model): (K candidates (K, T), interpolation
-    path or []). Every z decoded is appended to `latents` (the session log records them)."""
+    path or []). Every z decoded is appended to `latents` (the session log records them); similar appends the
+    query's μ, and each candidate's library window to `matches`."""
     k = request.variations
     scale = request.scale if applies_to(model.codec) else None  # a drum kit has no pitches to lock
     if request.kind == "continue":  # the runtime chains phrases for answers longer than the model
@@ -154,6 +160,11 @@ def run_model(model, request: Request, latents: list | None = None) -> tuple[np.
         z = mu + request.novelty * sigma * rng.standard_normal((k, mu.shape[-1])).astype(mu.dtype)
         return np.asarray(model.sample(z.astype(np.float32), temperature=request.temperature, seed=request.seed,
                                        scale=scale, latents=latents, **attribute_knobs(model, request.attributes))), []
+    if request.kind == "similar":  # library phrases, nearest first: no sampling, no attribute knobs
+        rows, found = nearest_phrases(model, request.index, request.tokens, k, scale, latents)
+        if matches is not None:
+            matches.extend(found)
+        return rows, []
     if request.kind == "interpolate":  # greedy (the runtime's default): each point the most likely phrase
         # The path starts on slot A and ends on slot B themselves; the points between are decoded.
         a, b = model_window(request.tokens, model), model_window(request.other, model)
@@ -167,10 +178,11 @@ def make_phrase(request: Request, now: Callable[[], float] = time.perf_counter) 
     codec = request.model.codec
     began = now()
     latents: list[np.ndarray] = []
+    matches: list = []
     if request.kind == "replay":
         candidates, path = request.tokens[None, :], []
     else:
-        candidates, path = run_model(request.model.model, request, latents)
+        candidates, path = run_model(request.model.model, request, latents, matches)
     model_ms = (now() - began) * 1000
     steps_per_bar = codec.steps_per_bar
     candidates = fit_bars(candidates, request.bars, steps_per_bar)
@@ -178,7 +190,7 @@ def make_phrase(request: Request, now: Callable[[], float] = time.perf_counter) 
     ordered = pick(codec, candidates, request.bars, request.reference_density)
     notes = codec.decode(ordered[0], velocity=request.velocity)
     latency_ms = (now() - request.created) * 1000
-    return Phrase(request, ordered[0], notes, ordered, request.bars, model_ms, latency_ms, path, latents)
+    return Phrase(request, ordered[0], notes, ordered, request.bars, model_ms, latency_ms, path, latents, matches)
 
 
 class GenerationWorker:
@@ -214,7 +226,10 @@ class GenerationWorker:
                 phrase = self.generate(request)
             except Exception as error:  # a failing model call must not end the worker
                 self.failed += 1
-                log.exception("generation failed")
+                if isinstance(error, LibraryError):  # said in a sentence (bridge/library.py): no traceback
+                    log.warning("similar: %s", error)
+                else:
+                    log.exception("generation failed")
                 self.on_error(request, error)
                 continue
             self.on_phrase(phrase)

@@ -18,6 +18,8 @@ lands in its step), so generation has most of a 16th of headroom and the answer 
 - loop: the last answer again, back to back.
 - mutate: every `bars` bars, a new phrase sampled around the z of the answer that was playing when mutate
   began (the source stays fixed, so it does not drift away).
+- similar: every bar in which the performer played, the library phrase nearest to the last model-length bars
+  (serve --index; not a copy of them) plays from the next bar, as the model's tokens (bridge/library.py).
 - off: nothing is generated; MIDI thru still works.
 """
 
@@ -32,6 +34,7 @@ import numpy as np
 from musicbridge.bridge.capture import CaptureBuffer
 from musicbridge.bridge.config import Params
 from musicbridge.bridge.generator import ModelRef, Request, density
+from musicbridge.bridge.library import NO_INDEX, IndexRef
 from musicbridge.codecs import BEATS_PER_BAR, STEP_BEATS
 from musicbridge.phrases import TOO_WIDE_DROP, window_tokens
 
@@ -119,6 +122,7 @@ class Moment:
     params: Params
     model: ModelRef | None
     capture: CaptureBuffer
+    library: IndexRef | str = NO_INDEX  # the index that answers the active model, or why there is none (similar)
 
 
 Event = BarLine | Answered | ModeChanged | SlotStored | PathStale | ModelSwitched | Flushed
@@ -173,6 +177,20 @@ def _answer(moment: Moment, end: float, start: float) -> Request:
                    reference_density=dens, velocity=velocity, scale=p.scale, model=model)
 
 
+def _similar(moment: Moment, end: float, forced: bool) -> Request | str | None:
+    """The library phrases nearest to the model-length bars ending at `end`, played from `end`; a reason (forced
+    only) when there is no index for this model or nothing was played."""
+    p, model, library = moment.params, moment.model, moment.library
+    if isinstance(library, str):
+        return library if forced else None
+    if not moment.capture.window(end - model.bars * BEATS_PER_BAR, end):
+        return f"nothing played in the {model.bars} bars before beat {end:g}" if forced else None
+    tokens, _, velocity = window(moment.capture, model.codec, model.bars, end)
+    # No reference density: the nearest phrase plays, the next nearest are the variations.
+    return Request("similar", end, p.bars, variations=p.variations, tokens=tokens, velocity=velocity, scale=p.scale,
+                   model=model, index=library)
+
+
 def at_bar(state: ModeState, event: BarLine, moment: Moment) -> tuple[ModeState, Action]:
     p, model, capture = moment.params, moment.model, moment.capture
     bar_end, forced = event.bar_end, event.forced
@@ -180,9 +198,11 @@ def at_bar(state: ModeState, event: BarLine, moment: Moment) -> tuple[ModeState,
         return state, ("mode is off" if forced else None)
     if model is None:
         return state, ("no model loaded" if forced else None)
-    if p.mode == "continue":
+    if p.mode in ("continue", "similar"):
         played = capture.onsets_between(bar_end - BEATS_PER_BAR, bar_end) > 0 or capture.silent_since() is None
-        return state, (_answer(moment, bar_end, bar_end) if played or forced else None)
+        if not (played or forced):
+            return state, None
+        return state, (_answer(moment, bar_end, bar_end) if p.mode == "continue" else _similar(moment, bar_end, forced))
     if p.mode == "call-response":
         if forced:
             return state, _answer(moment, bar_end, bar_end)

@@ -26,6 +26,7 @@ from musicbridge.bridge.config import (
     FALLBACKS,
     MODES,
     PARAM_RANGES,
+    SIMILAR_K_RANGE,
     Params,
 )
 from musicbridge.bridge.learn import learn_targets
@@ -169,6 +170,8 @@ _PLAY_ROUTES: tuple[Route, ...] = (
     Route(f"{P}/generate", (), "osc_generate", "answer now, from the next bar"),
     Route(f"{P}/variation", (Arg("index", "i", 0, PARAM_RANGES["variations"][1] - 1),), "osc_variation",
           "send a candidate of the last answer"),
+    Route(f"{P}/similar", (Arg("k", "i", *SIMILAR_K_RANGE, optional=True),), "osc_similar",
+          "the k nearest library phrases to the last bars played (serve --index)"),
     Route(f"{P}/panic", (), "osc_panic", "all notes off"),
     Route(f"{P}/model/load", (Arg("name_or_path", "s"),), "osc_model_load", "switch model (at the next bar line)"),
     Route(f"{P}/status", (), "osc_status", "ask for a status reply"),
@@ -209,6 +212,8 @@ REPLIES: tuple[Reply, ...] = (
     Reply(f"{P}/error", "code:s message:s"),
     Reply(f"{P}/learn/mapping", "target:s control:s channel:i number:i"),
     Reply(f"{P}/learn/end", "count:i learning:s"),
+    Reply(f"{P}/similar/match", "rank:i file:s bar:i distance:f voice:i"),
+    Reply(f"{P}/similar/end", "count:i"),
 )
 ERROR_CODES = ("unknown_address", "bad_arguments", "out_of_range", "refused", "load_failed", "not_ready", "internal",
                "midi_lost", "clock_silent")

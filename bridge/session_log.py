@@ -5,7 +5,8 @@ In DIR (format: docs/session_log.md):
 - session.jsonl: JSON Lines, one record a line, each flushed when written, so a crash loses at most the record
   being written. "session" (the first line), "input" (a note played in), "answer" (one per answer the engine took
   from the worker: the request with its input window, seed and temperature, the params, every z decoded, the
-  tokens, the model files' hash, timing, and whether it was played), "played" (an answer scheduled to play, or
+  tokens, the model files' hash, timing, and whether it was played; a similar answer also its index file and
+  the library window of each candidate), "played" (an answer scheduled to play, or
   played again as the fallback), "cut" (what was pending was dropped from then on) and "dropped" (events lost).
 - session.mid: the input (instrument 0) and what was played (instrument 1) on one timeline, seconds since the
   daemon started at the tempo of the first phrase played. Written to a temp file and renamed over the old one,
@@ -56,7 +57,7 @@ QUEUE_SIZE = 4096  # events waiting for the writer; more are dropped (counted), 
 MIDI_EVERY_S = 5.0  # session.mid is rewritten this often while the session changes
 WAKE_S = 0.25  # the writer looks at the clock at least this often (the MIDI file's period, dropped events)
 CLOSE_WAIT_S = 10.0  # at shutdown, the longest wait for the writer to finish
-REQUEST_IDENTITY = ("model", "epoch", "seq", "created", "params")  # Request fields logged elsewhere in the record
+REQUEST_IDENTITY = ("model", "epoch", "seq", "created", "params", "index")  # Request fields logged elsewhere
 SKIPPED_MODEL_FILES = (".md",)  # documentation: editing a model card does not change what the model plays
 SKIPPED_MODEL_NAMES = ("evaluate.json",)  # evaluation reports: likewise
 MIN_NOTE_BEATS = 1 / 64  # the scheduler's shortest note (bridge/scheduler.py)
@@ -203,6 +204,11 @@ def dumps(value) -> str:
     if isinstance(value, list) and value and isinstance(value[0], (list, dict)):
         return "[" + ",".join(dumps(v) for v in value) + "]"
     return json.dumps(value)
+
+
+def match_record(match) -> dict:
+    """A library window (embeddings.Match) as an answer record holds it: file, bar, voice, row, distance."""
+    return {"file": match.file, "bar": match.bar, "voice": match.voice, "row": match.row, "distance": match.distance}
 
 
 # ---- the model a record names -------------------------------------------------------------------
@@ -497,6 +503,9 @@ class SessionLog:
                   "path": [row.tolist() for row in phrase.path], "z": [float32_list(z) for z in phrase.latents],
                   "timing": {"requested": self._s(request.created), "model_ms": round(phrase.model_ms, 3),
                              "latency_ms": round(phrase.latency_ms, 3)}}
+        if request.index is not None:  # similar: the library it came from, and the window of each candidate
+            record["index"] = {"path": request.index.path, "sha256": request.index.sha256}
+            record["matches"] = [match_record(match) for match in phrase.matches]
         self.timeline.add_answer(request.seq, phrase.notes)
         self._write(record)
         self.answers += 1

@@ -153,6 +153,9 @@ def replay(
     model: list[str] = typer.Option([], "--model", "-m", help="A model folder (or shipped model name) that may hold "
                                     "a model the session was played with (repeatable; by default each is looked "
                                     "for where the daemon loaded it)."),
+    index: list[Path] = typer.Option([], "--index", help="A library index file that may be the one the session's "
+                                     "similar answers came from (repeatable; by default looked for where the daemon "
+                                     "loaded it; found by its sha256, else those answers are skipped)."),
     out: Path = typer.Option(None, "-o", "--out", help="Folder for replay.mid, replay.json and replay.png "
                              "(default: the session folder)."),
     png: bool = typer.Option(True, "--png/--no-png", help="Write the piano roll replay.png (needs matplotlib: "
@@ -168,7 +171,7 @@ def replay(
     if png:
         require_extra("matplotlib", "--png", console)
     try:
-        result = replay_session(session, model)
+        result = replay_session(session, model, [str(file) for file in index])
     except ReplayError as error:
         fail(console, str(error))
     for check in result.checks:

@@ -8,6 +8,12 @@ device, threads); a log whose hash no folder has is refused with the model it ne
 runs again, so every batch has the daemon's shape: int8 ONNX on the CPU then gives the same tokens. A line that is
 not a record is reported and skipped; the others replay all the same.
 
+A `similar` answer (serve --index) is made again from the library index the log names, found by its file's sha256
+(in an --index file, else where the daemon loaded it), and its library windows are compared too. An index that is
+no longer there, or was embedded again since, cannot say what the daemon found: that answer is skipped with the
+reason (and plays in replay.mid as logged), and the others replay all the same — the index is the performer's
+library, which changes, not the model.
+
 Writes (beside the log, or in --out): replay.mid — the input and the replayed output on one timeline, laid out as
 session.mid (equal to it when every answer is); replay.png — its piano roll, one colour per answer; replay.json —
 the report, one entry per answer.
@@ -22,10 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from musicbridge.bridge.generator import ModelRef, Phrase, Request, make_phrase
+from musicbridge.bridge.library import IndexRef, file_sha256, load_index
 from musicbridge.bridge.session_log import (
     SessionLogError,
     Timeline,
     decode_request,
+    match_record,
     model_files_hash,
     read_log,
     write_atomically,
@@ -62,6 +70,7 @@ class Replay:
     skipped: list[str] = field(default_factory=list)  # lines that are not records, or answers without their fields
     dropped: int = 0  # events the daemon's log lost (its "dropped" records)
     models: dict[str, str] = field(default_factory=dict)  # sha256 → the folder that has it
+    indexes: dict[str, str] = field(default_factory=dict)  # similar: index sha256 → the file that has it
     timeline: Timeline = field(default_factory=Timeline)  # input and the replayed output
 
     @property
@@ -127,6 +136,44 @@ class Models:
         return self.loaded[key]
 
 
+class Indexes:
+    """The library indexes a log names (similar answers), found by their file's sha256 and loaded once each."""
+
+    def __init__(self, files: list[str]):
+        self.candidates = [Path(file).expanduser().resolve() for file in files]
+        self.hashes: dict[Path, str | None] = {}  # file → its sha256 (None: unreadable)
+        self.loaded: dict[str, IndexRef | str] = {}  # sha256 → the index, or why there is none
+        self.found: dict[str, str] = {}  # sha256 → file
+
+    def _hash(self, file: Path) -> str | None:
+        if file not in self.hashes:
+            try:
+                self.hashes[file] = file_sha256(file) if file.is_file() else None
+            except OSError:
+                self.hashes[file] = None
+        return self.hashes[file]
+
+    def index(self, logged: dict) -> IndexRef | str:
+        """The index whose file has the logged sha256, or why there is none (a sentence)."""
+        sha256 = logged["sha256"]
+        if sha256 not in self.loaded:
+            self.loaded[sha256] = self._find(Path(logged["path"]), sha256)
+        return self.loaded[sha256]
+
+    def _find(self, logged: Path, sha256: str) -> IndexRef | str:
+        for file in [*self.candidates, logged]:
+            if self._hash(file) == sha256:
+                try:
+                    library = load_index(file)
+                except ValueError as error:
+                    return f"the index {file} cannot be read ({error})"
+                self.found[sha256] = str(file)
+                return library
+        where = "is no longer there" if self._hash(logged) is None else "has changed since (embedded again?)"
+        return (f"the library index it was found in ({logged}, sha256 {sha256[:12]}…) {where}; pass --index FILE "
+                f"with that index to check it")
+
+
 # ---- one answer -------------------------------------------------------------------------------------
 def _same(made: np.ndarray, logged, dtype) -> bool:
     logged = np.asarray(logged, dtype=dtype)
@@ -138,13 +185,13 @@ def _same_rows(made: list[np.ndarray], logged: list, dtype) -> bool:
                                                                                               strict=True))
 
 
-def replay_answer(record: dict, models: Models) -> tuple[Phrase | None, list[str]]:
-    """The answer of an "answer" record made again, and what differs from the logged one ([]: nothing); no
-    phrase when the model refuses the request now (that is a difference too)."""
+def replay_answer(record: dict, models: Models, library: IndexRef | None = None) -> tuple[Phrase | None, list[str]]:
+    """The answer of an "answer" record made again (a similar one from `library`), and what differs from the
+    logged one ([]: nothing); no phrase when the model refuses the request now (that is a difference too)."""
     identity = record["model"]
     model = models.model(identity)
     request = Request(**decode_request(record["request"], record.get("types", {})),
-                      model=ModelRef.of(identity["name"], model), seq=record["seq"])
+                      model=ModelRef.of(identity["name"], model), seq=record["seq"], index=library)
     try:
         phrase = make_phrase(request)
     except Exception as error:  # onnxruntime raises its own types
@@ -154,14 +201,22 @@ def replay_answer(record: dict, models: Models) -> tuple[Phrase | None, list[str
         ("candidates", _same_rows(phrase.candidates, record["candidates"], np.int64)),
         ("path", _same_rows(phrase.path, record["path"], np.int64)),
         ("z", _same_rows(phrase.latents, record["z"], np.float32)),
+        ("matches", [match_record(m) for m in phrase.matches] == record.get("matches", [])),
     ) if not same]
     return phrase, differs
 
 
+def logged_notes(record: dict, models: Models) -> list:
+    """The notes of a logged answer as the daemon played them (an answer that cannot be made again)."""
+    codec = models.model(record["model"]).codec
+    return codec.decode(np.asarray(record["tokens"], dtype=np.int64), velocity=record["request"]["velocity"])
+
+
 # ---- the session ------------------------------------------------------------------------------------
-def replay_session(folder: str | Path, model_folders: list[str] = ()) -> Replay:
+def replay_session(folder: str | Path, model_folders: list[str] = (), index_files: list[str] = ()) -> Replay:
     """Every answer of the log in `folder` made again and checked; the timeline rebuilt with the replayed output.
-    A ReplayError, before any answer is made, when the log is missing or a model it names is not found."""
+    A ReplayError, before any answer is made, when the log is missing or a model it names is not found; a
+    similar answer whose index is not found is skipped with the reason."""
     folder = Path(folder)
     try:
         contents = read_log(folder)
@@ -169,6 +224,7 @@ def replay_session(folder: str | Path, model_folders: list[str] = ()) -> Replay:
         raise ReplayError(str(error)) from None
     replay = Replay(folder, skipped=list(contents.skipped))
     models = Models(list(model_folders))
+    indexes = Indexes(list(index_files))
     answers: set[int] = set()  # the lines of the answers to make again
     for line, record in contents.records:
         if record["type"] == "answer":
@@ -181,7 +237,12 @@ def replay_session(folder: str | Path, model_folders: list[str] = ()) -> Replay:
     for line, record in contents.records:
         try:
             if record["type"] == "answer" and line in answers:
-                phrase, differs = replay_answer(record, models)
+                library = indexes.index(record["index"]) if record.get("index") is not None else None
+                if isinstance(library, str):
+                    replay.skipped.append(f"line {line}: similar answer {record['seq']} not checked: {library}")
+                    replay.timeline.add_answer(record["seq"], logged_notes(record, models))
+                    continue
+                phrase, differs = replay_answer(record, models, library)
                 if phrase is not None:
                     replay.timeline.add_answer(record["seq"], phrase.notes)
                 replay.checks.append(AnswerCheck(line, record["seq"], record["kind"], record["request"]["start_beat"],
@@ -198,6 +259,7 @@ def replay_session(folder: str | Path, model_folders: list[str] = ()) -> Replay:
             replay.skipped.append(f"line {line}: cannot read this {record['type']} record "
                                   f"({type(error).__name__}: {error})")
     replay.models = dict(models.found)
+    replay.indexes = dict(indexes.found)
     return replay
 
 
@@ -209,6 +271,7 @@ def write_outputs(replay: Replay, out: Path, png: bool) -> list[Path]:
     report = {"folder": str(replay.folder), "answers": len(replay.checks),
               "equal": sum(check.equal for check in replay.checks), "different": len(replay.different),
               "skipped": replay.skipped, "dropped": replay.dropped, "models": replay.models,
+              "indexes": replay.indexes,
               "checks": [asdict(check) | {"equal": check.equal} for check in replay.checks]}
     (out / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
     if png:
