@@ -450,8 +450,8 @@
 							"parameter_longname" : "Mode",
 							"parameter_shortname" : "Mode",
 							"parameter_type" : 2,
-							"parameter_mmax" : 6,
-							"parameter_enum" : [ "continue", "call-response", "interpolate", "sample", "loop", "mutate", "off" ],
+							"parameter_mmax" : 7,
+							"parameter_enum" : [ "continue", "call-response", "interpolate", "sample", "loop", "mutate", "similar", "off" ],
 							"parameter_initial" : [ 0 ],
 							"parameter_initial_enable" : 1
 						}
@@ -927,11 +927,11 @@
 				"box" : {
 					"id" : "obj-69",
 					"maxclass" : "newobj",
-					"numinlets" : 8,
-					"numoutlets" : 8,
-					"outlettype" : [ "", "", "", "", "", "", "", "" ],
-					"patching_rect" : [ 1120.0, 280.0, 640.0, 22.0 ],
-					"text" : "route /musicbridge/gen/begin /musicbridge/gen/note /musicbridge/gen/end /musicbridge/status /musicbridge/error /musicbridge/learn/mapping /musicbridge/learn/end"
+					"numinlets" : 10,
+					"numoutlets" : 10,
+					"outlettype" : [ "", "", "", "", "", "", "", "", "", "" ],
+					"patching_rect" : [ 1120.0, 280.0, 630.0, 22.0 ],
+					"text" : "route /musicbridge/gen/begin /musicbridge/gen/note /musicbridge/gen/end /musicbridge/status /musicbridge/error /musicbridge/learn/mapping /musicbridge/learn/end /musicbridge/similar/match /musicbridge/similar/end"
 				}
 			},
 			{
@@ -2057,6 +2057,16 @@
 			},
 			{
 				"box" : {
+					"id" : "obj-192",
+					"maxclass" : "newobj",
+					"numinlets" : 1,
+					"numoutlets" : 0,
+					"patching_rect" : [ 1500.0, 395.0, 150.0, 22.0 ],
+					"text" : "print musicbridge-similar"
+				}
+			},
+			{
+				"box" : {
 					"id" : "obj-180",
 					"maxclass" : "comment",
 					"numinlets" : 1,
@@ -3095,6 +3105,18 @@
 				"patchline" : {
 					"destination" : [ "obj-179", 0 ],
 					"source" : [ "obj-69", 6 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-192", 0 ],
+					"source" : [ "obj-69", 7 ]
+				}
+			},
+			{
+				"patchline" : {
+					"destination" : [ "obj-192", 0 ],
+					"source" : [ "obj-69", 8 ]
 				}
 			},
 			{
