@@ -5,8 +5,10 @@ the generation worker and the model loader on their own threads."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,7 +75,10 @@ def test_a_switch_while_the_old_model_generates_never_plays_its_answer(models):
 
 
 def test_loads_in_a_row_end_on_the_last_requested(models):
-    store = ModelStore([str(SHIPPED_DIR)])
+    # The folder that really holds the shipped models: in a strict editable install SHIPPED_DIR holds symlinks into
+    # core/shipped/, which the store's confinement refuses as links leading out of the models directory.
+    shipped = Path(os.path.realpath(SHIPPED_DIR / "mel_2bar" / "model.json")).parent.parent
+    store = ModelStore([str(shipped)])
     store.add("mel_2bar", activate=True)
     clock = Clock("internal", 300.0)  # a bar in 0.8 s
     scheduler = Scheduler(clock, None)

@@ -71,8 +71,10 @@ def test_phrase_window_is_the_last_bars_of_the_input():
     tokens = phrase_tokens(model, sequence)  # bars 3–4 (beats 8–16)
     assert tokens.shape == (32,)
     assert tokens[4] == 62 - 19 and tokens[24] == 64 - 19 and (tokens[:4] == 0).all()
-    result = continue_sequence(model, sequence, temperature=0.0, novelty=0.0)
-    assert min(n.start for n in result.notes if n.instrument == 1) >= 16
+    # Sampled (the bridge's default temperature): the greedy answer to a phrase this sparse may be silence.
+    result = continue_sequence(model, sequence, temperature=1.0, seed=0)
+    answer = [n.start for n in result.notes if n.instrument == 1]
+    assert answer and min(answer) >= 16  # the answer follows the input's last bar
 
 
 @pytest.mark.parametrize("name", ["mel_2bar", "mel_16bar"])
