@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-FIRST_NOTE_ON = 2  # melody tokens ≥ 2 are note-ons (musicbridge.codecs.MelodyCodec)
+from musicbridge.codecs import MelodyCodec
+
+FIRST_NOTE_ON = MelodyCodec.FIRST_NOTE_ON  # melody tokens from here on are note-ons
 
 
 def transpose_melodies(tokens: torch.Tensor, max_shift: int, last_note_on: int,
