@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import io
 import math
-import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
 from musicbridge.music_stats import phrase_stats
+from musicbridge.npz_arrays import read_arrays
 
 ATTRIBUTES_FILE = "attributes.npz"  # beside the graphs in a model directory
 ATTRIBUTE_VECTORS = "attribute_vectors"  # the kind model.json names
@@ -186,18 +186,7 @@ class AttributeVectors:
         """Read an attributes.npz for a model with codes of `z_size`; a ValueError that says what is wrong with it."""
         if kind != ATTRIBUTE_VECTORS:
             raise ValueError(f"its kind {kind!r} is unknown to this musicbridge (it knows {ATTRIBUTE_VECTORS!r})")
-        try:
-            archive = np.load(io.BytesIO(data), allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single array")
-            with archive:
-                arrays = {name: archive[name] for name in ARRAYS if name in archive.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # np.load's ways of saying "not npz"
-            reason = str(error).split(". ")[0]  # numpy's first sentence, not its advice to unpickle the file
-            raise ValueError(f"it is not a readable .npz file of arrays ({type(error).__name__}: {reason})") from None
-        missing = [name for name in ARRAYS if name not in arrays]
-        if missing:
-            raise ValueError(f"it lacks the array(s) {', '.join(missing)}")
+        arrays = read_arrays(data, ARRAYS)
         if arrays["names"].dtype.kind != "U":
             raise ValueError(f"its names hold {arrays['names'].dtype}, not strings")
         for name in ARRAYS[1:]:

@@ -20,9 +20,10 @@ The file is an `np.savez` of plain arrays (read with allow_pickle=False): weight
 from __future__ import annotations
 
 import io
-import zipfile
 
 import numpy as np
+
+from musicbridge.npz_arrays import read_arrays
 
 PRIOR_FILE = "prior.npz"  # beside the graphs in a model directory
 GAUSSIAN_MIXTURE = "gaussian_mixture"  # the kind model.json names; diagonal components
@@ -66,18 +67,7 @@ class FittedPrior:
         """Read a prior.npz for a model with codes of `z_size`; a ValueError that says what is wrong with it."""
         if kind != GAUSSIAN_MIXTURE:
             raise ValueError(f"its kind {kind!r} is unknown to this musicbridge (it knows {GAUSSIAN_MIXTURE!r})")
-        try:
-            archive = np.load(io.BytesIO(data), allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single array")
-            with archive:
-                arrays = {name: archive[name] for name in ARRAYS if name in archive.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # np.load's ways of saying "not npz"
-            reason = str(error).split(". ")[0]  # numpy's first sentence, not its advice to unpickle the file
-            raise ValueError(f"it is not a readable .npz file of arrays ({type(error).__name__}: {reason})") from None
-        missing = [name for name in ARRAYS if name not in arrays]
-        if missing:
-            raise ValueError(f"it lacks the array(s) {', '.join(missing)}")
+        arrays = read_arrays(data, ARRAYS)
         for name, array in arrays.items():
             if array.dtype.kind != "f":
                 raise ValueError(f"its array {name!r} holds {array.dtype}, not floats")
