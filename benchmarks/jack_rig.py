@@ -486,26 +486,41 @@ class MidiDump:
         self.reader.join(timeout=5)
 
 
+class SongPosition:
+    """Where a MIDI clock's receiver stands, as the MIDI clock defines it: ticks counted from Start, from a Song
+    Position Pointer at Continue, none while stopped (the witness's own reading, independent of the daemon's)."""
+
+    def __init__(self):
+        self.position, self.running = 0, False
+
+    def apply(self, message: list[int]) -> int | None:
+        """Take one message; the song position (in ticks) of a clock tick that counts, else None."""
+        status = message[0] if message else None
+        if status == START:
+            self.position, self.running = 0, True
+        elif status == CONTINUE:
+            self.running = True
+        elif status == STOP:
+            self.running = False
+        elif status == SONG_POSITION and len(message) >= 3:
+            self.position = (message[1] | (message[2] << 7)) * TICKS_PER_BEAT // 4
+        elif status == TICK and self.running:
+            self.position += 1
+            return self.position - 1
+        return None
+
+
 class ClockTimeline:
     """The clock's grid as recorded: the frame of each tick by song position (ticks counted from Start, from a
     Song Position Pointer at Continue), exactly as the MIDI clock defines it; notes placed on it in beats."""
 
     def __init__(self, events: Iterable[tuple[int, list[int]]]):
         self.tick_frames: dict[int, int] = {}
-        position, running = 0, False
+        song = SongPosition()
         for frame, message in events:
-            status = message[0] if message else None
-            if status == START:
-                position, running = 0, True
-            elif status == CONTINUE:
-                running = True
-            elif status == STOP:
-                running = False
-            elif status == SONG_POSITION and len(message) >= 3:
-                position = (message[1] | (message[2] << 7)) * TICKS_PER_BEAT // 4
-            elif status == TICK and running:
+            position = song.apply(message)
+            if position is not None:
                 self.tick_frames[position] = frame
-                position += 1
         self.ticks = sorted(self.tick_frames)
 
     def frame_of(self, beat: float) -> float | None:
@@ -612,25 +627,16 @@ class ClockFollower:
                 self.sent[kind] += 1
 
     def _follow(self) -> None:
-        position, running = 0, False
+        song = SongPosition()
         while self.running:
             event = self.listen.get_message()
             if event is None:
                 time.sleep(POLL_S)
                 continue
-            status = event[0][0]
-            if status == START:
-                position, running = 0, True
-            elif status == CONTINUE:
-                running = True
-            elif status == STOP:
-                running = False
-            elif status == SONG_POSITION and len(event[0]) >= 3:
-                position = (event[0][1] | (event[0][2] << 7)) * TICKS_PER_BEAT // 4
-            elif status == TICK and running:
+            position = song.apply(event[0])
+            if position is not None:
                 for message in self.at_tick.get(position % self.loop_ticks, []):
                     self._send(message, "notes")
-                position += 1
 
     def _traffic(self) -> None:
         sysex = [0xF0, 0x7D, *(k % 128 for k in range(SYSEX_BYTES - 3)), 0xF7]  # 0x7D: non-commercial id
