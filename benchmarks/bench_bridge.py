@@ -42,10 +42,15 @@ Without --model, an untrained mel_2bar model is exported first (the latency of a
 --slow-model, the Magenta-size one (about a minute; torch is used here, for the export only, never by the daemon).
 A part that measured nothing, a slow model that missed no deadline, a note sent late or a silent bar with `repeat`
 fails the benchmark (exit 1, after the JSON): its figures would mean nothing, or the policy does not hold.
+Whatever stops it part way — the JACK server gone or hung (jack_lsp gets no answer within 10 s), a daemon that
+wrote no summary, a teardown that fails — every run measured before is in the JSON all the same, `stopped_early`
+and `teardown_failed` say what happened in a sentence (null when nothing did), and it exits 3 (1 when nothing was
+measured).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -64,8 +69,16 @@ from pathlib import Path
 
 import numpy as np
 
-from musicbridge.benchmarks.cli import benchmark_parser
-from musicbridge.benchmarks.jack_rig import ClockPlayer, JackServer, MidiPeer, Recorder
+from musicbridge.benchmarks.cli import benchmark_parser, conclude, emit, teardown
+from musicbridge.benchmarks.jack_rig import (
+    RIG_ERRORS,
+    ClockPlayer,
+    JackServer,
+    MidiPeer,
+    Recorder,
+    describe,
+    end_process,
+)
 from musicbridge.bridge.clock import TICKS_PER_BEAT
 from musicbridge.codecs import BEATS_PER_BAR, STEP_BEATS
 
@@ -103,6 +116,7 @@ FALLBACKS = ("repeat", "hold")
 # A received note-on later than its announced beat by more than this was sent late: the arrival jitter target is
 # 2 ms (issue 12), a JACK period 1.33 ms; a note played late by a late answer would be tens to hundreds of ms late.
 LATE_BOUND_MS = 5.0
+DAEMON_EXIT_S = 30.0  # after SIGTERM the daemon flushes and writes its summary; then it is killed
 RATIO_KEYS = ("generation_latency_ms", "model_ms", "send_error_ms", "arrival_error_ms", "arrival_jitter_ms")
 
 
@@ -166,31 +180,40 @@ def play(peer: MidiPeer, bpm: float, bars: int) -> tuple[ClockPlayer, float]:
 
 def run_serve(jack: JackServer, model: str, serve_args: list[str], bpm: float, bars: int, workdir: Path,
               name: str, flood: bool = False, env: dict[str, str] | None = None) -> Capture:
-    """One `python -m musicbridge serve` (the one `env` imports) played `bars` bars of clock and melody."""
+    """One `python -m musicbridge serve` (the one `env` imports) played `bars` bars of clock and melody. Every
+    part it starts is ended however the run goes, newest first (the flood, the daemon, the recorders), so a run
+    that fails leaves no process behind for the next one."""
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import ThreadingOSCUDPServer
 
+    jack.check_running()  # a server gone since the last run is said as such, not as the first client's failure
     osc_port, reply_port = free_port(), free_port()
     stats = workdir / f"stats-{name}.json"
-    log = open(workdir / f"serve-{name}.log", "w")  # noqa: SIM115
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "musicbridge", "serve", "--midi-api", "jack", "--clock", "midi", "--model", model,
-         "--seed", "1", "--in-channel", IN_CHANNEL, *serve_args, "--stats-json", str(stats), "--no-status",
-         "--log-level", "warning", "--osc-port", str(osc_port), "--osc-reply-port", str(reply_port)],
-        env={**jack.env, **(env or {})}, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     gen: list[tuple[str, tuple]] = []
-    dispatcher = Dispatcher()
-    dispatcher.set_default_handler(lambda address, *args: gen.append((address, args)))
-    server = ThreadingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    peer, floor = MidiPeer("bench"), Recorder("bench-floor")  # the clock and the answers; the clock looped back
-    flooder = None
-    try:
+    with contextlib.ExitStack() as parts:
+        dispatcher = Dispatcher()
+        dispatcher.set_default_handler(lambda address, *args: gen.append((address, args)))
+        server = ThreadingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
+        parts.callback(server.server_close)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        parts.callback(server.shutdown)
+        peer = MidiPeer("bench")  # the clock and the melody out, the answers in
+        parts.callback(peer.close)
+        floor = Recorder("bench-floor")  # the clock looped back
+        parts.callback(floor.close)
+        log = parts.enter_context(open(workdir / f"serve-{name}.log", "w"))  # noqa: SIM115
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "musicbridge", "serve", "--midi-api", "jack", "--clock", "midi", "--model", model,
+             "--seed", "1", "--in-channel", IN_CHANNEL, *serve_args, "--stats-json", str(stats), "--no-status",
+             "--log-level", "warning", "--osc-port", str(osc_port), "--osc-reply-port", str(reply_port)],
+            env={**jack.env, **(env or {})}, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        parts.callback(end_process, daemon, signal.SIGTERM, DAEMON_EXIT_S)  # it writes its summary on SIGTERM
         peer.connect(jack)
         jack.connect("bench:to-bridge", "bench-floor:in")
         if flood:
             flooder = subprocess.Popen([sys.executable, "-c", FLOOD], env=jack.env, stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, text=True)
+            parts.callback(end_process, flooder, signal.SIGTERM, 10.0)
             flooder.stdout.readline()
             jack.connect("flood:out", "musicbridge in")
             flooder.stdin.write("go\n")
@@ -198,20 +221,10 @@ def run_serve(jack: JackServer, model: str, serve_args: list[str], bpm: float, b
         time.sleep(0.5)  # the first message after a new connection can be lost
         player, stop_time = play(peer, bpm, bars)
         time.sleep(0.3)
-    finally:
-        if flooder is not None:
-            flooder.terminate()
-            flooder.wait(10)
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(30)
-        log.close()
-        peer.close()
-        floor.close()
-        server.shutdown()
-        server.server_close()
     if not stats.exists():
-        raise BenchError(f"the daemon of run {name} wrote no summary; its log: {workdir / f'serve-{name}.log'} "
-                         "(run again with --keep to read it)")
+        jack.check_running()  # the server died under the run: that, not the daemon, is the news
+        raise BenchError(f"the daemon of run {name} wrote no summary (exit code {daemon.returncode}); its log: "
+                         f"{workdir / f'serve-{name}.log'} (run again with --keep to read it)")
     ticks = [t for t, m in floor.events() if m == [0xF8]]
     complete = len(ticks) == len(player.tick_times)  # else the loop-back lost ticks: not comparable one by one
     return Capture(player, stop_time, gen, peer.messages(), ticks if complete else [], json.loads(stats.read_text()))
@@ -288,34 +301,42 @@ def timing_figures(capture: Capture, bars: int) -> dict:
     }
 
 
-def scheduler_runs(jack: JackServer, model: str, bpms: list[float], bars: int, workdir: Path) -> tuple[list, list]:
-    runs = []
+def scheduler_runs(jack: JackServer, model: str, bpms: list[float], bars: int, workdir: Path,
+                   runs: list[dict]) -> None:
+    """Appends each run to `runs` as it finishes, complete: a later run that fails leaves the earlier ones."""
+    answered: dict[tuple[str, float], list] = {}  # (scheduler, bpm) → the phrases the run without flood answered
     for bpm in bpms:
         for flood in (False, True):
             for scheduler, options in VARIANTS.items():
                 capture = run_serve(jack, model, options, bpm, bars, workdir, f"{scheduler}-{bpm:g}-{int(flood)}",
                                     flood=flood)
-                runs.append({"scheduler": scheduler, "bpm": bpm, "flood": flood, "bars": bars,
-                             **timing_figures(capture, bars)})
-                print(json.dumps({k: v for k, v in runs[-1].items() if k != "phrases"}), file=sys.stderr)
-    for run in runs:  # the flood must not change what is answered, only (perhaps) when
-        if run["flood"]:
-            quiet = next(r for r in runs if not r["flood"] and r["bpm"] == run["bpm"] and r["scheduler"] == run["scheduler"])
-            run["same_phrases_as_without_flood"] = run["phrases"] == quiet["phrases"]
-    for run in runs:
-        del run["phrases"]  # compared; "answers" counts them
+                figures = timing_figures(capture, bars)
+                phrases = figures.pop("phrases")  # compared, not reported: "answers" counts them
+                run = {"scheduler": scheduler, "bpm": bpm, "flood": flood, "bars": bars, **figures}
+                if flood:  # the flood must not change what is answered, only (perhaps) when
+                    run["same_phrases_as_without_flood"] = phrases == answered.get((scheduler, bpm))
+                else:
+                    answered[(scheduler, bpm)] = phrases
+                runs.append(run)
+                print(json.dumps(run), file=sys.stderr)
+
+
+def scheduler_ratios(runs: list[dict], bpms: list[float]) -> list[dict]:
+    """The naive sleep scheduler's p99 over each precise variant's, per tempo and input, of the runs there are."""
     ratios = []
     for bpm in bpms:
         for flood in (False, True):
             pick = {r["scheduler"]: r for r in runs if r["bpm"] == bpm and r["flood"] == flood}
+            if "sleep" not in pick:
+                continue
             entry = {"bpm": bpm, "flood": flood}
             for key in ("send_error_ms", "arrival_error_ms", "arrival_jitter_ms"):
                 base = pick["sleep"][key]["p99"]
                 for variant in ("precise", "precise-normal-priority"):
-                    ours = pick[variant][key]["p99"]
+                    ours = pick[variant][key]["p99"] if variant in pick else None
                     entry[f"{key}_p99_sleep_over_{variant}"] = round(base / ours, 2) if base and ours else None
             ratios.append(entry)
-    return runs, ratios
+    return ratios
 
 
 # ---- deadline: a slow model ------------------------------------------------------------------------------------
@@ -400,14 +421,13 @@ def slow_model(workdir: Path) -> tuple[str, float]:
     return str(out), round(time.perf_counter() - started, 1)
 
 
-def deadline_runs(jack: JackServer, model: str, bars: int, workdir: Path) -> list[dict]:
-    runs = []
+def deadline_runs(jack: JackServer, model: str, bars: int, workdir: Path, runs: list[dict]) -> None:
+    """Appends each run to `runs` as it finishes."""
     for fallback in FALLBACKS:
         capture = run_serve(jack, model, [*VARIANTS["precise"], "--fallback", fallback], DEADLINE_BPM, bars,
                             workdir, f"deadline-{fallback}")
         runs.append({"fallback": fallback, "bpm": DEADLINE_BPM, "bars": bars, **deadline_figures(capture, bars)})
         print(json.dumps(runs[-1]), file=sys.stderr)
-    return runs
 
 
 # ---- baseline: another revision's daemon -----------------------------------------------------------------------
@@ -460,10 +480,10 @@ def baseline_tree(rev: str, workdir: Path) -> tuple[str, dict[str, str]]:
     return sha, env
 
 
-def baseline_runs(jack: JackServer, model: str, rev: str, bpms: list[float], bars: int, pairs: int,
-                  workdir: Path) -> dict:
-    sha, env = baseline_tree(rev, workdir)
-    runs = []
+def baseline_runs(jack: JackServer, model: str, env: dict[str, str], bpms: list[float], bars: int, pairs: int,
+                  workdir: Path, runs: list[dict]) -> None:
+    """The baseline tree's daemon (`env`, from baseline_tree) and this tree's, alternately; appends each run to
+    `runs` as it finishes."""
     for bpm in bpms:
         for pair in range(pairs):  # alternately, so that a change in the machine's load falls on both
             for tree, tree_env in (("baseline", env), ("current", None)):
@@ -473,6 +493,10 @@ def baseline_runs(jack: JackServer, model: str, rev: str, bpms: list[float], bar
                 del figures["phrases"]
                 runs.append({"tree": tree, "bpm": bpm, "pair": pair, **figures})
                 print(json.dumps(runs[-1]), file=sys.stderr)
+
+
+def baseline_ratios(runs: list[dict], bpms: list[float]) -> list[dict]:
+    """current ÷ baseline of the medians over the pairs, per tempo, of the runs there are (None: a side missing)."""
     ratios = []
     for bpm in bpms:
         entry = {"bpm": bpm}
@@ -486,8 +510,7 @@ def baseline_runs(jack: JackServer, model: str, rev: str, bpms: list[float], bar
                 base, ours = medians["baseline"], medians["current"]
                 entry[f"{key}_{stat}_current_over_baseline"] = round(ours / base, 3) if base and ours else None
         ratios.append(entry)
-    return {"baseline_rev": rev, "baseline_commit": sha, "current": _current_revision(), "scheduler": "precise",
-            "pairs": pairs, "runs": runs, "ratios": ratios}
+    return ratios
 
 
 def _current_revision() -> str:
@@ -516,6 +539,10 @@ def default_model(workdir: Path) -> str:
 def failures(result: dict) -> list[str]:
     """Why the figures cannot be trusted or the policy did not hold (empty: all is well)."""
     problems = []
+    runs = [*result.get("runs", []), *result.get("deadline_policy", {}).get("runs", []),
+            *result.get("before_after", {}).get("runs", [])]
+    if not runs:
+        problems.append("no run was measured")
     empty = [r for r in result.get("runs", []) if not r["arrival_error_ms"]["n"]]
     if empty:
         names = "; ".join(f"{r['scheduler']} at {r['bpm']:g} bpm {'with' if r['flood'] else 'without'} flood "
@@ -548,45 +575,53 @@ def main(argv: list[str] | None = None) -> dict:
     if "baseline" in parts and not args.baseline_rev:
         parser.error("--parts baseline needs --baseline-rev REV (e.g. 1134088)")
     workdir = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
+    try:  # a baseline revision that cannot be used is said now, not after the other parts have run for an hour
+        baseline = baseline_tree(args.baseline_rev, workdir) if "baseline" in parts else None
+    except BenchError as error:
+        shutil.rmtree(workdir, ignore_errors=True)
+        sys.exit(f"bench_bridge: {error}")
     result = {
         "benchmark": "bridge", "parts": parts,
         "model": args.model or "mel_2bar (untrained, exported fp32 + int8: int8 served)",
         "jack": {"driver": "dummy", "rate": 48000, "period": 64, "period_ms": round(64 / 48, 3), "sync": True},
         "targets": {"send_error_p99_ms": 1.0, "generation_p99_ms": 3.0},
+        "stopped_early": None, "teardown_failed": None,  # sentences when the rig failed part way
     }
     jack = None
-    try:
+    try:  # each part's runs go into `result` as they finish: whatever stops the benchmark, they are written
         model = args.model or (default_model(workdir) if {"schedulers", "baseline"} & set(parts) else None)
         slow, export_s = (args.slow_model, None) if args.slow_model or "deadline" not in parts else slow_model(workdir)
         jack = JackServer().start()
         os.environ.update(jack.client_env)  # this process's own clients (the peer, the floor)
         if "schedulers" in parts:
-            result["runs"], result["ratios_vs_naive_sleep"] = scheduler_runs(jack, model, args.bpm, args.bars, workdir)
+            result["runs"] = []
+            scheduler_runs(jack, model, args.bpm, args.bars, workdir, result["runs"])
         if "deadline" in parts:
             result["deadline_policy"] = {
                 "model": args.slow_model or f"mel_2bar at Magenta's sizes {MAGENTA_SIZES} (untrained, fp32)",
-                "export_s": export_s, "runs": deadline_runs(jack, slow, args.bars, workdir)}
+                "export_s": export_s, "runs": []}
+            deadline_runs(jack, slow, args.bars, workdir, result["deadline_policy"]["runs"])
         if "baseline" in parts:
-            result["before_after"] = baseline_runs(jack, model, args.baseline_rev, args.bpm, args.bars,
-                                                   args.baseline_pairs, workdir)
+            sha, env = baseline
+            result["before_after"] = {"baseline_rev": args.baseline_rev, "baseline_commit": sha,
+                                      "current": _current_revision(), "scheduler": "precise",
+                                      "pairs": args.baseline_pairs, "runs": []}
+            baseline_runs(jack, model, env, args.bpm, args.bars, args.baseline_pairs, workdir,
+                          result["before_after"]["runs"])
     except BenchError as error:
-        sys.exit(f"bench_bridge: {error}")
-    finally:
-        if jack is not None:
-            jack.stop()
-        if args.keep:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    result["machine"] = {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json_out:
-        args.json_out.write_text(text)
-    problems = failures(result)
-    if problems:
-        sys.exit("bench_bridge: FAILED — " + "; ".join(problems) + ". Run again with --keep and read the daemon "
-                 "logs in the work directory.")
+        result["stopped_early"] = f"stopped early: {error}"
+    except RIG_ERRORS as error:
+        result["stopped_early"] = f"stopped early: {describe(error)}"
+    finally:  # also while an unexpected error goes up: the runs measured are written before its traceback
+        result["teardown_failed"] = teardown(jack, workdir, args.keep)
+        if "runs" in result:
+            result["ratios_vs_naive_sleep"] = scheduler_ratios(result["runs"], args.bpm)
+        if "before_after" in result:
+            result["before_after"]["ratios"] = baseline_ratios(result["before_after"]["runs"], args.bpm)
+        result["machine"] = {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+        emit(result, args.json_out)
+    conclude("bench_bridge", result, failures(result),
+             "Run again with --keep and read the daemon logs in the work directory.")
     return result
 
 

@@ -15,8 +15,20 @@ ticks as recorded (the tick on each 16th). Per configuration (tempo × jitter ×
 offset from its 16th on that grid: median, jitter p99 (|offset − median|), drift (the slope of the offsets over
 the run) and what is missing; and the clock's own unpredictability (a 16th's tick against the one before it plus
 a mean interval): -J's jitter is a random walk, so that p99 is a floor no follower gets under (1.4 ms at 90 bpm
-with -J 5, and JACK's 1.33 ms cycles come on top: simulated, 2.3 ms p99 at best there). Targets: |median| ≤ 2 ms, jitter p99 ≤ 2 ms, drift over the run ≤ 1 ms. A run that
-measured no notes fails the benchmark (exit 1): a result without notes means nothing.
+with -J 5, and JACK's 1.33 ms cycles come on top: simulated, 2.3 ms p99 at best there). Targets: |median| ≤ 2 ms,
+jitter p99 ≤ 2 ms, drift over the run ≤ 1 ms.
+
+The same-run baseline: a pure echo client (benchmarks/jack_echo.py) on the same server, beside the daemon in every
+run, answers each 16th's tick with a note on channel 16 from an ordinary thread, recorded by the same dump. Its
+offsets from the ticks (`baseline_echo`) are what the server and the machine cost any Python client in that run —
+the cycle's quantization, a non-real-time jackd's late cycles, the VM's steal — and the row's
+`jitter_p99_over_baseline` is the daemon's jitter p99 over the echo's: near 1, the daemon is as steady as the
+machine lets a client be; well above, the rest is the daemon's own. (None when either has no figure, or the
+echo's p99 is 0: at 90 and 150 bpm without -J every 16th falls on the same place in its cycle.)
+
+A run in which the daemon's answers or the echo measured no notes fails the benchmark (exit 1): a result without
+notes means nothing. When the rig fails part way (the JACK server gone or hung, a daemon that exits), the runs
+measured before are written all the same, `stopped_early` / `teardown_failed` say what happened, and it exits 3.
 
     python -m musicbridge.benchmarks.bench_clock [--bpm 90 120 150] [--jitter 5] [--traffic both] [--seconds 60]
     musicbridge bench-clock …   (the same)
@@ -24,10 +36,10 @@ measured no notes fails the benchmark (exit 1): a result without notes means not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -35,16 +47,25 @@ from pathlib import Path
 
 import numpy as np
 
-from musicbridge.benchmarks.cli import benchmark_parser
+from musicbridge.benchmarks.cli import benchmark_parser, conclude, emit, teardown
+from musicbridge.benchmarks.jack_echo import ECHO_CHANNEL
 from musicbridge.benchmarks.jack_rig import (
     CLOCK_PORT,
+    PERIOD,
+    RATE,
+    RIG_ERRORS,
+    SYSEX_BYTES,
+    TICKS_PER_16TH,
     ClockFollower,
     ClockTimeline,
+    EchoClient,
     JackMidiClock,
     JackServer,
     JackTransport,
     MidiDump,
     ServeProcess,
+    describe,
+    echo_offsets,
     note_ons,
     placed_notes,
     planned_notes,
@@ -57,6 +78,9 @@ PHRASE = [(beat, beat + 0.5, pitch, 90) for beat, pitch in enumerate((60, 64, 67
 SENSING_S, SYSEX_PER_S = 0.3, 20.0  # a keyboard's Active Sensing; a controller's sysex stream
 TARGETS = {"median_abs_ms": 2.0, "jitter_p99_ms": 2.0, "drift_over_run_ms": 1.0}
 XRUN = re.compile(r"xrun|was not finished", re.IGNORECASE)
+ECHO_NAME = "clockbench-echo"
+ECHO_CLIENT = ("a pure echo client on the same server in the same run (benchmarks/jack_echo.py, JACK-Client): "
+               "answers each 16th's tick with a note from an ordinary thread, written at the next cycle's start")
 
 
 def _stats(offsets_ms: np.ndarray, times_s: np.ndarray) -> dict:
@@ -79,24 +103,28 @@ def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: b
              workdir: Path, serve_options: list[str]) -> dict:
     tag = f"{bpm:g}bpm-J{jitter:g}-{'traffic' if traffic else 'quiet'}"
     stats_path = workdir / f"stats-{tag}.json"
-    serve = ServeProcess(jack, ["--clock", "midi", "--model", model, "--seed", "1", "--log-level", "info",
-                                "--stats-json", str(stats_path), *serve_options], workdir / f"serve-{tag}.log")
-    parts = []
-    try:
+    stopped: dict[str, int] = {}
+    with contextlib.ExitStack() as parts:  # every part ends however the run goes, newest first, the daemon last
+        serve = ServeProcess(jack, ["--clock", "midi", "--model", model, "--seed", "1", "--log-level", "info",
+                                    "--stats-json", str(stats_path), *serve_options], workdir / f"serve-{tag}.log")
+        parts.callback(lambda: stopped.setdefault("code", serve.stop()))
         serve.wait_ready()
         dump = MidiDump(jack, "clockbench-dump")
-        parts.append(dump)
+        parts.callback(dump.close)
         clock = JackMidiClock(jack, bpm, jitter)
-        parts.append(clock)
+        parts.callback(clock.close)
         player = ClockFollower("clockbench-player", PHRASE, loop_beats=len(PHRASE),
                                sensing_s=SENSING_S if traffic else 0.0, sysex_per_s=SYSEX_PER_S if traffic else 0.0)
-        parts.append(player)
+        parts.callback(player.close)
+        echo = EchoClient(jack, ECHO_NAME)  # the baseline: beside the daemon, in the same run
+        parts.callback(echo.close)
         for source, destination in ((CLOCK_PORT, IN_PORT_NAME), (CLOCK_PORT, dump.port), (OUT_PORT_NAME, dump.port),
                                     (CLOCK_PORT, "clockbench-player-clock:in"),
-                                    ("clockbench-player:out", IN_PORT_NAME)):
+                                    ("clockbench-player:out", IN_PORT_NAME),
+                                    (CLOCK_PORT, f"{ECHO_NAME}:in"), (f"{ECHO_NAME}:out", dump.port)):
             jack.connect(source, destination)
         transport = JackTransport(jack, bpm)
-        parts.append(transport)
+        parts.callback(transport.close)
         time.sleep(0.5)  # the first message after a new connection can be lost
         xruns_before = len(XRUN.findall(jack.log_text()))
         transport.play()
@@ -106,13 +134,11 @@ def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: b
         transport.stop()
         time.sleep(0.5)
         xruns = len(XRUN.findall(jack.log_text())) - xruns_before
-    finally:
-        for part in reversed(parts):
-            part.close()
-        code = serve.stop()
-    log_text = serve.log_path.read_text(errors="replace")
+    code = stopped["code"]
     if code != 0:
-        raise RuntimeError(f"serve exited with {code} ({tag}): {log_text[-3000:]}")
+        said = [line for line in serve.log_path.read_text(errors="replace").splitlines() if line.strip()]
+        raise RuntimeError(f"serve exited with code {code} in the run at {tag} (its last log line: "
+                           f"{said[-1][-300:] if said else ''!r}; run again with --keep to read its log)")
     daemon = json.loads(stats_path.read_text())
     events = dump.events()
     timeline = ClockTimeline(events)
@@ -122,7 +148,8 @@ def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: b
     # What no follower can know in advance: a 16th's tick against the tick before it plus a mean interval (the
     # best guess from everything up to that tick). -J makes it a random walk; its p99 is the floor of the jitter.
     ticks = timeline.tick_frames
-    guesses = [ticks[k] - ticks[k - 1] - np.median(np.diff(frames)) for k in ticks if k % 6 == 0 and k - 1 in ticks]
+    guesses = [ticks[k] - ticks[k - 1] - np.median(np.diff(frames)) for k in ticks
+               if k % TICKS_PER_16TH == 0 and k - 1 in ticks]
     run = {
         "bpm": bpm, "jitter_percent": jitter, "traffic": traffic, "seconds": seconds,
         "clock": {"ticks": len(timeline.ticks),
@@ -144,7 +171,36 @@ def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: b
         run["meets_targets"] = (abs(run["median_ms"]) <= TARGETS["median_abs_ms"]
                                 and run["jitter_p99_ms"] <= TARGETS["jitter_p99_ms"]
                                 and abs(run["drift_over_run_ms"]) <= TARGETS["drift_over_run_ms"])
+    run["baseline_echo"] = echo_figures(timeline, events, rate, echo.counts)
+    baseline_p99 = run["baseline_echo"].get("jitter_p99_ms")
+    run["jitter_p99_over_baseline"] = (round(run["jitter_p99_ms"] / baseline_p99, 2)
+                                       if placed and baseline_p99 else None)  # None: either side has no figure
     return run
+
+
+def echo_figures(timeline: ClockTimeline, events: list[tuple[int, list[int]]], rate: int, counts: dict) -> dict:
+    """The pure echo's offsets from each 16th's tick (ms, on the same recording as the daemon's notes)."""
+    answered, missing = echo_offsets(timeline, note_ons(events, channel=ECHO_CHANNEL))
+    figures = {"client": ECHO_CLIENT, "notes_measured": len(answered), "notes_missing": missing,
+               "ticks_heard": counts.get("ticks"), "answers_sent": counts.get("answered")}
+    if answered:
+        offsets_ms = np.array([offset / rate * 1000 for _, offset in answered])
+        figures.update(_stats(offsets_ms, np.array([grid / rate for grid, _ in answered])))
+    return figures
+
+
+def problems(runs: list[dict]) -> list[str]:
+    """Why figures mean nothing: runs where the daemon's answers, or the echo baseline's, measured no note."""
+    found = []
+    for who, empty in (("answer notes", [r for r in runs if not r["notes_measured"]]),
+                       ("echo baseline notes", [r for r in runs if not r["baseline_echo"]["notes_measured"]])):
+        if empty:
+            names = ", ".join(f"{r['bpm']:g} bpm, jitter {r['jitter_percent']:g} %, "
+                              f"{'with' if r['traffic'] else 'without'} traffic" for r in empty)
+            found.append(f"no {who} were measured in {len(empty)} run(s) ({names}): their figures mean nothing")
+    if not runs:
+        found.append("no run was measured")
+    return found
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -162,41 +218,35 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs and stats)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-clock-"))
-    jack = JackServer().start()
-    os.environ.update(jack.client_env)  # this process's own clients (the player)
-    runs = []
-    try:
+    runs: list[dict] = []
+    result = {
+        "benchmark": "clock", "model": args.model,
+        "clock_source": "jack_midi_clock driven by jack_transport (timebase master)",
+        "baseline": ECHO_CLIENT,
+        "jack": {"driver": "dummy", "rate": RATE, "period": PERIOD, "period_ms": round(PERIOD / RATE * 1000, 3),
+                 "sync": True, "realtime": False},
+        "traffic": {"active_sensing_every_s": SENSING_S, "sysex_per_s": SYSEX_PER_S, "sysex_bytes": SYSEX_BYTES},
+        "targets": TARGETS, "runs": runs,
+        "stopped_early": None, "teardown_failed": None,  # sentences when the rig failed part way
+    }
+    jack = None
+    try:  # each run goes into `runs` as it finishes: whatever stops the benchmark, they are written
+        jack = JackServer().start()
+        os.environ.update(jack.client_env)  # this process's own clients (the player)
         for bpm in args.bpm:
             for jitter in sorted({0.0, args.jitter}):
                 for traffic in {"both": (False, True), "on": (True,), "off": (False,)}[args.traffic]:
                     runs.append(run_once(jack, args.model, bpm, jitter, traffic, args.seconds, workdir,
                                          args.serve_option))
                     print(json.dumps(runs[-1]), file=sys.stderr)
-    finally:
-        jack.stop()
-        if args.keep:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    result = {
-        "benchmark": "clock", "model": args.model,
-        "clock_source": "jack_midi_clock driven by jack_transport (timebase master)",
-        "jack": {"driver": "dummy", "rate": jack.rate, "period": jack.period,
-                 "period_ms": round(jack.period / jack.rate * 1000, 3), "sync": True, "realtime": False},
-        "traffic": {"active_sensing_every_s": SENSING_S, "sysex_per_s": SYSEX_PER_S, "sysex_bytes": 1024},
-        "machine": {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "targets": TARGETS, "runs": runs,
-    }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json_out:
-        args.json_out.write_text(text)
-    empty = [r for r in runs if not r["notes_measured"]]
-    if empty:
-        names = ", ".join(f"{r['bpm']:g} bpm, jitter {r['jitter_percent']:g} %, "
-                          f"{'with' if r['traffic'] else 'without'} traffic" for r in empty)
-        sys.exit(f"bench_clock: FAILED — no answer notes were measured in {len(empty)} run(s) ({names}): their "
-                 "figures mean nothing. Read the daemon's log (run again with --keep) for why it did not answer.")
+    except (*RIG_ERRORS, RuntimeError) as error:  # RuntimeError: the daemon failed (ServeProcess, run_once)
+        result["stopped_early"] = f"stopped early: {describe(error)}"
+    finally:  # also while an unexpected error goes up: the runs measured are written before its traceback
+        result["teardown_failed"] = teardown(jack, workdir, args.keep)
+        result["machine"] = {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+        emit(result, args.json_out)
+    conclude("bench_clock", result, problems(runs),
+             "Read the daemon's log (run again with --keep) for why it did not answer.")
     return result
 
 

@@ -5,7 +5,9 @@ jack_transport, recorded frame by frame by jack_midi_dump together with what the
 All real: jackd with the dummy driver under a unique server name, rtmidi clients on it. Arrival times come from
 the bridge's own arithmetic (musicbridge.bridge.midi_io.ArrivalClock), so the tests and the benchmark measure
 with what the daemon uses. tests/conftest.py wraps JackServer in fixtures; benchmarks/bench_bridge.py uses it as
-it is.
+it is. Every jack_lsp / jack_connect call waits a bounded time (TOOL_TIMEOUT_S): a server that has exited or hangs
+is a JackError, one sentence naming it, never a hang or a TimeoutExpired traceback. EchoClient is bench_clock's
+same-run baseline (benchmarks/jack_echo.py).
 
 The server runs synchronously (--sync): in JACK2's default asynchronous mode a client that misses its cycle on a
 loaded machine loses that cycle's MIDI events (measured: 1–2 % of messages on 2 busy cores; none with --sync),
@@ -16,13 +18,16 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -39,6 +44,21 @@ NAME_PREFIX = "mbtest-"  # every rig server's name starts so: stale shared memor
 RATE, PERIOD = 48000, 64  # 1.33 ms cycles
 POLL_S = 0.0005  # recorders look this often; the times they record are JACK's, not the poll's
 SPIN_S = 0.0015  # the clock player sleeps until this close to a tick, then spins
+TICKS_PER_16TH = TICKS_PER_BEAT // 4  # MIDI clock: a 16th's tick is every sixth from Start
+TOOL_TIMEOUT_S = 10.0  # jack_lsp / jack_connect answer in milliseconds; a server silent this long hangs
+
+
+class JackError(RuntimeError):
+    """The rig's JACK server is gone, hangs or lacks a port: the message is one sentence saying which."""
+
+
+# What a failing rig raises: JACK gone, hung or without a port; rtmidi's errors (OSError); a child that cannot run.
+RIG_ERRORS = (JackError, OSError, subprocess.SubprocessError)
+
+
+def describe(error: BaseException) -> str:
+    """An error as the sentence a benchmark reports: the rig's own say what they mean; others name their type."""
+    return str(error) if isinstance(error, JackError) else f"{type(error).__name__}: {error}"
 
 
 def _live_server_names() -> set[str]:
@@ -93,9 +113,33 @@ class JackServer:
         self.realtime = ["--no-realtime"] if realtime_priority is None else ["-R", "-P", str(realtime_priority)]
         self.process: subprocess.Popen | None = None
         self.log_path = Path(f"/tmp/{self.name}.log")
+        self.tool_timeout_s = TOOL_TIMEOUT_S
+
+    def check_running(self) -> None:
+        """Raise JackError when jackd has exited (killed, crashed, stopped)."""
+        if self.process is None:
+            raise JackError(f"the JACK server {self.name} is not running (never started, or stopped)")
+        if self.process.poll() is not None:
+            raise JackError(f"the JACK server {self.name} has exited (code {self.process.returncode}; "
+                            f"jackd's last log line: {self._last_log_line()!r})")
+
+    def _last_log_line(self) -> str:
+        lines = [line for line in self.log_text().splitlines() if line.strip()]
+        return lines[-1][-200:] if lines else ""
+
+    def _tool(self, *command: str) -> subprocess.CompletedProcess:
+        """Run a JACK command-line tool against this server with a bounded wait: a server that has exited or
+        does not answer within `tool_timeout_s` is a JackError, never a hang."""
+        self.check_running()
+        try:
+            return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=self.tool_timeout_s)
+        except subprocess.TimeoutExpired:
+            raise JackError(f"the JACK server {self.name} did not answer {command[0]} within "
+                            f"{self.tool_timeout_s:g} s: jackd hangs (its last log line: "
+                            f"{self._last_log_line()!r})") from None
 
     def _lsp(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["jack_lsp", *args], env=self.env, capture_output=True, text=True, timeout=10)
+        return self._tool("jack_lsp", *args)
 
     def start(self, timeout: float = 15.0) -> JackServer:
         clean_stale_jack_shm()
@@ -107,15 +151,18 @@ class JackServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"jackd exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
+                raise JackError(f"jackd exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
             if "system:" in self._lsp().stdout:
                 return self
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"jackd did not come up within {timeout} s: {self.log_path.read_text()[-2000:]}")
+        raise JackError(f"jackd did not come up within {timeout} s: {self.log_path.read_text()[-2000:]}")
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None and self._lsp().returncode == 0
+        try:
+            return self._lsp().returncode == 0
+        except JackError:
+            return False
 
     def log_text(self) -> str:
         """What jackd has logged so far (xruns: "was not finished", "xrun")."""
@@ -143,12 +190,14 @@ class JackServer:
                 if fragment in port:
                     return port
             time.sleep(0.05)
-        raise TimeoutError(f"no JACK port containing {fragment!r} after {timeout} s; ports: {self.ports()}")
+        raise JackError(f"no JACK port containing {fragment!r} after {timeout:g} s; ports: {self.ports()}")
 
     def connect(self, source: str, destination: str) -> None:
         """Connect the first ports whose names contain `source` and `destination`, once both are there."""
         a, b = self.wait_for_port(source), self.wait_for_port(destination)
-        subprocess.run(["jack_connect", a, b], env=self.env, check=True, timeout=10)
+        done = self._tool("jack_connect", a, b)
+        if done.returncode != 0:
+            raise JackError(f"jack_connect {a} {b} failed: {done.stderr.strip()[-300:]}")
 
     def stop(self) -> None:
         if self.process is None:
@@ -432,17 +481,58 @@ class JackMidiClock:
         server.wait_for_port(CLOCK_PORT)
 
     def close(self) -> None:
-        _end(self.process)
+        end_process(self.process)
 
 
-def _end(process: subprocess.Popen) -> None:
+def end_process(process: subprocess.Popen, stop_signal: int = signal.SIGINT, timeout: float = 5.0) -> int:
+    """Ask a child to end (the JACK tools close their client and flush on SIGINT), kill it after `timeout`
+    seconds; its exit code. Never raises for a child that is slow or already gone."""
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)  # the JACK tools close their client and flush on SIGINT
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(stop_signal)
         try:
-            process.wait(5)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    return process.returncode
+
+
+class EchoClient:
+    """benchmarks/jack_echo.py in a process of its own on `server`: "<name>:in" hears a clock, "<name>:out"
+    answers each 16th with a note (jack_echo.ECHO_CHANNEL) as soon as a Python client can — bench_clock's
+    same-run baseline. `counts` ({"ticks", "answered"}) once closed."""
+
+    def __init__(self, server: JackServer, name: str = "echo", timeout: float = 20.0):
+        self.name = name
+        self.counts: dict[str, int] = {}
+        self.errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 — closed in close()
+        self.process = subprocess.Popen([sys.executable, "-m", "musicbridge.benchmarks.jack_echo", name],
+                                        env=server.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.errors, text=True, start_new_session=True)
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready or self.process.stdout.readline().strip() != "ready":
+            end_process(self.process, signal.SIGKILL)
+            self.errors.seek(0)
+            said = [line for line in self.errors.read().splitlines() if line.strip()]
+            self.errors.close()
+            raise JackError(f"the echo client {name} did not start within {timeout:g} s"
+                            + (f": {said[-1][-300:]}" if said else ""))
+        server.wait_for_port(f"{name}:out")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()  # its cue to close its client and report
+            try:
+                output = self.process.stdout.read() if select.select([self.process.stdout], [], [], 5)[0] else ""
+            except (OSError, ValueError):
+                output = ""
+            end_process(self.process, signal.SIGTERM)
+            lines = [line for line in output.splitlines() if line.startswith("{")]
+            if lines:
+                self.counts = json.loads(lines[-1])
+        self.errors.close()
 
 
 class MidiDump:
@@ -482,7 +572,7 @@ class MidiDump:
         return result
 
     def close(self) -> None:
-        _end(self.process)
+        end_process(self.process)
         self.reader.join(timeout=5)
 
 
@@ -586,6 +676,25 @@ def placed_notes(timeline: ClockTimeline, planned: Iterable[tuple[float, int]], 
             continue
         placed.append((beat, min(near, key=lambda f: abs(f - grid)), grid, per_tick))
     return placed, missing
+
+
+def echo_offsets(timeline: ClockTimeline, played: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], int]:
+    """An echo's answer to each 16th of the recorded clock: ([(frame of the 16th's tick, frames from it to the
+    first of `played`'s note-ons at or after it)], the 16ths with no note-on before the next 16th's tick). Only
+    16ths whose next 16th was recorded too count (the last one before Stop has no window)."""
+    frames = sorted(frame for frame, _ in played)
+    answered, missing = [], 0
+    for tick in timeline.ticks:
+        after = tick + TICKS_PER_16TH
+        if tick % TICKS_PER_16TH or after not in timeline.tick_frames:
+            continue
+        grid = timeline.tick_frames[tick]
+        i = bisect.bisect_left(frames, grid)
+        if i < len(frames) and frames[i] < timeline.tick_frames[after]:
+            answered.append((grid, frames[i] - grid))
+        else:
+            missing += 1
+    return answered, missing
 
 
 class ClockFollower:

@@ -618,16 +618,16 @@ class Bridge:
         return values
 
     def osc_subscribe(self, port: int | None = None, seconds: float | None = None, host=None) -> None:
-        self.osc.subscribe(host, port, seconds)
-        if seconds != 0:
-            self.osc_status(host=host)  # the confirmation, sent to the new subscription
+        subscription = self.osc.subscribe(host, port, seconds)
+        if subscription is not None:
+            self.osc_status(to=subscription)  # the confirmation, where the subscriber listens
 
-    def osc_status(self, host=None) -> None:
+    def osc_status(self, host=None, to=None) -> None:
         playing, _, bpm = self.clock.state(time.perf_counter())
         view = self.engine.view
         self.osc.replier.send(f"{P}/status", view.params.mode, bpm, int(playing),
                               view.model.name if view.model is not None else "", view.last_latency_ms,
-                              self._midi_status(), *self._status_params(view), host=host)
+                              self._midi_status(), *self._status_params(view), host=host, to=to)
 
     def _midi_status(self) -> str:
         """The status reply's `midi`: the MIDI system's state, or "silent" while a running clock is not heard."""

@@ -256,9 +256,12 @@ class OscServer:
     def port(self) -> int:
         return self.socket.getsockname()[1]
 
-    def subscribe(self, client: Target, port: int | None, seconds: float | None) -> None:
-        if self.replier.subscribe(client, port, seconds) == "full":
+    def subscribe(self, client: Target, port: int | None, seconds: float | None) -> Target | None:
+        """The subscription made (host, port), or None when it ended one (seconds 0)."""
+        result = self.replier.subscribe(client, port, seconds)
+        if result == "full":
             raise OscInputError("refused", "too many subscribers; try again when one has expired")
+        return (client[0], port or self.replier.port) if result == "subscribed" else None
 
     def _serve(self) -> None:
         # Our own loop rather than socketserver's: it reads 64 KB (socketserver reads 8,192 bytes and cuts the

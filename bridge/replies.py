@@ -124,9 +124,12 @@ class Replier:
             except OSError as error:  # nobody listening is fine; a broken network is logged
                 log.debug("OSC reply to %s:%d failed: %s", *target, error)
 
-    def send(self, address: str, *args, host: Target | None = None) -> None:
-        """To every target (host None: gen/*, generation errors), or the reply to the request from `host`."""
-        if host is None:
+    def send(self, address: str, *args, host: Target | None = None, to: Target | None = None) -> None:
+        """To every target (host None: gen/*, generation errors), the reply to the request from `host`, or to one
+        explicit target `to` (a subscription's confirmation goes where the subscriber listens)."""
+        if to is not None:
+            self.answer(lambda: self._send(self._datagram(address, args), (to,)))
+        elif host is None:
             self._send(self._datagram(address, args), self.targets())
         else:
             self.answer(lambda: self._reply(self._datagram(address, args), host))

@@ -1,11 +1,15 @@
-"""benchmarks/bench_bridge.py's own parts, without a benchmark run: the baseline revision's tree runs its own code,
-and the deadline figures read lateness, silent bars and answers right from a recording (a synthetic one here)."""
+"""benchmarks/bench_bridge.py's own parts: the baseline revision's tree runs its own code; the deadline figures
+read lateness, silent bars and answers right from a recording (a synthetic one here); and a JACK server that
+hangs or dies part way is one sentence, with every run measured before it written to the JSON (a real run)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +23,8 @@ from musicbridge.benchmarks.bench_bridge import (
     deadline_problems,
     timing_figures,
 )
-from musicbridge.benchmarks.jack_rig import ClockPlayer
+from musicbridge.benchmarks.cli import EXIT_INCOMPLETE
+from musicbridge.benchmarks.jack_rig import ClockPlayer, JackError, JackServer
 from musicbridge.bridge.clock import TICKS_PER_BEAT
 
 
@@ -106,3 +111,76 @@ def test_lateness_is_measured_against_the_clock_as_jack_delivered_it():
     assert figures["jack_floor_ms"]["max"] == pytest.approx(40.0, abs=0.01)
     figures = deadline_figures(recording(late_ms=80.0, silent_bar=False, jack_stall_ms=40.0), bars=4)
     assert figures["notes_late"] == 1 and figures["lateness_ms"]["max"] == pytest.approx(40.0, abs=0.01)
+
+
+# ---- a rig that fails part way ------------------------------------------------------------------------------
+def test_a_hung_jack_server_is_one_sentence_not_a_hang():
+    """jack_lsp against a jackd that does not answer (stopped here with SIGSTOP; in the session that found it,
+    wedged after a run) is a JackError naming the server after the bounded wait, not a TimeoutExpired traceback;
+    a jackd that has exited is said at once."""
+    server = JackServer().start()
+    server.tool_timeout_s = 1.0
+    try:
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(JackError, match=rf"{server.name} did not answer jack_lsp within 1 s: jackd hangs"):
+                server.wait_for_port("musicbridge in")
+            assert not server.alive()
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        assert server.alive()
+        server.process.kill()
+        server.process.wait()
+        with pytest.raises(JackError, match=rf"the JACK server {server.name} has exited \(code -9"):
+            server.connect("system:capture_1", "system:playback_1")
+        assert not server.alive()
+    finally:
+        server.stop()
+
+
+def _children(pid: int, name: str) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            comm = fields[0].split("(", 1)[1]
+            parent = int(fields[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and comm == name:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_runs_measured_before_the_jack_server_died_are_written(bridge_models, tmp_path):
+    """A real bench-bridge whose JACK server is killed as its second run begins: the first run's figures are in
+    the JSON all the same, `stopped_early` and `teardown_failed` say what happened, stderr ends with one sentence
+    and no traceback, and the exit status is EXIT_INCOMPLETE."""
+    out = tmp_path / "bench.json"
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "musicbridge.benchmarks.bench_bridge", "--model", str(bridge_models / "melody_a"),
+         "--parts", "schedulers", "--bpm", "240", "--bars", "4", "--json-out", str(out)],
+        env={**os.environ, "TMPDIR": str(tmp_path)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(tmp_path.glob("bench-bridge-*/serve-precise-normal-priority-*.log")):  # run 2 begins
+            assert bench.poll() is None and time.monotonic() < deadline, bench.communicate(timeout=60)
+            time.sleep(0.05)
+        jackd = _children(bench.pid, "jackd")
+        assert len(jackd) == 1, jackd
+        os.kill(jackd[0], signal.SIGKILL)
+        _, stderr = bench.communicate(timeout=180)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.communicate()
+    result = json.loads(out.read_text())
+    assert [run["scheduler"] for run in result["runs"]] == ["precise"], stderr[-3000:]
+    assert result["runs"][0]["arrival_error_ms"]["n"] > 0 and result["runs"][0]["answers"] > 0
+    assert "has exited (code -9" in result["stopped_early"]
+    assert "had already exited (code -9) before the teardown" in result["teardown_failed"]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("bench_bridge: INCOMPLETE — stopped early: the JACK server") and last.endswith(
+        "The runs measured before that are in the JSON; run the benchmark again for the rest."), last
+    assert bench.returncode == EXIT_INCOMPLETE

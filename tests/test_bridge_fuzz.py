@@ -216,6 +216,17 @@ def test_replies_go_only_to_subscribers(bridge_reply_host):
         assert asks(message("/musicbridge/status"))  # subscribed: answered on its own port
         time.sleep(1.1)
         assert asks(message("/musicbridge/status")) == []  # expired: silence
+        # From the fixed reply host (Max's udpsend: a random source port), subscribing the port it listens on:
+        # the confirmation arrives there, not at the fixed address.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as max_send, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as max_listen:
+            max_send.bind(("127.0.0.2", 0))
+            max_listen.bind(("127.0.0.2", 0))
+            max_listen.settimeout(5)
+            max_send.sendto(message("/musicbridge/subscribe", max_listen.getsockname()[1], 1.0), target)
+            data, _ = max_listen.recvfrom(65536)
+            assert data.startswith(b"/musicbridge/status") and fixed.messages() == []
+            time.sleep(1.1)  # let it expire before the garbage below
         for _ in range(200):  # many unsubscribed senders of garbage: no reply reaches anyone
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
                 other.sendto(b"\x01", target)

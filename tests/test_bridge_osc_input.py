@@ -3,6 +3,7 @@ only (real UDP on 127.0.0.1), rate limits, and the model store's load worker and
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -68,12 +69,30 @@ def test_non_utf8_is_one_error(packet):
         parse_packet(packet)
 
 
-def test_unknown_type_tags_end_the_packet_at_the_first():
-    packet = b"/a\x00\x00" + b",".ljust(8188, b"x") + b"\x00" * 4
-    started = time.perf_counter()
-    with pytest.raises(PacketError, match="unknown type tag 'x'"):
+def test_unknown_type_tags_end_the_packet_at_the_first(caplog):
+    """8 KB of type tags, the first unknown after two known ones: one error, naming that first one, and nothing
+    logged per tag (python-osc logged a warning for each). How fast it stops is benchmarks/fuzz_osc.py's figure
+    (hostile_parse, against a same-run baseline)."""
+    caplog.set_level(logging.DEBUG)
+    packet = b"/a\x00\x00" + b",iTz".ljust(8188, b"x") + b"\x00" * 4 + struct.pack(">i", 7)
+    with pytest.raises(PacketError, match="unknown type tag 'z'") as refused:
         parse_packet(packet)
-    assert time.perf_counter() - started < 0.01
+    assert "'x'" not in str(refused.value)
+    assert caplog.records == []
+    assert parse_packet(b"/a\x00\x00" + b",iT\x00" + struct.pack(">i", 7))[0].args == (7, True)  # the known part
+
+
+def test_the_fuzz_benchmark_times_hostile_packets_against_a_baseline(tmp_path):
+    from musicbridge.benchmarks import fuzz_osc
+
+    out = tmp_path / "fuzz.json"
+    result = fuzz_osc.main(["--packets", "300", "--repeats", "3", "--json-out", str(out)])
+    assert json.loads(out.read_text()) == result and result["exceptions"] == 0 and result["packets"] == 300
+    timed = result["hostile_parse"]
+    assert set(timed["packets"]) == set(fuzz_osc.hostile()) and timed["repeats"] == 3
+    unknown = timed["packets"]["unknown_type_tags_8k"]
+    assert unknown["median_over_baseline"] == pytest.approx(unknown["median_us"] / timed["baseline"]["median_us"],
+                                                            rel=0.05, abs=0.02)
 
 
 @pytest.mark.parametrize("packet", [
@@ -179,6 +198,30 @@ def test_replies_reach_the_fixed_address_and_live_subscribers_only(listeners):
         replier.send("/s", "x", 1, host=me)
         replier.send("/g", 7)
         assert drain(subscriber) == []
+    finally:
+        replier.close()
+
+
+def test_a_subscribe_confirmation_and_a_variation_go_where_docs_osc_md_says(listeners):
+    """As the daemon sends them, in the request's packet: the /subscribe confirmation (a status) goes to the
+    subscription just made, even from the fixed reply host (whose ordinary replies go to the fixed address); a
+    /variation phrase, the packet's answer, goes to every target, not only the asker."""
+    fixed, new_port, own = listeners("127.0.0.2"), listeners("127.0.0.2"), listeners()
+    replier = Replier(TYPES, "/e", "127.0.0.2", fixed.getsockname()[1], clock=FakeClock())
+    try:
+        sender = ("127.0.0.2", 40000)  # Max's udpsend: a random source port on the fixed reply host
+        with replier.packet(sender):
+            assert replier.subscribe(sender, new_port.getsockname()[1], 60.0) == "subscribed"
+            replier.send("/s", "ok", 1, to=new_port.getsockname())
+        assert len(drain(new_port)) == 1 and drain(fixed) == []
+        with replier.packet(sender):
+            replier.send("/s", "ok", 1, host=sender)  # an ordinary reply to the fixed host: the fixed address
+        assert len(drain(fixed)) == 1 and drain(new_port) == []
+        me = own.getsockname()
+        with replier.packet(me):
+            assert replier.subscribe(me, me[1], 60.0) == "subscribed"
+            replier.answer(lambda: replier.send("/g", 3))  # what /musicbridge/variation answers with
+        assert len(drain(fixed)) == 1 and len(drain(new_port)) == 1 and len(drain(own)) == 1
     finally:
         replier.close()
 
