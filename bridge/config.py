@@ -29,8 +29,8 @@ BPM_RANGE = (20, 300)  # the internal/OSC clock (--bpm, /musicbridge/transport/t
 LINK_QUANTUM_RANGE = (1, 16)  # --link-quantum, in bars
 SIMILAR_K_RANGE = (1, 50)  # /musicbridge/similar k: library phrases in one answer
 DEFAULT_SIMILAR_K = 5
-# The attribute knobs (musicbridge.attributes): a Params field per attribute, α along its vector (about one quartile
-# gap per unit), at /musicbridge/param/attr/<attribute>. Kept out of PARAM_RANGES: they have no `serve` option.
+# The attribute knobs (musicbridge.attributes): a Params field per attribute, α along its vector (calibrated vectors:
+# up to about one training-data standard deviation of the attribute per unit), at /musicbridge/param/attr/<attribute>. Kept out of PARAM_RANGES: they have no `serve` option.
 ATTRIBUTE_RANGE = (-3.0, 3.0)
 ATTRIBUTE_PARAMS: dict[str, str] = {f"attr_{attribute}": attribute for attribute in ATTRIBUTES}  # field → attribute
 

@@ -14,9 +14,15 @@ training windows and the windows' own attributes, by one of METHODS:
   unit of attribute k with the other attributes held where they are: the quartile difference without what the
   attributes that go with k contribute (in the data a denser melody also moves by step more often).
 - orthogonal: each quartile vector minus its projection on the span of the others.
+- calibrated: the regression's vectors, scaled and mixed by what the DECODER does with them
+  (musicbridge.export.attributes.calibrate): each knob's sweep over α = −2…+2 is decoded from training windows'
+  codes and measured; its scale makes α = ±1 move the decoded attribute by about one standard deviation (or as far
+  as a bounded move in z allows), and a little of the other vectors is mixed in where that makes the other
+  attributes move less (the decoder couples them: fewer steps come with a wider range).
 
-For every method α = 1 is meant as the move from the bottom quartile's mean of the attribute to the top
-quartile's (`low`, `high`, in the attribute's own unit). docs/latent.md has the measurements behind the default.
+For the methods fitted to codes alone α = 1 is meant as the move from the bottom quartile's mean of the attribute
+to the top quartile's (`low`, `high`, in the attribute's own unit); for `calibrated` as about one standard
+deviation of the decoded attribute. docs/latent.md has the measurements behind the default.
 
 The file (ATTRIBUTES_FILE, beside the graphs, listed and hashed in model.json under "attributes") is an
 `np.savez` of plain arrays, read with allow_pickle=False: names (K,) str, vectors (K, Z), low (K,), high (K,).
@@ -44,9 +50,10 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "range": ("pitch_range", "semitones from the lowest note-on to the highest"),
     "stepwise": ("step_share", "share of successive note-ons at most 2 semitones apart"),
 }
-QUARTILES, REGRESSION, ORTHOGONAL = "quartiles", "regression", "orthogonal"
-METHODS = (QUARTILES, REGRESSION, ORTHOGONAL)
-DEFAULT_METHOD = REGRESSION  # measured against the others on mel_2bar: docs/latent.md
+QUARTILES, REGRESSION, ORTHOGONAL, CALIBRATED = "quartiles", "regression", "orthogonal", "calibrated"
+CODE_METHODS = (QUARTILES, REGRESSION, ORTHOGONAL)  # fitted to codes alone (fit_vectors)
+METHODS = (*CODE_METHODS, CALIBRATED)  # calibrated needs the decoder too (the export's fit_attributes)
+DEFAULT_METHOD = CALIBRATED  # measured against the others on mel_2bar: docs/latent.md
 QUARTILE = 4  # the top and bottom groups are each a quarter of the windows
 
 
@@ -69,10 +76,22 @@ def quartile_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ranked[:size], ranked[-size:]
 
 
-def fit_vectors(mu, values, method: str = DEFAULT_METHOD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_values(values) -> np.ndarray:
+    """(K,) the mean of each attribute over the phrases (N, K) that define it; NaN for one that none define."""
+    values = np.asarray(values, dtype=np.float64)
+    defined = np.isfinite(values)
+    counts = defined.sum(axis=0)
+    return np.where(counts > 0, np.where(defined, values, 0.0).sum(axis=0) / np.maximum(counts, 1), np.nan)
+
+
+def fit_vectors(mu, values, method: str = REGRESSION) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One vector per attribute from codes μ (N, Z) and the windows' attributes `values` (N, K) (NaN: undefined):
     (vectors (K, Z), low (K,), high (K,)) — low and high the attribute's mean over its bottom and top quartile.
-    `method` is one of METHODS (the module docstring says what each does)."""
+    `method` is one of CODE_METHODS (the module docstring says what each does; `calibrated` starts from
+    `regression` here, then musicbridge.export.attributes.calibrate decodes)."""
+    if method == CALIBRATED:
+        raise ValueError("calibrated attribute vectors need the decoder: fit them with "
+                         "musicbridge.export.attributes.fit_attributes (musicbridge export --data)")
     if method not in METHODS:
         raise ValueError(f"unknown attribute method {method!r}; choose one of {', '.join(METHODS)}")
     mu, values = np.asarray(mu, dtype=np.float64), np.asarray(values, dtype=np.float64)

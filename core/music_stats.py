@@ -231,7 +231,8 @@ def _ngram_repetition(rows: np.ndarray, pitches: np.ndarray, n: int) -> np.ndarr
         codes = (codes << _PITCH_BITS) | pitches[starts + offset]
     keys = (rows[:count].astype(np.int64) << (NGRAM * _PITCH_BITS)) | codes  # phrase, then n-gram
     keys = np.sort(keys[valid])
-    first = np.concatenate([[True], keys[1:] != keys[:-1]])  # first occurrence of each distinct key
+    first = np.ones(len(keys), dtype=bool)  # first occurrence of each distinct key (none: no phrase has NGRAM notes)
+    first[1:] = keys[1:] != keys[:-1]
     total = _per_row(rows[:count][valid], n)
     distinct = _per_row(keys[first] >> (NGRAM * _PITCH_BITS), n)
     return 1.0 - _ratio(distinct, total)

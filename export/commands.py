@@ -39,8 +39,9 @@ def export(
                                           "training windows whose μ give the attribute vectors (attributes.npz: "
                                           "the density/register/range/stepwise knobs); 0 = none. See docs/latent.md."),
     attribute_method: str = typer.Option(DEFAULT_METHOD, "--attribute-method", help="How the attribute vectors are "
-                                         "fitted: regression (joint least squares), quartiles (MusicVAE's top minus "
-                                         "bottom quartile) or orthogonal; see docs/latent.md."),
+                                         "fitted: calibrated (the regression's, scaled and mixed by decoded sweeps), "
+                                         "regression (joint least squares), quartiles (MusicVAE's top minus bottom "
+                                         "quartile) or orthogonal; see docs/latent.md."),
     as_json: bool = typer.Option(False, "--json", help="Print the parity reports as JSON."),
     decoding: str = typer.Option("cached", "--decoding", help="Transformer VAE sampler: cached (keys/values kept "
                                  "per step) or recompute (the whole decoder every step); see docs/transformer.md."),
@@ -152,20 +153,34 @@ def _fit_prior(model, dataset, windows: int, out: Path, metadata: dict) -> None:
 def _fit_attributes(model, dataset, windows: int, method: str, out: Path, metadata: dict) -> None:
     """The attribute vectors from the dataset's train split (export/attributes.py), into OUT/attributes.npz and
     metadata; a model of a representation without them (drums) gets none, and says so."""
-    from musicbridge.export.attributes import REPRESENTATIONS, add_attributes, fit_attributes
+    from musicbridge.attributes import CALIBRATED
+    from musicbridge.export.attributes import (
+        REPRESENTATIONS,
+        GreedyDecoder,
+        add_attributes,
+        fit_attributes,
+        unclean_knobs,
+    )
+    from musicbridge.runtime import load_model
 
     if dataset.codec.name not in REPRESENTATIONS:
         console.print(f"[yellow]note:[/yellow] no attribute vectors: they are defined for {', '.join(REPRESENTATIONS)} "
                       f"models, and this one plays {dataset.codec.name}")
         return
     train = dataset.split("train")
+    # calibrated decodes with the graphs just written, the default variant: the decoder that plays the knobs.
+    decoder = GreedyDecoder.runtime(load_model(out, threads=0, warmup=False)) if method == CALIBRATED else None
     with console.status(f"fitting attribute vectors ({method}) to {min(windows, len(train))} training windows"):
         try:
-            vectors, entry = fit_attributes(model, train, dataset.codec.steps_per_bar, windows, method)
+            vectors, entry = fit_attributes(model, train, dataset.codec.steps_per_bar, windows, method,
+                                            decoder=decoder)
         except ValueError as error:  # too few windows with notes: the model works without the knobs
             console.print(f"[yellow]note:[/yellow] no attribute vectors: {error}")
             return
         add_attributes(out, metadata, vectors, entry)
+    if "calibration" in entry and unclean_knobs(entry["calibration"]):
+        console.print(f"[yellow]note:[/yellow] calibrated knobs that are not clean on the training windows: "
+                      f"{', '.join(unclean_knobs(entry['calibration']))}; see model.json attributes.calibration")
 
 
 def _check_continuation(path: Path, follower, follower_ckpt: dict, model, ckpt: dict, task_of) -> None:

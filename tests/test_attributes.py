@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from musicbridge.attributes import (
     ATTRIBUTES,
     ATTRIBUTES_FILE,
-    METHODS,
+    CODE_METHODS,
     attribute_values,
     fit_vectors,
     parse_attribute,
@@ -138,7 +138,7 @@ def constructed_codes(rng, tokens, z_size=12, noise=0.05):
     return mu, directions, values
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", CODE_METHODS)
 def test_vectors_fitted_on_constructed_codes_point_along_their_attribute(method):
     rng = np.random.default_rng(0)
     tokens = random_phrases(rng, 2000)
@@ -174,6 +174,8 @@ def test_fit_vectors_refuses_what_it_cannot_fit():
         fit_vectors(np.zeros((8, 3)), np.zeros((8, 4)), "pca")
     with pytest.raises(ValueError, match="needs at least 4 windows that define each attribute .found 3."):
         fit_vectors(np.zeros((3, 3)), np.ones((3, 4)), "quartiles")
+    with pytest.raises(ValueError, match="calibrated attribute vectors need the decoder: fit them with"):
+        fit_vectors(np.zeros((8, 3)), np.ones((8, 4)), "calibrated")  # tests/test_attributes_calibrated.py
 
 
 def test_parse_attribute_reads_name_equals_value():
@@ -221,7 +223,7 @@ def test_export_without_data_or_windows_has_no_vectors(exported, tmp_path):
     assert few.exit_code == 0 and "no attribute vectors: fitting attribute vectors needs at least 4 windows" in few.output
     assert load_model(tmp_path / "few").attributes is None and load_model(tmp_path / "few").prior is not None
     bad = cli("export", checkpoint, "-o", tmp_path / "bad", "--attribute-method", "pca")
-    assert bad.exit_code == 1 and "--attribute-method takes quartiles, regression, orthogonal, not 'pca'" in bad.output
+    assert bad.exit_code == 1 and "--attribute-method takes quartiles, regression, orthogonal, calibrated, not 'pca'" in bad.output
 
 
 def test_ship_carries_the_vectors(exported, tmp_path):
