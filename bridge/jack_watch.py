@@ -6,8 +6,9 @@ ports) whose shutdown callback JACK calls the moment the server connection drops
 server is up, poll() costs one flag test; while it is down, one jack_client_open attempt (a few ms, no server
 to register with) per call, the caller's housekeeping pace.
 
-libjack is the copy python-rtmidi ships (the wheel bundles one) — the very library, loaded once, that the
-MIDI ports use — else the system's. Its own messages ("Cannot connect to server socket", … several per probe)
+libjack is the very library, loaded once, that the MIDI ports use: the one JACK-Client loaded for JACK's own
+MIDI clients (bridge/jack_midi.py), or, where JACK MIDI goes through python-rtmidi, the copy its wheel bundles,
+else the system's. Its own messages ("Cannot connect to server socket", … several per probe)
 are dropped, not printed: a JACK outage must not flood the daemon's log. They are dropped by a C function
 (strlen: it reads the message and returns), never by a Python callback: JACK calls its error function from
 its own threads, a Python callback there waits for the GIL, and python-rtmidi holds the GIL while it waits for
@@ -34,7 +35,13 @@ _MessageFunction = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
 
 
 def _library_path() -> str | None:
-    """The libjack python-rtmidi was built against (bundled in its wheel), else the system's."""
+    """The libjack the MIDI ports use: JACK-Client's, else the one python-rtmidi was built against (bundled in
+    its wheel), else the system's."""
+    from musicbridge.bridge import jack_midi
+
+    native = jack_midi.library_path()
+    if native is not None:
+        return native
     package = Path(rtmidi.__file__).resolve().parent
     for folder in (package, *package.parent.glob("python_rtmidi*")):
         found = sorted(folder.glob("libjack*.so*")) if folder.is_dir() else []

@@ -63,6 +63,34 @@ def well_formed(message: list[int] | tuple[int, ...]) -> bool:
     return length == len(message) and all(0 <= b < 0x80 for b in message[1:])
 
 
+def track_note(sounding: dict[tuple[int, int], int], channels_sounded: set[int],
+               message: list[int] | tuple[int, ...]) -> tuple[tuple[int, int] | None, int]:
+    """Count a message into an output's sounding notes: ((channel, pitch), +1) for a note-on, (key, -1) for a
+    note-off that closes one, (key or None, 0) for anything else."""
+    status = message[0] & 0xF0
+    if status not in (0x80, 0x90) or len(message) < 3:
+        return None, 0
+    key = (message[0] & 0x0F, message[1])
+    if status == 0x90 and message[2] > 0:
+        sounding[key] = sounding.get(key, 0) + 1
+        channels_sounded.add(key[0])
+        return key, 1
+    if key in sounding:
+        sounding[key] -= 1
+        if sounding[key] <= 0:
+            del sounding[key]
+        return key, -1
+    return key, 0
+
+
+def closing_messages(sounding: dict[tuple[int, int], int], channels_sounded: set[int],
+                     channels: tuple[int, ...]) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """(a note-off for every sounding note, CC 123 on `channels` and on every channel that sounded)."""
+    offs = [(0x80 | channel, pitch, 0) for (channel, pitch), count in sounding.items() for _ in range(count)]
+    controls = [(0xB0 | channel, ALL_NOTES_OFF, 0) for channel in sorted({*channels, *channels_sounded})]
+    return offs, controls
+
+
 def _delete(handle) -> None:
     """Close an rtmidi client; one whose MIDI system died may complain, and that changes nothing."""
     try:
@@ -202,6 +230,8 @@ class _Port:
 class MidiOutput:
     """The output port. Every note-on is remembered until its note-off, so nothing is ever left hanging."""
 
+    lookahead_s = 0.0  # sends happen when due (JACK's own backend, bridge/jack_midi.py, takes them ahead)
+
     def __init__(self, api_name: str, wanted: str | None = None):
         self.port = _Port("out", api_name, wanted)
         self.api = self.port.api
@@ -217,22 +247,12 @@ class MidiOutput:
         self.pace_s = DEFAULT_PACE_S if not seconds else max(MIN_PACE_S, 1.5 * seconds)
 
     def send(self, message: list[int] | tuple[int, ...]) -> None:
-        status = message[0] & 0xF0
-        note = status in (0x80, 0x90) and len(message) >= 3
         with self.port.lock:
             handle = self.port.handle
             if handle is None:
                 self.dropped += 1
                 return
-            if note:
-                key = (message[0] & 0x0F, message[1])
-                if status == 0x90 and message[2] > 0:
-                    self.sounding[key] = self.sounding.get(key, 0) + 1
-                    self.channels_sounded.add(key[0])
-                elif key in self.sounding:
-                    self.sounding[key] -= 1
-                    if self.sounding[key] <= 0:
-                        del self.sounding[key]
+            track_note(self.sounding, self.channels_sounded, message)
             handle.send_message(message)
             self.sent += 1
 
@@ -257,9 +277,7 @@ class MidiOutput:
         with self.port.lock:
             if self.port.handle is None:  # the MIDI system is away: they stay sounding until it is back
                 return 0
-            offs = [(0x80 | channel, pitch, 0) for (channel, pitch), count in self.sounding.items()
-                    for _ in range(count)]
-            controls = [(0xB0 | channel, ALL_NOTES_OFF, 0) for channel in sorted({*channels, *self.channels_sounded})]
+            offs, controls = closing_messages(self.sounding, self.channels_sounded, channels)
             self._send_paced(offs + controls)
             self.sounding.clear()
             self.channels_sounded.clear()
@@ -398,8 +416,15 @@ class MidiInput:
 
 def open_ports(api: str, midi_in: str | None, midi_out: str | None, on_message: Callable[[list[int], float], None],
                realtime: bool = False) -> tuple[MidiOutput | None, MidiInput | None, str]:
-    """(output, input, what was opened). With api "auto", no port names and no MIDI system at all, it is
-    (None, None, why and how to enable MIDI): the daemon then serves over OSC only."""
+    """(output, input, what was opened). On JACK, JACK's own clients (bridge/jack_midi.py: frame-accurate both
+    ways), with the same surface; elsewhere python-rtmidi's. With api "auto", no port names and no MIDI system
+    at all, it is (None, None, why and how to enable MIDI): the daemon then serves over OSC only."""
+    from musicbridge.bridge import jack_midi  # (it builds on this module)
+
+    if jack_midi.selected(api):
+        opened = jack_midi.open_ports(api, midi_in, midi_out, on_message, realtime)
+        if opened is not None:
+            return opened
     output = None
     try:
         output = MidiOutput(api, midi_out)

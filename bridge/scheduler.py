@@ -8,8 +8,19 @@ overtaken by a note-on: after a flush nothing is left sounding. The "sleep" mode
 benchmark compares against: time.sleep until due, then send.
 
 A note is never sent late: a phrase that arrives after some of its notes were due loses those notes (counted in
-late_dropped), and the rest play on time. A phrase's deadline (deadline()) is its start minus OUTPUT_LEAD_S:
-the engine plays its fallback for an answer that is not there by then (bridge/engine.py).
+late_dropped), and the rest play on time. A phrase's deadline (deadline()) is its start minus OUTPUT_LEAD_S (and
+the output's lookahead): the engine plays its fallback for an answer that is not there by then (bridge/engine.py).
+
+An output that places events itself (JACK's own backend, bridge/jack_midi.py: `lookahead_s` > 0) gets each
+event that long before it is due, with its due time, and no spinning, while the clock follows a MIDI clock
+(from that output's own backend: its ticks' times and the notes' frames come from one frame clock), and the
+output writes it on the frame the clock's ticks say. Until it is written it can be taken back
+(output.cancel): a cut takes back what was handed over at or after the cut, a flush everything
+(output.all_notes_off), so the rules above hold as with sends at the due time. Due times on the system clock
+(internal, OSC, Link) are sent when due, as on other outputs: on a JACK server whose cycles fall behind the
+system clock (the dummy driver on a busy machine) frames placed ahead drift from it by milliseconds
+(measured: an internal clock's answers 2.6e-4 slow over 12 s), sends at the due time do not. The "sleep"
+baseline always sends at the due time.
 """
 
 from __future__ import annotations
@@ -46,6 +57,8 @@ class ScheduledNote:
     off_beat: float
     phrase_id: int
     state: str = "pending"  # pending → on → done, or cancelled / late
+    on_ticket: int | None = None  # the output's tickets of the handed-over note-on / note-off (a timed output)
+    off_ticket: int | None = None
 
 
 class Scheduler:
@@ -59,12 +72,14 @@ class Scheduler:
         self.now = now  # what "already late" is measured against when a phrase is added (tests: a fake clock)
         self.mode = mode
         self.want_realtime = realtime and mode == "precise"  # the naive baseline stays naive
+        self.timed = mode == "precise" and output is not None and output.lookahead_s > 0  # it can place events
         self.realtime = False
         self.cond = threading.Condition(threading.RLock())
         self.heap: list[tuple[float, int, int, ScheduledNote]] = []
         self.notes: list[ScheduledNote] = []  # not yet done
         self.seq = itertools.count()
-        self.errors: deque[float] = deque(maxlen=200_000)  # note-on send time − due time, seconds
+        # note-on send time − due time, seconds; a timed output's own: written time − due time
+        self.errors: deque[float] = output.errors if self.timed else deque(maxlen=200_000)
         self.sent = 0
         self.late_dropped = 0
         self.running = False
@@ -107,7 +122,27 @@ class Scheduler:
         """The latest time (perf_counter seconds) a phrase starting at `beat` may arrive and play whole; None
         while the transport is stopped."""
         due = self.clock.time_at(beat)
-        return None if due is None else due + self.offset - OUTPUT_LEAD_S
+        return None if due is None else due + self.offset - OUTPUT_LEAD_S - self._lookahead()
+
+    def _lookahead(self) -> float:
+        return self.output.lookahead_s if self._placed() else 0.0
+
+    def _placed(self) -> bool:
+        """Whether events go to the output ahead, to be placed on their frames: a timed output, while the clock
+        follows a MIDI clock (its times are the input's)."""
+        return self.timed and getattr(self.clock, "source", None) == "midi"
+
+    def _take_back(self, ticket: int | None) -> bool:
+        """A handed-over event that is not written yet, taken back from the output."""
+        return ticket is not None and self.output.cancel(ticket)
+
+    def _handed(self, note: ScheduledNote) -> bool:
+        """Whether an event of a note is still with the output, not written (a cut may take it back)."""
+        return self.timed and any(t is not None and t in self.output.unwritten for t in (note.on_ticket,
+                                                                                         note.off_ticket))
+
+    def _tracked(self, note: ScheduledNote) -> bool:
+        return note.state in ("pending", "on") or (note.state == "done" and self._handed(note))
 
     def cut(self, beat: float) -> None:
         """End every phrase at `beat`: what would start there is cancelled, what sounds then stops there."""
@@ -124,10 +159,20 @@ class Scheduler:
         for note in self.notes:
             if note.state == "pending" and note.on_beat >= beat:
                 note.state = "cancelled"
-            elif note.state in ("pending", "on") and note.off_beat > beat:
+                continue
+            if note.state in ("on", "done") and note.on_beat >= beat:  # handed over ahead: taken back if unwritten
+                off_back = self._take_back(note.off_ticket)
+                if self._take_back(note.on_ticket):
+                    note.state = "cancelled"
+                    continue
+                if off_back:
+                    note.state = "on"  # written and sounding: its note-off goes at the cut (below)
+            elif note.state == "done" and note.off_beat > beat and self._take_back(note.off_ticket):
+                note.state = "on"  # its note-off was handed over for later: it ends at the cut instead
+            if note.state in ("pending", "on") and note.off_beat > beat:
                 note.off_beat = beat
                 self._push(beat, NOTE_OFF, note)
-        self.notes = [n for n in self.notes if n.state in ("pending", "on")]
+        self.notes = [n for n in self.notes if self._tracked(n)]
 
     def flush(self, channels: tuple[int, ...] = ()) -> int:
         """Drop everything pending and turn every sounding note off (stop, relocate, mode change, panic)."""
@@ -189,6 +234,14 @@ class Scheduler:
                 self.cond.wait(0.05)
                 return
             due += self.offset
+            if self._placed():  # handed over `lookahead` early: the output writes it on its frame
+                remaining = due - self._lookahead() - time.perf_counter()
+                if remaining > 0:
+                    self.cond.wait(min(remaining, MAX_WAIT_SECONDS))
+                    return
+                heapq.heappop(self.heap)
+                self._fire(entry, due, placed=True)
+                return
             remaining = due - time.perf_counter()
             if remaining > SPIN_SECONDS and (self.mode == "precise" or remaining > MAX_WAIT_SECONDS):
                 self.cond.wait(min(remaining - SPIN_SECONDS, MAX_WAIT_SECONDS))
@@ -204,17 +257,25 @@ class Scheduler:
             heapq.heappop(self.heap)
             self._fire(entry, due)
 
-    def _fire(self, entry, due: float) -> None:
+    def _fire(self, entry, due: float, placed: bool = False) -> None:
+        """Send an event, or with `placed` hand it to the output to be written on its frame."""
         _, kind, _, note = entry
         if self.output is None:
             note.state = "done" if kind == NOTE_OFF else "on"
             return
         if kind == NOTE_ON:
-            self.output.note_on(note.channel, note.pitch, note.velocity)
-            self.errors.append(time.perf_counter() - due)
+            if placed:  # a followed MIDI clock's times are the input's: placed with the line it stamps with
+                note.on_ticket = self.output.note_on(note.channel, note.pitch, note.velocity, at=due,
+                                                     on_input_time=True)
+            else:
+                self.output.note_on(note.channel, note.pitch, note.velocity)
+                self.errors.append(time.perf_counter() - due)
             note.state = "on"
             self.sent += 1
         else:
-            self.output.note_off(note.channel, note.pitch)
+            if placed:
+                note.off_ticket = self.output.note_off(note.channel, note.pitch, at=due, on_input_time=True)
+            else:
+                self.output.note_off(note.channel, note.pitch)
             note.state = "done"
-            self.notes = [n for n in self.notes if n.state in ("pending", "on")] if len(self.notes) > 256 else self.notes
+            self.notes = [n for n in self.notes if self._tracked(n)] if len(self.notes) > 256 else self.notes

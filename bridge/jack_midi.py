@@ -1,0 +1,663 @@
+"""MIDI in and out on JACK itself (JACK-Client): every event at its exact frame, both ways.
+
+Why not python-rtmidi on JACK: its output writes what it was given at offset 0 of the next process cycle, so an
+answer's timing was our scheduler thread's wake-up plus a whole period's quantisation (measured against
+jack_midi_clock: jitter p99 1.3–9.3 ms at 48 kHz / 64 frames); its input stamps a message with the time its
+process callback ran, not the event's frame, and hands over only deltas. Here:
+- Output: the scheduler hands each event over `lookahead_s` before it is due, with its due time (perf_counter
+  seconds), while it follows a MIDI clock (bridge/scheduler.py says why only then); the process callback of the cycle it falls in writes it at its frame there (FrameClock, below); an
+  event already late goes at offset 0. Handed-over events stay cancellable until written
+  (cancel(), and all_notes_off()/panic() take back every scheduled one first), so a newer phrase's cut and every
+  stop path hold as with immediate sends.
+- Input: each event's time is the time of its own frame (the cycle's first frame + its offset), so a MIDI
+  clock's ticks carry the frames their sender wrote them at, whatever else arrives with them.
+
+The process callbacks run Python on JACK's thread, so they do little: no lock another thread holds, no wait.
+Senders append to a deque the callback drains (deque appends and pops are atomic under the GIL); an event handed
+over sits in `unwritten` until one side claims it with dict.pop, itself atomic: either the callback writes it or
+cancel() takes it back, never both. Every libjack call from Python (JACK-Client is cffi) lets go of the GIL while
+it waits; python-rtmidi's do not: an rtmidi JACK client opened in a process whose JACK-Client callbacks run waits
+for the server holding the GIL, while a --sync server waits for those callbacks, which wait for the GIL (seen:
+a hang). So a process uses one or the other on JACK, never both at once (tests with rtmidi peers run this
+backend in another process: the daemon).
+
+Time: the rest of the daemon runs on perf_counter (CLOCK_MONOTONIC), and frames are placed on it by FrameClock,
+learnt from the process cycles themselves — not by libjack's own mapping (jack_frames_to_time /
+jack_time_to_frames, which JACK-Client 0.5.5 does not bind anyway). Measured on jackd2 1.9.21 (dummy driver, the
+tests' and benchmarks' rig): its clock is CLOCK_MONOTONIC_RAW, not CLOCK_MONOTONIC (145 ms apart after 6 h up,
+drifting apart at NTP's slew rate); and its DLL placed frames seconds away from their cycles for seconds after
+clients joined, and 10–20 ms behind them on a busy machine.
+
+Ports and clients are named as on the rtmidi path ("musicbridge in:musicbridge in", "musicbridge out:musicbridge
+out"), named ports (--midi-in/--midi-out) are connected by substring and reconnected when they come back, and a
+JACK server that goes away is handled as there (bridge/jack_watch.py tells; detach, reattach).
+MUSICBRIDGE_JACK_MIDI=rtmidi in the environment keeps JACK on python-rtmidi (a comparison, a fallback).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from musicbridge.bridge import priority
+from musicbridge.bridge.midi_io import (
+    ALL_SOUND_OFF,
+    CLIENT_NAMES,
+    PACE_MESSAGES,
+    MidiError,
+    closing_messages,
+    track_note,
+    unused_input,
+)
+from musicbridge.midi_ports import MidiUnavailableError, _preference, enable_hint, find_port, quiet_stderr
+
+try:
+    import jack
+except (ImportError, OSError) as _missing:  # OSError: JACK-Client is there but no libjack on this machine
+    jack = None
+    UNAVAILABLE = str(_missing)
+else:
+    UNAVAILABLE = ""
+
+log = logging.getLogger(__name__)
+
+BACKEND_ENV = "MUSICBRIDGE_JACK_MIDI"  # "rtmidi": JACK through python-rtmidi, as before this backend
+# An event must be handed over before the cycle it falls in starts (up to one period before it is due), and the
+# scheduler thread may wake late on a busy machine: two periods, and never under MIN_LOOKAHEAD_S.
+LOOKAHEAD_PERIODS = 2
+MIN_LOOKAHEAD_S = 0.003
+LINE_WAIT_S = 1.0  # a new client: how long to wait for the first cycles that place the frames
+CLOSE_WAIT_S = 0.5  # close(): how long to wait for the closing note-offs to be written
+FRAME_MASK = 0xFFFFFFFF  # jack_nframes_t wraps at 2^32 (a day at 48 kHz)
+MAX_QUEUED_INPUT = 65536  # events from the callback not yet handled (~5 s of a 12k messages/s flood)
+
+def selected(api: str) -> bool:
+    """Whether MIDI on `api` is this backend's: JACK asked for by name, or "auto" where JACK comes first."""
+    if os.environ.get(BACKEND_ENV, "").lower() == "rtmidi":
+        return False
+    return api == "jack" or (api == "auto" and _preference()[0] == "jack")
+
+
+def library_path() -> str | None:
+    """The libjack this backend's ports use (for bridge/jack_watch.py to watch with the same copy), None when
+    JACK MIDI goes through python-rtmidi."""
+    return jack._libname if jack is not None and selected("jack") else None
+
+
+def _frame_diff(a: int, b: int) -> int:
+    """a − b for frame counts that wrap at 2^32."""
+    diff = (a - b) & FRAME_MASK
+    return diff - (1 << 32) if diff >= 1 << 31 else diff
+
+
+class FrameClock:
+    """Where JACK's frames fall on perf_counter's timeline, learnt from the process cycles themselves.
+
+    A cycle's callback never runs before the cycle's first frame is due, so the earliest callbacks (the lower
+    envelope of callback time − frame / rate) say where the frames lie. A line is fitted through the earliest
+    callback of each BLOCK_S of the last BLOCKS blocks: its slope follows a driver whose frames run slower or
+    faster than the system clock (JACK's dummy driver restarts its schedule after every late cycle: measured
+    0.7–2.4 % slow on 2 busy cores, in steps of 10–20 ms; a sound card's crystal: ppm) — once the blocks span
+    FIT_SPAN_S (a slope from less is mostly noise) and within MAX_SLOPE — and it is lowered under the earliest
+    callbacks of the last RECENT_BLOCKS, so a frame is not placed later than a cycle has lately been seen to
+    come (events are handed over in time). That is `line`: where the frames are on the system clock, for due
+    times on it (an internal, OSC or Link clock).
+    `smooth` is the same line lowered under the earliest callbacks of the last SMOOTH_BLOCKS instead, except
+    where cycles come later than it placed them (the dummy driver's steps: a late cycle or a few): there it
+    rises by RISE_S and RISE_SHARE of the gap a block, so a MIDI clock's ticks, stamped with it, show a small
+    step as a brief change of tempo, not a jump the clock follower lags behind; beyond JUMP_S (a stall) it
+    follows at once. Input is stamped with `smooth`, and notes due on a MIDI clock
+    followed from that input are placed with it: the same line both ways, so they land on the clock's frames.
+    Measured: with one line that jumped, answers 3.7 ms early after steps (bench-clock, p99); one that only
+    rose slowly fell tens of ms behind the system clock on a busy machine (an internal clock's answers with it,
+    and MIDI input behind OSC input); with one that rose at half the gap a block up to 3 ms, an internal
+    clock's answers drifted by 2–4 ms in 12 s against the system clock. Both change a little each block; within
+    a block each is one line: times and frames convert back and forth exactly.
+
+    The process callbacks only append (frame, time) to `cycles`; update() — the senders, the input's poller —
+    drains it and fits, under `lock`, which no callback takes; `line` and `smooth` are tuples, swapped whole.
+    """
+
+    BLOCK_S = 0.1
+    BLOCKS = 100  # the slope's window: 10 s (a driver's step inside it tilts the slope by step / window)
+    RECENT_BLOCKS = 1  # lowered under the earliest callbacks of the last block and the open one: a driver
+    # falling behind at a steady rate leaves the line behind by rate × the span looked at (3 blocks: 10 ms at 3 %)
+    SMOOTH_BLOCKS = 5  # smooth: lowered under the earliest callbacks of the last 0.5 s: a block without an
+    # early callback (a MIDI flood) does not lift it (input stamped later than it came misorders it), and a
+    # stall reaches it within 0.5 s (with 2 s, a running MIDI clock was taken for silent after stalls)
+    RISE_S, RISE_SHARE = 0.0002, 0.3  # smooth: a block's rise at most: this, and this share of the gap
+    JUMP_S = 0.004  # smooth: further behind than this, it follows at once (MIDI and OSC input stay in order)
+    FIT_SPAN_S = 2.0
+    MAX_SLOPE = 0.05  # frames that run further off their nominal rate than this are not believed (measured: 3 %)
+    RESET_S = 1.0  # a callback this far off the line: a new server (frames from 0) or a stall — start afresh
+
+    def __init__(self):
+        self.cycles: deque[tuple[int, float]] = deque(maxlen=8192)  # (raw frame, perf_counter) of each cycle
+        self.lock = threading.Lock()
+        self.line: tuple[int, float, float] | None = None  # (frame, its time, seconds per frame)
+        self.smooth: tuple[int, float, float] | None = None  # the same, for input and MIDI-clock time
+        self.rate = 0
+        self.reset()
+
+    def reset(self, rate: int | None = None) -> None:
+        with self.lock:
+            self.rate = rate or self.rate
+            self.cycles.clear()
+            self.line = self.smooth = None
+            self.last_frame: int | None = None  # unwrapped
+            self.blocks: deque[tuple[int, float]] = deque(maxlen=self.BLOCKS)  # (frame, earliest x) per block
+            self.block: tuple[float, int, float] | None = None  # (started, frame, earliest x) of the open block
+            self.seen = float("-inf")  # when the last cycle was taken in
+
+    def observe(self, raw_frame: int, now: float) -> None:
+        """A cycle began at `raw_frame`; its callback runs at `now` (called first thing in a process callback)."""
+        self.cycles.append((raw_frame, now))
+
+    def stale(self) -> bool:
+        """No cycle taken in lately (no client of ours running): what it learnt may no longer hold."""
+        return self.line is None or time.perf_counter() - self.seen > self.BLOCK_S
+
+    # The callbacks take `line` once per cycle and use these with it: update() may swap it meanwhile.
+    def unwrap(self, raw_frame: int, line: tuple[int, float, float] | None = None) -> int:
+        """A 32-bit frame count as the unwrapped frame nearest the line's."""
+        line = line or self.line
+        base = line[0] if line is not None else (self.last_frame or 0)
+        return base + _frame_diff(raw_frame, base & FRAME_MASK)
+
+    def time_of(self, frame: int, line: tuple[int, float, float] | None = None) -> float:
+        origin, at, per_frame = line or self.line
+        return at + (frame - origin) * per_frame
+
+    def frame_at(self, seconds: float, line: tuple[int, float, float] | None = None) -> int:
+        origin, at, per_frame = line or self.line
+        return origin + round((seconds - at) / per_frame)
+
+    def update(self) -> bool:
+        """Take in the cycles seen since the last call; False while no line can be drawn yet."""
+        with self.lock:
+            if not self.cycles or not self.rate:
+                return self.line is not None
+            changed = False
+            while self.cycles:
+                raw, now = self.cycles.popleft()
+                frame = self.unwrap(raw) if self.line is not None or self.last_frame is not None else raw
+                self.seen = now
+                if self.line is not None and abs(now - self.time_of(frame)) > self.RESET_S:
+                    log.debug("JACK frame clock: a jump of %.3f s; learning it afresh", now - self.time_of(frame))
+                    self.blocks.clear()
+                    self.block, frame = None, raw
+                self.last_frame = frame
+                x = now - frame / self.rate
+                if self.block is None or now - self.block[0] >= self.BLOCK_S:
+                    if self.block is not None:
+                        self.blocks.append(self.block[1:])
+                    self.block = (now, frame, x)
+                    changed = True
+                elif x < self.block[2]:
+                    self.block = (self.block[0], frame, x)
+                    changed = True
+                if self.line is None or not self.blocks:
+                    self._fit()  # (a fresh start: placed from the first cycle on)
+            if changed:
+                self._fit()
+            return True
+
+    def _fit(self) -> None:
+        points = [*self.blocks, self.block[1:]]
+        frames = np.array([p[0] for p in points], dtype=np.float64)
+        xs = np.array([p[1] for p in points])
+        origin = int(frames[-1])
+        slope = 0.0  # seconds per frame, beyond 1 / rate
+        if np.ptp(frames) >= self.FIT_SPAN_S * self.rate:
+            limit = self.MAX_SLOPE / self.rate
+            slope = min(limit, max(-limit, float(np.polyfit(frames - origin, xs, 1)[0])))
+        below = xs - slope * (frames - origin)  # each point's x carried to `origin` along the slope
+        target = origin / self.rate + float(below[-self.RECENT_BLOCKS - 1:].min())
+        smooth = origin / self.rate + float(below[-self.SMOOTH_BLOCKS - 1:].min())
+        if self.smooth is not None and self.blocks:
+            placed = self.time_of(origin, self.smooth)
+            behind = smooth - placed  # > 0: the cycles come later than placed (a driver fell behind)
+            if 0 < behind <= self.JUMP_S:  # a small step: followed smoothly; a large one at once
+                smooth = placed + min(behind, self.RISE_S + self.RISE_SHARE * behind)
+        self.line = (origin, target, 1.0 / self.rate + slope)
+        self.smooth = (origin, smooth, 1.0 / self.rate + slope)
+
+
+FRAME_CLOCK = FrameClock()  # one per process: every JACK client of the daemon sees the same server's frames
+
+
+class _JackPort:
+    """One JACK client with one MIDI port, virtual or connected to an existing port by substring, like
+    midi_io._Port: `client` is None while the server is away (detach), reattach() makes a new one. `process`
+    (frames, client, own port) is the owner's process callback. Only the housekeeping thread swaps
+    `client` (detach, reattach, close), so it reads it freely; nothing here locks what the callback needs."""
+
+    def __init__(self, direction: str, wanted: str | None, process: Callable, quiet: bool = False):
+        self.key = direction
+        self.direction = "input" if direction == "in" else "output"
+        self.wanted = wanted
+        self.virtual_name = CLIENT_NAMES[direction]
+        self.name = self.virtual_name if wanted is None else wanted
+        self.connected_to: str | None = None
+        self.api = "jack"
+        self.process = process
+        self.client = self.own = None
+        self._open(required=True, quiet=quiet)
+
+    def _open(self, required: bool, quiet: bool = False) -> None:
+        try:
+            with quiet_stderr(quiet):
+                client = jack.Client(self.virtual_name, no_start_server=True)
+        except jack.JackOpenError as error:
+            why = "the JACK server is not running" if error.status.server_failed else str(error.status)
+            raise MidiUnavailableError(f"MIDI API 'jack' cannot be opened (jack: {why}). To enable MIDI: "
+                                       f"{enable_hint()}") from error
+        try:
+            ports = client.midi_inports if self.key == "in" else client.midi_outports
+            own = ports.register(self.virtual_name)
+            if client.samplerate != FRAME_CLOCK.rate or FRAME_CLOCK.stale():
+                FRAME_CLOCK.reset(client.samplerate)
+            process = self.process
+            client.set_process_callback(lambda frames: process(frames, client, own))
+            client.activate()
+            self.client, self.own = client, own
+            deadline = time.monotonic() + LINE_WAIT_S
+            while not FRAME_CLOCK.update() and time.monotonic() < deadline:  # the first cycles place the frames
+                time.sleep(0.002)
+            self._connect(required)
+        except Exception:
+            self.client = self.own = None
+            client.close()
+            raise
+
+    def _peers(self, client) -> list[str]:
+        """The ports this one can connect to: other clients' MIDI inputs for the output, outputs for the input."""
+        found = client.get_ports(is_midi=True, is_input=self.key == "out", is_output=self.key == "in")
+        return [port.name for port in found]
+
+    def _connect(self, required: bool) -> None:
+        """Connect the named port; one that is not there yet is an error at startup (required) and waited for
+        after a reconnect (check() connects it when it appears)."""
+        if self.wanted is None:
+            return
+        peers = self._peers(self.client)
+        try:
+            target = peers[find_port(peers, self.wanted)]
+        except MidiUnavailableError as error:
+            if required:
+                raise MidiError(f"{self.direction}: {error}") from error
+            self.connected_to = None
+            log.warning("MIDI %s port %r is not there yet; waiting for it", self.direction, self.wanted)
+            return
+        self._link(target)
+
+    def _link(self, target: str) -> None:
+        if self.key == "out":
+            self.client.connect(self.own, target)
+        else:
+            self.client.connect(target, self.own)
+        self.connected_to = self.name = target
+
+    def check(self) -> None:
+        """Reconnect a named port whose peer went away and came back (JACK itself drops the connection)."""
+        client = self.client
+        if self.wanted is None or client is None:
+            return
+        peers = self._peers(client)
+        if self.connected_to in peers:
+            return
+        if self.connected_to is not None:
+            log.warning("MIDI %s port %r went away; waiting for it to return", self.direction, self.connected_to)
+            self.connected_to = None
+        matches = [p for p in peers if self.wanted.lower() in p.lower()]
+        if matches:
+            self._link(matches[0])
+            log.warning("MIDI %s port %r is back; reconnected", self.direction, matches[0])
+
+    def detach(self) -> None:
+        """The server went away: drop the dead client (its callback runs no more)."""
+        client, self.client, self.connected_to = self.client, None, None
+        if client is not None:
+            _close(client)
+
+    def reattach(self) -> None:
+        """A new client and port on the server that came back (its frames count from 0 again: the frame clock,
+        stale since, learns them afresh in _open)."""
+        try:
+            self._open(required=False)
+        except (MidiUnavailableError, jack.JackError) as error:
+            log.debug("MIDI %s port not re-created: %s", self.direction, error)
+            raise MidiError(f"{self.direction}: {error}") from error
+
+    def close(self) -> None:
+        self.detach()
+
+
+def _close(client) -> None:
+    """Close a JACK client; one whose server died may complain, and that changes nothing."""
+    try:
+        client.deactivate()
+        client.close()
+    except Exception:
+        log.debug("closing a JACK client", exc_info=True)
+
+
+class _Event:
+    """One message handed to the output: its bytes, its due time (perf_counter seconds; None: as soon as
+    possible), the frame it falls on (set by the callback when it first sees it) and what it did to the
+    sounding-note bookkeeping."""
+
+    __slots__ = ("ticket", "data", "at", "on_input_time", "frame", "key", "effect", "timed_note_on")
+
+    def __init__(self, ticket: int, data: bytes, at: float | None, on_input_time: bool,
+                 key: tuple[int, int] | None, effect: int):
+        self.ticket, self.data, self.at, self.on_input_time, self.frame = ticket, data, at, on_input_time, None
+        self.key, self.effect = key, effect
+        self.timed_note_on = at is not None and effect > 0
+
+
+class JackMidiOutput:
+    """The output port on JACK, with midi_io.MidiOutput's surface plus timed sends: send(message, at=seconds)
+    returns a ticket, cancel(ticket) takes the event back while it is not written. Every note-on is remembered
+    until its note-off, so nothing is left hanging; close() sends the note-offs of what still sounds."""
+
+    def __init__(self, wanted: str | None = None, quiet: bool = False):
+        self.lock = threading.RLock()  # senders among themselves (the bookkeeping); never the process callback's
+        self.handed: deque[_Event] = deque()  # senders → callback
+        self.unwritten: dict[int, _Event] = {}  # ticket → event, until the callback writes it or cancel() takes it
+        self.queue: list[_Event] = []  # the callback's own: events seen, waiting for the cycle they fall in
+        self.tickets = itertools.count(1)
+        self.sounding: dict[tuple[int, int], int] = {}  # (channel, pitch) -> note-ons not yet closed
+        self.channels_sounded: set[int] = set()
+        self.errors: deque[float] = deque(maxlen=200_000)  # timed note-ons: time written − due time, seconds
+        self.sent = 0  # messages handed over (and not taken back)
+        self.dropped = 0  # messages that found no MIDI system (while it was away)
+        self.late_written = 0  # timed events written after their frame (handed over too late: at offset 0)
+        self.closed = False
+        self.lookahead_s = MIN_LOOKAHEAD_S
+        self.port = _JackPort("out", wanted, self._process, quiet)
+        self.api = "jack"
+        self._set_lookahead(self.port.client.blocksize / self.port.client.samplerate)
+
+    # ---- senders ------------------------------------------------------------------------------
+    def _set_lookahead(self, period_s: float | None) -> None:
+        if period_s:
+            self.lookahead_s = max(MIN_LOOKAHEAD_S, LOOKAHEAD_PERIODS * period_s)
+
+    def set_cycle(self, seconds: float | None) -> None:
+        """The server's cycle (buffer size / rate), told by the daemon when the server is (back) up."""
+        self._set_lookahead(seconds)
+
+    def send(self, message: list[int] | tuple[int, ...], at: float | None = None,
+             on_input_time: bool = False) -> int | None:
+        """Hand a message over: at `at` (perf_counter seconds) on its frame, or None: in the next cycle;
+        `on_input_time`: `at` comes from a MIDI clock followed from this backend's input (placed with the line
+        its ticks were stamped with, FrameClock.smooth). Returns its ticket (None when the server is away and
+        the message was dropped)."""
+        if at is not None:
+            FRAME_CLOCK.update()  # the cycles seen lately place the frame it falls on
+        with self.lock:
+            if self.port.client is None or self.closed:
+                self.dropped += 1
+                return None
+            key, effect = track_note(self.sounding, self.channels_sounded, message)
+            event = _Event(next(self.tickets), bytes(message), at, on_input_time, key, effect)
+            self.unwritten[event.ticket] = event
+            self.handed.append(event)
+            self.sent += 1
+            return event.ticket
+
+    def note_on(self, channel: int, pitch: int, velocity: int, at: float | None = None,
+                on_input_time: bool = False) -> int | None:
+        return self.send((0x90 | channel, pitch, velocity), at, on_input_time)
+
+    def note_off(self, channel: int, pitch: int, at: float | None = None, on_input_time: bool = False) -> int | None:
+        return self.send((0x80 | channel, pitch, 0), at, on_input_time)
+
+    def cancel(self, ticket: int | None) -> bool:
+        """Take a handed-over event back; False when it was written already (or there is no such ticket)."""
+        if ticket is None:
+            return False
+        with self.lock:
+            event = self.unwritten.pop(ticket, None)
+            if event is None:
+                return False
+            self._undo(event)
+            return True
+
+    def _undo(self, event: _Event) -> None:
+        """What a taken-back event did to the bookkeeping, undone."""
+        self.sent -= 1
+        if event.effect > 0 and event.key in self.sounding:
+            self.sounding[event.key] -= 1
+            if self.sounding[event.key] <= 0:
+                del self.sounding[event.key]
+        elif event.effect < 0:
+            self.sounding[event.key] = self.sounding.get(event.key, 0) + 1
+
+    def _take_back_scheduled(self) -> None:
+        """Every timed event not yet written is taken back, the newest first (so the bookkeeping unwinds in
+        order); messages sent for "now" (--thru) stay: they were sent already, as far as anyone knows."""
+        for ticket in sorted(self.unwritten, reverse=True):
+            event = self.unwritten.get(ticket)
+            if event is not None and event.at is not None and self.unwritten.pop(ticket, None) is not None:
+                self._undo(event)
+
+    def all_notes_off(self, channels: tuple[int, ...] = ()) -> int:
+        """Take back every scheduled event, then a note-off for every sounding note and CC 123 on `channels` and
+        on every channel that sounded since the last call; returns the number of notes closed. The callback
+        writes at most PACE_MESSAGES a cycle, so a receiver gets a large burst in pieces it can take."""
+        with self.lock:
+            if self.port.client is None or self.closed:  # the server is away: they stay sounding until it is back
+                return 0
+            self._take_back_scheduled()
+            offs, controls = closing_messages(self.sounding, self.channels_sounded, channels)
+            for message in offs + controls:
+                self.send(message)
+            self.sounding.clear()
+            self.channels_sounded.clear()
+        return len(offs)
+
+    def panic(self) -> None:
+        """All sound off and all notes off on every channel."""
+        with self.lock:
+            self.all_notes_off(tuple(range(16)))
+            for channel in range(16):
+                self.send((0xB0 | channel, ALL_SOUND_OFF, 0))
+
+    # ---- the process callback (JACK's thread) -------------------------------------------------
+    def _process(self, frames: int, client, own) -> None:
+        try:
+            now = time.perf_counter()
+            start = client.last_frame_time
+            FRAME_CLOCK.observe(start, now)
+            own.clear_buffer()
+            queue, handed = self.queue, self.handed
+            while handed:
+                queue.append(handed.popleft())
+            lines = FRAME_CLOCK.line, FRAME_CLOCK.smooth
+            if queue:
+                self._write_due(frames, FRAME_CLOCK.unwrap(start, lines[0]), own, lines)
+        except Exception:  # an exception would end the callbacks for good: the port would go silent
+            log.exception("JACK MIDI output cycle")
+
+    def _write_due(self, frames: int, start: int, own, lines) -> None:
+        """Write the events that fall in this cycle at their offsets (late ones at 0), in time order, then
+        handing-over order; at most PACE_MESSAGES; the rest wait for their cycle. Frames are unwrapped here."""
+        due = []
+        for event in self.queue:
+            if event.frame is None:
+                line = lines[event.on_input_time]
+                event.frame = FRAME_CLOCK.frame_at(event.at, line) if event.at is not None and line else start
+            offset = event.frame - start
+            if offset < frames:
+                due.append((max(0, offset), event.ticket, event))
+        if due:
+            due.sort(key=lambda entry: (entry[0], entry[1]))
+            written = 0
+            for offset, ticket, event in due:
+                if written == PACE_MESSAGES:
+                    break
+                if self.unwritten.pop(ticket, None) is None:
+                    continue  # taken back
+                try:
+                    own.write_midi_event(offset, event.data)
+                except jack.JackError:  # the port's buffer is full: the rest in the next cycle
+                    self.unwritten[ticket] = event
+                    break
+                written += 1
+                if event.at is not None and start + offset > event.frame:
+                    self.late_written += 1
+                line = lines[event.on_input_time]
+                if event.timed_note_on and line:
+                    self.errors.append(FRAME_CLOCK.time_of(start + offset, line) - event.at)
+        self.queue = [event for event in self.queue if event.ticket in self.unwritten]
+
+    # ---- housekeeping -------------------------------------------------------------------------
+    def check(self) -> None:
+        self.port.check()
+
+    def _forget_handed(self) -> None:
+        """The callback runs no more (no client): what was handed over and not written never will be."""
+        with self.lock:
+            self._take_back_scheduled()
+            self.unwritten.clear()
+            self.handed.clear()
+            self.queue = []
+
+    def detach(self) -> None:
+        self.port.detach()
+        self._forget_handed()
+
+    def reattach(self) -> None:
+        self.port.reattach()
+        self._set_lookahead(self.port.client.blocksize / self.port.client.samplerate)
+
+    def close(self) -> None:
+        """Note-offs for whatever still sounds, written before the client goes (idempotent)."""
+        with self.lock:
+            if self.closed:
+                return
+            if self.port.client is not None:
+                self.all_notes_off()
+            self.closed = True
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while self.unwritten and self.port.client is not None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        self.port.close()
+        self._forget_handed()
+
+
+class JackMidiInput:
+    """The input port on JACK, with midi_io.MidiInput's surface: `on_message(message, seconds)` runs on the
+    poller thread, `seconds` the perf_counter time of the event's own frame (FrameClock.smooth). The process callback
+    only queues each event with its frame; the poller drops what the daemon has no use for (sysex, active
+    sensing) and hands on the rest."""
+
+    POLL_SECONDS = 0.001
+
+    def __init__(self, wanted: str | None, on_message: Callable[[list[int], float], None], realtime: bool = False,
+                 quiet: bool = False):
+        self.realtime = realtime
+        self.arrived: deque[tuple[int, bytes]] = deque(maxlen=MAX_QUEUED_INPUT)  # (raw frame, message)
+        self.on_message = on_message
+        self.received = 0  # messages handed to on_message
+        self.ignored = 0  # messages dropped as unused (sysex, active sensing)
+        self.last_time = float("-inf")  # the time handed on with the last message (the poller's)
+        self.port = _JackPort("in", wanted, self._process, quiet)
+        self.api = "jack"
+        self.running = True
+        self.thread = threading.Thread(target=self._poll, name="midi-in", daemon=True)
+        self.thread.start()
+
+    def _process(self, frames: int, client, own) -> None:
+        try:
+            now = time.perf_counter()
+            start = client.last_frame_time
+            FRAME_CLOCK.observe(start, now)
+            for offset, data in own.incoming_midi_events():
+                self.arrived.append(((start + offset) & FRAME_MASK, bytes(data)))
+        except Exception:  # an exception would end the callbacks for good: the port would go deaf
+            log.exception("JACK MIDI input cycle")
+
+    def _poll(self) -> None:
+        if self.realtime:
+            priority.become_realtime(priority.IO_AND_WORK, "midi-in")
+        while self.running:
+            FRAME_CLOCK.update()  # (this thread keeps the frame clock current for the output too)
+            try:
+                frame, data = self.arrived.popleft()
+            except IndexError:
+                time.sleep(self.POLL_SECONDS)
+                continue
+            message = list(data)
+            if unused_input(message):
+                self.ignored += 1
+                continue
+            self.received += 1
+            try:
+                line = FRAME_CLOCK.smooth
+                at = FRAME_CLOCK.time_of(FRAME_CLOCK.unwrap(frame, line), line) if line else time.perf_counter()
+                # Never before the message before it: the line may drop between two messages of one cycle (a
+                # Start and the note after it, both on one frame), and the note would land before the Start.
+                self.last_time = at = max(at, self.last_time)
+                self.on_message(message, at)
+            except Exception:  # input handling must never die; the message is lost, the daemon goes on
+                log.exception("error while handling MIDI input %s", message)
+
+    def check(self) -> None:
+        self.port.check()
+
+    def detach(self) -> None:
+        self.port.detach()
+
+    def reattach(self) -> None:
+        self.port.reattach()
+
+    def stop(self) -> None:
+        self.running = False
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(timeout=1)
+
+    def close(self) -> None:
+        self.stop()
+        self.port.close()
+
+
+def open_ports(api: str, midi_in: str | None, midi_out: str | None,
+               on_message: Callable[[list[int], float], None], realtime: bool = False):
+    """(output, input, what was opened) on JACK's own clients; None where `api` is "auto" and they cannot be
+    had (no JACK server; JACK-Client without libjack): the caller then goes on with python-rtmidi's choice."""
+    quiet = api == "auto"
+    if jack is None:
+        if quiet:
+            return None
+        log.warning("JACK MIDI through python-rtmidi, a period's timing only (%s): install libjack "
+                    "(Debian: libjack-jackd2-0) for frame-accurate MIDI", UNAVAILABLE)
+        return None
+    output = midi_input = None
+    try:
+        output = JackMidiOutput(midi_out, quiet)
+        midi_input = JackMidiInput(midi_in, on_message, realtime, quiet)
+    except MidiUnavailableError as error:
+        _close_all(midi_input, output)
+        if quiet:
+            return None
+        raise MidiError(str(error)) from error
+    except Exception:
+        _close_all(midi_input, output)
+        raise
+    return output, midi_input, f"MIDI (jack, frame-accurate): in {midi_input.port.name!r}, out {output.port.name!r}"
+
+
+def _close_all(*ports) -> None:
+    for port in ports:
+        if port is not None:
+            port.close()
