@@ -16,10 +16,12 @@ Recurrences (see docs/export.md for the measurements behind these choices):
 - The encoder and the conductor see their whole input at once, so they use ONNX's LSTM operator, whose
   onnxruntime kernel does the input projection of all steps as one GEMM before the recurrence.
 - The decoder feeds its own output back, so its cell is spelled out (gather, matmul, gates) inside an ONNX
-  Loop over the steps. All step-independent work happens once, before the Loop: the token part of the first
+  Scan over the steps. All step-independent work happens once, before the Scan: the token part of the first
   layer's input projection is a (vocab + 2, 4H) table (one Gather per step), the condition's part one (N, 4H)
-  term, the initial state one Gemm. Lookback: the (vocab, 4H) lookback table gathered by the lookback input into
-  (N, segment, 4H) before the Loop, and that Gathered at `step` inside it (the pattern of the sampler's noise).
+  term, the initial state one Gemm, the head's bias folded into the noise. Lookback: the (vocab, 4H) lookback
+  table gathered by the lookback input into (segment, N, 4H), plus the condition's term, before the Scan, which
+  hands each step its slice (as it does the sampler's noise). Each node of the body runs once per step, so the
+  body holds as few as the arithmetic allows (_DecoderCell; docs/export.md, decision 7).
 - Hierarchical: the conductor runs once; all bars then decode as ONE batch of B·bars sequences.
 """
 
@@ -28,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from musicbridge.export.graph import BOOL, FLOAT, INT64, Graph
+from musicbridge.export.graph import FLOAT, INT64, Graph
 from musicbridge.models.musicvae import check_rule, first_note_on
 
 
@@ -98,14 +100,26 @@ def _conditions(g: Graph, w: dict, config: dict, z: str) -> str:
     return g.op("Reshape", g.op("Transpose", x, perm=[1, 0, 2]), g.const([-1, hidden], dtype=np.int64))
 
 
+def _ifgo_to_ifoc(array: np.ndarray) -> np.ndarray:
+    """PyTorch's gate order (input, forget, cell, output) → (input, forget, output, cell) for the decoder's
+    spelled-out cell: the three sigmoid gates side by side, so one Sigmoid node and one Tanh node activate a step."""
+    i, f, g, o = np.split(array, 4, axis=0)
+    return np.concatenate([i, f, o, g], axis=0)
+
+
 class _DecoderCell:
-    """The bottom decoder's step with every step-independent term computed once, in the enclosing graph."""
+    """The bottom decoder's step with every step-independent term computed once, in the enclosing graph.
+
+    The step is the Scan body run once per token, so it holds as few nodes as the arithmetic allows (each node
+    costs onnxruntime a fixed dispatch per step, comparable to a small matmul — docs/export.md): gates in
+    (input, forget, output, cell) order, the first layer's condition (+ lookback) term precomputed for every
+    step, the head's bias left to the caller (folded into the noise, or added to all steps at once)."""
 
     def __init__(self, g: Graph, w: dict, config: dict, cond: str):
         embed_size, hidden, layers = config["embed_size"], config["dec_size"], config["dec_layers"]
         self.hidden, self.layers = hidden, layers
-        w0 = w["decoder.rnn.weight_ih_l0"]
-        bias0 = w["decoder.rnn.bias_ih_l0"] + w["decoder.rnn.bias_hh_l0"]
+        w0 = _ifgo_to_ifoc(w["decoder.rnn.weight_ih_l0"])
+        bias0 = _ifgo_to_ifoc(w["decoder.rnn.bias_ih_l0"] + w["decoder.rnn.bias_hh_l0"])
         cond_column = embed_size * (2 if config.get("lookback") else 1)  # c's columns follow the lookback's
         self.token_gates = g.const(w["decoder.embed.weight"] @ w0[:, :embed_size].T, "token_gates")  # (V+2, 4H)
         self.cond_gates = g.op("Gemm", cond, g.const(w0[:, cond_column:]), g.const(bias0), transB=1)  # (N, 4H)
@@ -113,73 +127,95 @@ class _DecoderCell:
         if config.get("lookback"):
             self.lookback_table = g.const(w["decoder.lookback_embed.weight"] @ w0[:, embed_size:cond_column].T,
                                           "lookback_gates")
-        self.w_hh0 = g.const(w["decoder.rnn.weight_hh_l0"].T, "w_hh0")
+        self.w_hh0 = g.const(_ifgo_to_ifoc(w["decoder.rnn.weight_hh_l0"]).T, "w_hh0")
         # Layers above the first: one matmul of [x, h] with [W_ih; W_hh] instead of two (fewer nodes per step).
-        self.w_cat = [g.const(np.concatenate([w[f"decoder.rnn.weight_ih_l{i}"], w[f"decoder.rnn.weight_hh_l{i}"]], 1).T,
-                              f"w_cat{i}") for i in range(1, layers)]
-        self.b_cat = [g.const(w[f"decoder.rnn.bias_ih_l{i}"] + w[f"decoder.rnn.bias_hh_l{i}"], f"b{i}")
+        self.w_cat = [g.const(_ifgo_to_ifoc(np.concatenate([w[f"decoder.rnn.weight_ih_l{i}"],
+                                                            w[f"decoder.rnn.weight_hh_l{i}"]], 1)).T, f"w_cat{i}")
+                      for i in range(1, layers)]
+        self.b_cat = [g.const(_ifgo_to_ifoc(w[f"decoder.rnn.bias_ih_l{i}"] + w[f"decoder.rnn.bias_hh_l{i}"]), f"b{i}")
                       for i in range(1, layers)]
         self.w_head = g.const(w["decoder.head.weight"].T, "w_head")
         self.b_head = g.const(w["decoder.head.bias"], "b_head")
-        self.split = g.const([hidden] * 4, dtype=np.int64)
         self.initial = _split_state(g, w, "decoder.init", cond, layers, hidden)
+        self._splits: dict[int, tuple[str, str]] = {}  # per graph: the gate split sizes (see _activate)
 
-    def __call__(self, g: Graph, tokens: str, hs: list[str], cs: list[str], lookback_gates: str | None = None):
-        """(N,) previous tokens and per-layer (N, H) states → logits (N, V) and the new states; `lookback_gates`
-        (N, 4H): a lookback model's term of this step."""
+    def __call__(self, g: Graph, tokens: str, hs: list[str], cs: list[str], step_gates: str):
+        """(N,) previous tokens, per-layer (N, H) states and this step's first-layer term `step_gates` (N, 4H:
+        the condition's, plus a lookback model's; see step_gates) → the head's output before its bias (N, V)
+        and the new states."""
         new_h, new_c = [], []
         x = None
         for i in range(self.layers):
             if i == 0:
-                gates = g.op("Add", g.op("Gather", self.token_gates, tokens), self.cond_gates)
-                if lookback_gates is not None:
-                    gates = g.op("Add", gates, lookback_gates)
-                gates = g.op("Add", gates, g.op("MatMul", hs[0], self.w_hh0))
+                gates = g.op("Add", g.op("Add", g.op("Gather", self.token_gates, tokens), step_gates),
+                             g.op("MatMul", hs[0], self.w_hh0))
             else:
                 gates = g.op("Add", g.op("MatMul", g.op("Concat", x, hs[i], axis=1), self.w_cat[i - 1]), self.b_cat[i - 1])
-            in_gate, forget_gate, cell_gate, out_gate = g.op("Split", gates, self.split, axis=1, outputs=4)
-            c = g.op("Add", g.op("Mul", g.op("Sigmoid", forget_gate), cs[i]),
-                     g.op("Mul", g.op("Sigmoid", in_gate), g.op("Tanh", cell_gate)))
-            x = g.op("Mul", g.op("Sigmoid", out_gate), g.op("Tanh", c))
+            x, c = self._activate(g, gates, cs[i])
             new_h.append(x)
             new_c.append(c)
-        logits = g.op("Add", g.op("MatMul", x, self.w_head), self.b_head)
-        return logits, new_h, new_c
+        return g.op("MatMul", x, self.w_head), new_h, new_c
+
+    def _activate(self, g: Graph, gates: str, c: str) -> tuple[str, str]:
+        """LSTM activations of gates (N, 4H) in (input, forget, output, cell) order and the cell state c → h, c."""
+        if id(g) not in self._splits:
+            # The split sizes live in the graph that reads them: the int8 quantiser's shape inference does not
+            # see a Scan body's outer scope, and would guess an even split of the unequal [3H, H].
+            self._splits[id(g)] = (g.const([3 * self.hidden, self.hidden], dtype=np.int64),
+                                   g.const([self.hidden] * 3, dtype=np.int64))
+        gates_split, sigmoid_split = self._splits[id(g)]
+        sigmoid_part, cell_part = g.op("Split", gates, gates_split, axis=1, outputs=2)  # (N, 3H), (N, H)
+        in_gate, forget_gate, out_gate = g.op("Split", g.op("Sigmoid", sigmoid_part), sigmoid_split, axis=1, outputs=3)
+        c = g.op("Add", g.op("Mul", forget_gate, c), g.op("Mul", in_gate, g.op("Tanh", cell_part)))
+        return g.op("Mul", out_gate, g.op("Tanh", c)), c
+
+    def step_gates(self, g: Graph, lookback_terms: str | None) -> tuple[str, bool]:
+        """The first layer's step-dependent input term besides the token: the condition's (N, 4H), the same at
+        every step (False), or with a lookback model's `lookback_terms` (segment, N, 4H) added, one per step
+        (True), which the Scan slices: no node per step."""
+        if lookback_terms is None:
+            return self.cond_gates, False
+        return g.op("Add", lookback_terms, self.cond_gates), True  # (segment, N, 4H) + (N, 4H)
 
 
-def _decode(g: Graph, cell: _DecoderCell, first_tokens: str, n_steps: int, per_step, out_rank: int,
-            unroll: bool, lookback_gates: str | None = None) -> str:
-    """Run the cell n_steps times from `first_tokens` (N,); `per_step(graph, logits, step) -> (next tokens (N,),
-    output)`; `lookback_gates` (N, n_steps, 4H): a lookback model's terms, step t reading [:, t].
-    Returns the outputs stacked on axis 1: (N, n_steps) for rank-1 outputs, (N, n_steps, V) for rank 2."""
+def _decode(g: Graph, cell: _DecoderCell, first_tokens: str, step_gates: tuple[str, bool],
+            step_inputs: list[tuple[str, int, list]], per_step, n_steps: int, out_rank: int, unroll: bool) -> str:
+    """Run the cell n_steps times from `first_tokens` (N,) in an ONNX Scan: `step_gates` is cell.step_gates(...) (a
+    term for every step or one for all); `step_inputs` are step-major tensors (n_steps, N, ...), each with its
+    slice's element type and shape, that the Scan hands the step one slice of (as it does a stepwise gate term:
+    no Gather node per step); `per_step(graph, head, slices) -> (next tokens (N,), output)`, head the head's
+    output before its bias (N, V). Returns the outputs stacked step-major: (n_steps, N) for rank-1 outputs,
+    (n_steps, N, V) for rank 2."""
     hs, cs = cell.initial
-
-    def looked(graph: Graph, step: str) -> str | None:
-        return None if lookback_gates is None else graph.op("Gather", lookback_gates, step, axis=1)  # (N, 4H)
-
+    terms, stepwise = step_gates
+    scanned = ([terms] if stepwise else []) + [name for name, _, _ in step_inputs]
     if unroll:
         tokens, outputs = first_tokens, []
         for step in range(n_steps):
-            at = None if lookback_gates is None else g.const(step, dtype=np.int64)
-            logits, hs, cs = cell(g, tokens, hs, cs, None if at is None else looked(g, at))
-            tokens, out = per_step(g, logits, g.const(step, dtype=np.int64))
-            outputs.append(g.op("Unsqueeze", out, g.const([1], dtype=np.int64)))
-        return g.op("Concat", *outputs, axis=1)
+            at = g.const(step, dtype=np.int64)
+            slices = [g.op("Gather", tensor, at, axis=0) for tensor in scanned]
+            head, hs, cs = cell(g, tokens, hs, cs, slices.pop(0) if stepwise else terms)
+            tokens, out = per_step(g, head, slices)
+            outputs.append(g.op("Unsqueeze", out, g.const([0], dtype=np.int64)))
+        return g.op("Concat", *outputs, axis=0)
     body = g.subgraph("decoder_step")
-    step = body.input(body.fresh("step"), INT64, [])
-    keep_going = body.input(body.fresh("cond_in"), BOOL, [])
     tokens = body.input(body.fresh("tokens"), INT64, ["n"])
     state_in = [body.input(body.fresh("state"), FLOAT, ["n", cell.hidden]) for _ in range(2 * cell.layers)]
-    logits, new_h, new_c = cell(body, tokens, state_in[: cell.layers], state_in[cell.layers :], looked(body, step))
-    next_tokens, out = per_step(body, logits, step)
-    body.output(body.op("Identity", keep_going), body.fresh("cond_out"), BOOL, [])
-    body.output(next_tokens, body.fresh("tokens_out"), INT64, ["n"])
+    slice_types = ([(FLOAT, ["n", 4 * cell.hidden])] if stepwise else []) + [(t, shape) for _, t, shape in step_inputs]
+    slices = [body.input(body.fresh("slice"), elem_type, shape) for elem_type, shape in slice_types]
+    head, new_h, new_c = cell(body, tokens, state_in[: cell.layers], state_in[cell.layers :],
+                              slices.pop(0) if stepwise else terms)
+    next_tokens, out = per_step(body, head, slices)
+    # Outputs under the names their nodes gave them (no Identity per output); a value is output once, so one that
+    # is both the next input and the scan output (the sampler's token) gets one Identity.
+    out = body.op("Identity", out) if out == next_tokens else out
+    body.output(next_tokens, next_tokens, INT64, ["n"])
     for value in new_h + new_c:
-        body.output(value, body.fresh("state_out"), FLOAT, ["n", cell.hidden])
-    body.output(out, body.fresh("scan"), INT64 if out_rank == 1 else FLOAT, ["n"] if out_rank == 1 else ["n", "v"])
-    results = g.op("Loop", g.const(n_steps, dtype=np.int64), g.const(True, dtype=bool), first_tokens, *hs, *cs,
-                   outputs=2 + 2 * cell.layers, body=body.make())
-    return g.op("Transpose", results[-1], perm=[1, 0] if out_rank == 1 else [1, 0, 2])  # (n_steps, N, ...) → (N, ...)
+        body.output(value, value, FLOAT, ["n", cell.hidden])
+    body.output(out, out, INT64 if out_rank == 1 else FLOAT, ["n"] if out_rank == 1 else ["n", "v"])
+    results = g.op("Scan", first_tokens, *hs, *cs, *scanned, outputs=2 + 2 * cell.layers, body=body.make(),
+                   num_scan_inputs=len(scanned))
+    return results[-1]  # (n_steps, N, ...)
 
 
 def _segment(config: dict) -> int:
@@ -189,16 +225,16 @@ def _segment(config: dict) -> int:
 
 def lookback_gates(g: Graph, cell: _DecoderCell, steps: int, segment: int) -> str | None:
     """A lookback model's input lookback (B, T) int64 — the phrase it continues — gathered once, before the
-    Loop, into every step's first-layer gate term (N, segment, 4H); None (and no input) for other models."""
+    Scan, into every step's first-layer gate term, step-major (segment, N, 4H); None (and no input) for others."""
     if cell.lookback_table is None:
         return None
     lookback = g.input("lookback", INT64, ["batch", steps])
     segments = g.op("Reshape", lookback, g.const([-1, segment], dtype=np.int64))  # (N, segment)
-    return g.op("Gather", cell.lookback_table, segments)  # (N, segment, 4H)
+    return g.op("Gather", cell.lookback_table, g.op("Transpose", segments, perm=[1, 0]))  # (segment, N, 4H)
 
 
 def sampler_noise(g: Graph, steps: int, vocab: int) -> str:
-    """The sampler's inputs noise (B, T, V) and logit_mask (V,), summed once, before the decoder's Loop: what every
+    """The sampler's inputs noise (B, T, V) and logit_mask (V,), summed once, before the decoder's Scan: what every
     step adds to its logits before the ArgMax. A zero mask leaves the noise bit for bit as it was; the runtime
     does the same sum in numpy for graphs exported before this input existed."""
     noise = g.input("noise", FLOAT, ["batch", steps, vocab])
@@ -206,37 +242,28 @@ def sampler_noise(g: Graph, steps: int, vocab: int) -> str:
     return g.op("Add", noise, mask)  # (B, T, V) + (V,)
 
 
-def _logsumexp(g: Graph, x: str, top: str) -> str:
-    """logsumexp over axis 1 of x (N, P), (N, 1), given top (N, 1) = its row maxima: top + log Σ exp(x − top).
-    Written out because ReduceLogSumExp takes its axes as an attribute up to opset 17 and as an input from 18;
-    ReduceSum's axes input is the same in every opset the exporter writes, so one graph serves them all."""
-    total = g.op("ReduceSum", g.op("Exp", g.op("Sub", x, top)), g.const([1], dtype=np.int64), keepdims=1)
-    return g.op("Add", top, g.op("Log", total))
-
-
 def choose_token(g: Graph, scores: str, rule: str, note_on: int | None) -> str:
     """Tokens (N,) from one step's scores (N, V) by `rule` — the graph form of musicvae.choose_tokens.
 
     event_first: classes = [scores[:, :note_on], logsumexp(scores[:, note_on:])], token = the class, or
-    note_on + the best pitch when the class is note-on. A masked note-on (−1e9) adds exp(−1e9 − top) = 0 to
-    the sum and never wins the pitch ArgMax while another note-on is free."""
+    note_on + the best pitch when the class is note-on. Written as ONE ArgMax over the events and the pitches
+    shifted by logsumexp − max (the same shift for every pitch keeps their order and lifts the best one to the
+    logsumexp): an event beats the note-on class exactly when it beats the best shifted pitch, and ties go to the
+    event, the lower index, as in torch's argmax over the classes. max − logsumexp is the largest LogSoftmax of
+    the pitches (TopK: a per-row max whose axis is an attribute in every opset, unlike ReduceMax's). A masked
+    note-on (−1e9) adds exp(−1e9 − max) = 0 to the sum and never wins while another note-on is free."""
     if rule == "argmax":
         return g.op("ArgMax", scores, axis=1, keepdims=0)
-    vocab_end = g.const([np.iinfo(np.int64).max], dtype=np.int64)
-    axis1 = g.const([1], dtype=np.int64)
-    first_pitch = g.const([note_on], dtype=np.int64)
+    axis1, first_pitch = g.const([1], dtype=np.int64), g.const([note_on], dtype=np.int64)
     events = g.op("Slice", scores, g.const([0], dtype=np.int64), first_pitch, axis1)  # (N, note_on)
-    pitches = g.op("Slice", scores, first_pitch, vocab_end, axis1)  # (N, P)
-    best = g.op("ArgMax", pitches, axis=1, keepdims=1)  # (N, 1)
-    top = g.op("GatherElements", pitches, best, axis=1)  # (N, 1)
-    classes = g.op("Concat", events, _logsumexp(g, pitches, top), axis=1)  # (N, note_on + 1)
-    event = g.op("ArgMax", classes, axis=1, keepdims=0)  # (N,)
-    pitch = g.op("Add", g.op("Squeeze", best, axis1), g.const(note_on, dtype=np.int64))  # (N,)
-    return g.op("Where", g.op("Equal", event, g.const(note_on, dtype=np.int64)), pitch, event)
+    pitches = g.op("Slice", scores, first_pitch, g.const([np.iinfo(np.int64).max], dtype=np.int64), axis1)  # (N, P)
+    top, _ = g.op("TopK", g.op("LogSoftmax", pitches, axis=1), axis1, axis=1, outputs=2)  # (N, 1): max − logsumexp
+    shifted = g.op("Sub", pitches, top)  # (N, P): the best pitch now scores the pitches' logsumexp
+    return g.op("ArgMax", g.op("Concat", events, shifted, axis=1), axis=1, keepdims=0)
 
 
 def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False, rule: str = "argmax") -> None:
-    """The autoregressive decoder in one ONNX Loop (unroll=True writes the steps out instead: measured no faster,
+    """The autoregressive decoder in one ONNX Scan (unroll=True writes the steps out instead: measured no faster,
     and 25–60× slower to load — docs/export.md); each step picks its token by `rule` (choose_token)."""
     note_on = first_note_on(config["representation"]) if check_rule(rule) == "event_first" else None
     vocab, steps, segment = config["vocab_size"], config["bars"] * config["steps_per_bar"], _segment(config)
@@ -244,16 +271,21 @@ def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False, rule: s
     noise = sampler_noise(g, steps, vocab)
     cond = _conditions(g, w, config, z)
     cell = _DecoderCell(g, w, config, cond)
-    looked = lookback_gates(g, cell, steps, segment)
-    noise = g.op("Reshape", noise, g.const([-1, segment, vocab], dtype=np.int64))  # (N, segment, V)
+    step_gates = cell.step_gates(g, lookback_gates(g, cell, steps, segment))
+    # Every step's addend to the head's output, step-major: noise + mask + the head's bias (N, segment, V) →
+    # (segment, N, V), so the step adds its slice once.
+    noise = g.op("Add", g.op("Reshape", noise, g.const([-1, segment, vocab], dtype=np.int64)), cell.b_head)
+    noise = g.op("Transpose", noise, perm=[1, 0, 2])
     rows = g.op("Slice", g.op("Shape", cond), g.const([0], dtype=np.int64), g.const([1], dtype=np.int64))
     start = g.op("ConstantOfShape", rows, value=helper.make_tensor("value", INT64, [1], [vocab]))  # start token
 
-    def token_step(graph: Graph, logits: str, step: str):
-        token = choose_token(graph, graph.op("Add", logits, graph.op("Gather", noise, step, axis=1)), rule, note_on)
+    def token_step(graph: Graph, head: str, slices: list[str]):
+        token = choose_token(graph, graph.op("Add", head, slices[0]), rule, note_on)  # + this step's noise (N, V)
         return token, token
 
-    tokens = _decode(g, cell, start, segment, token_step, 1, unroll, looked)
+    tokens = _decode(g, cell, start, step_gates, [(noise, FLOAT, ["n", vocab])], token_step, segment, 1,
+                     unroll)  # (segment, N)
+    tokens = g.op("Transpose", tokens, perm=[1, 0])  # (N, segment)
     g.output(g.op("Reshape", tokens, g.const([-1, steps], dtype=np.int64)), "tokens", INT64, ["batch", steps])
 
 
@@ -264,17 +296,22 @@ def teacher_forced_graph(g: Graph, w: dict, config: dict, unroll: bool = False) 
     inputs = g.input("inputs", INT64, ["batch", steps])
     cond = _conditions(g, w, config, z)
     cell = _DecoderCell(g, w, config, cond)
-    looked = lookback_gates(g, cell, steps, segment)
+    step_gates = cell.step_gates(g, lookback_gates(g, cell, steps, segment))
     inputs = g.op("Reshape", inputs, g.const([-1, segment], dtype=np.int64))  # (N, segment)
-    last = g.const(segment - 1, dtype=np.int64)
+    # The input each step passes on (inputs[:, 0] is the start token, read first): step t passes inputs[:, t + 1];
+    # the last step's is never read (it repeats the last input), step-major (segment, N).
+    axis1 = g.const([1], dtype=np.int64)
+    following = g.op("Concat", g.op("Slice", inputs, g.const([1], dtype=np.int64), g.const([segment], dtype=np.int64), axis1),
+                     g.op("Slice", inputs, g.const([segment - 1], dtype=np.int64), g.const([segment], dtype=np.int64),
+                          axis1), axis=1)
+    following = g.op("Transpose", following, perm=[1, 0])
 
-    def logits_step(graph: Graph, logits: str, step: str):
-        # The next step reads the given input, not the prediction (inputs[:, 0] is the start token).
-        following = graph.op("Min", graph.op("Add", step, graph.const(1, dtype=np.int64)), last)
-        return graph.op("Gather", inputs, following, axis=1), logits
+    def logits_step(graph: Graph, head: str, slices: list[str]):
+        return graph.op("Identity", slices[0]), head  # the given input passes on (a body output is a node's)
 
     first = g.op("Gather", inputs, g.const(0, dtype=np.int64), axis=1)
-    logits = _decode(g, cell, first, segment, logits_step, 2, unroll, looked)
+    heads = _decode(g, cell, first, step_gates, [(following, INT64, ["n"])], logits_step, segment, 2,
+                    unroll)  # (segment, N, V)
+    logits = g.op("Add", g.op("Transpose", heads, perm=[1, 0, 2]), cell.b_head)  # (N, segment, V): every step's bias
     g.output(g.op("Reshape", logits, g.const([-1, steps, vocab], dtype=np.int64)), "logits", FLOAT,
              ["batch", steps, vocab])
-

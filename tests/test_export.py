@@ -114,12 +114,29 @@ def test_unrolled_decoder_computes_the_same_as_the_loop():
         graph = Graph("sampler")
         sampler_graph(graph, weights_of(model), vars(model.config), unroll=unroll)
         onnx_model = make_model(graph, 17, {})
-        assert ("Loop" in {n.op_type for n in onnx_model.graph.node}) is not unroll
+        assert ("Scan" in {n.op_type for n in onnx_model.graph.node}) is not unroll
         sessions[unroll] = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feed = {"z": rng.standard_normal((3, 6)).astype(np.float32),
             "noise": rng.gumbel(size=(3, model.steps, 512)).astype(np.float32), "logit_mask": np.zeros(512, np.float32)}
     assert np.array_equal(sessions[False].run(None, feed)[0], sessions[True].run(None, feed)[0])
+
+
+def test_decoder_step_is_lean_and_quantised(tmp_path):
+    """Every node of the decoder's Scan body runs once per token (at batch 1 the step is node-bound, docs/export.md
+    decision 7): the richest step — lookback, event_first, two layers — stays within its node budget (outputs carry
+    no Identity per value; the Scan slices the noise and lookback terms, so the token table is the one Gather),
+    and int8 quantises every matmul inside the body (the quantiser's EnableSubgraph)."""
+    model = tiny_model("melody", lookback=True)
+    export_model(model, tmp_path, preset="tiny", task="continue", rule="event_first", variants=("fp32", "int8"))
+
+    def body(name):
+        scan = next(n for n in onnx.load(tmp_path / name).graph.node if n.op_type == "Scan")
+        return [n.op_type for n in next(a.g for a in scan.attribute if a.name == "body").node]
+
+    fp32, int8 = body("sampler.onnx"), body("sampler.int8.onnx")
+    assert len(fp32) <= 35 and fp32.count("Identity") == 1 and fp32.count("Gather") == 1, fp32
+    assert "MatMul" not in int8 and int8.count("MatMulInteger") == fp32.count("MatMul") == 3, int8
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):
