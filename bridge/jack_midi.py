@@ -56,7 +56,14 @@ from musicbridge.bridge.midi_io import (
     track_note,
     unused_input,
 )
-from musicbridge.midi_ports import MidiUnavailableError, _preference, enable_hint, find_port, quiet_stderr
+from musicbridge.midi_ports import (
+    MidiUnavailableError,
+    _preference,
+    enable_hint,
+    find_port,
+    port_matches,
+    quiet_stderr,
+)
 
 try:
     import jack
@@ -316,7 +323,7 @@ class _JackPort:
         if self.connected_to is not None:
             log.warning("MIDI %s port %r went away; waiting for it to return", self.direction, self.connected_to)
             self.connected_to = None
-        matches = [p for p in peers if self.wanted.lower() in p.lower()]
+        matches = [p for p in peers if port_matches(p, self.wanted)]
         if matches:
             self._link(matches[0])
             log.warning("MIDI %s port %r is back; reconnected", self.direction, matches[0])

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import rtmidi
 
 from musicbridge.bridge import priority
-from musicbridge.midi_ports import MidiUnavailableError, find_port, open_client, quiet_stderr
+from musicbridge.midi_ports import MidiUnavailableError, find_port, open_client, port_matches, quiet_stderr
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class _Port:
         ports = self._list_ports(handle)
         if self.connected_to in ports:
             return
-        matches = [p for p in ports if self.wanted.lower() in p.lower()]
+        matches = [p for p in ports if port_matches(p, self.wanted)]
         with self.lock:
             if self.handle is not handle:  # swapped meanwhile: the next check looks again
                 return

@@ -99,9 +99,14 @@ def list_ports(api: str = "auto") -> dict[str, list[str]]:
         midi_out.delete()
 
 
+def port_matches(port: str, wanted: str) -> bool:
+    """Whether a port is the one named: its name contains `wanted` (case-insensitive)."""
+    return wanted.lower() in port.lower()
+
+
 def find_port(ports: list[str], wanted: str) -> int:
-    """Index of the first port whose name contains `wanted` (case-insensitive)."""
+    """Index of the first port that matches `wanted` (port_matches)."""
     for index, port in enumerate(ports):
-        if wanted.lower() in port.lower():
+        if port_matches(port, wanted):
             return index
     raise MidiUnavailableError(f"no MIDI port matches {wanted!r}; ports: {', '.join(ports) or '(none)'}")
