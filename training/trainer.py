@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from musicbridge.data import Dataset
 from musicbridge.models import Preset, build_model, count_parameters, preset_from_dict
-from musicbridge.models.musicvae import decoding_rule_for, with_lookback_columns
+from musicbridge.models.musicvae import decoding_rule_for, grown_state, grows_into, with_lookback_columns
 from musicbridge.models.presets import check_lookback
 from musicbridge.models.vsae import VSAEConfig, vsae_state_from_musicvae
 from musicbridge.training import augment, distributed, schedules
@@ -281,18 +281,29 @@ class Trainer:
     def _initialise_from(self, path: Path) -> None:
         """Start from another run's weights (the optimisers start fresh): same model config required — or the
         same model without lookback, for a lookback model (its lookback columns start at zero, so step 0
-        computes what the source does; models/musicvae.py with_lookback_columns) — or, for a vsae, the flat
-        MusicVAE it is made of (encoder and decoder copied, a fresh discriminator; models/vsae.py)."""
+        computes what the source does; models/musicvae.py with_lookback_columns) — or a shorter MusicVAE of the
+        same parts (mel_2bar → mel_16bar_hier: the encoder and bottom decoder copied, models/musicvae.py
+        grown_state) — or, for a vsae, the flat MusicVAE it is made of (encoder and decoder copied, a fresh
+        discriminator; models/vsae.py)."""
         checkpoint = load_checkpoint(path, map_location=self.device)
         source, model = preset_from_dict(checkpoint["config"]).model, self.preset.model
         widen = (getattr(model, "lookback", False) and type(source) is type(model) and not source.lookback
                  and dataclasses.replace(source, lookback=True) == model)
         from_autoencoder = isinstance(model, VSAEConfig) and source == model.autoencoder()
-        if source != model and not widen and not from_autoencoder:
+        grow = grows_into(source, model)
+        if source != model and not widen and not from_autoencoder and not grow:
             raise CheckpointError(f"init_from {path} holds a different model than preset {self.preset.name!r}")
         if checkpoint["representation"] != self.data.codec.describe():
             raise CheckpointError(f"init_from {path} speaks {checkpoint['representation']['name']} "
                                   f"v{checkpoint['representation']['version']}, the dataset another representation")
+        if grow:
+            state, fresh = grown_state(checkpoint["model"], self.model)
+            self.model.load_state_dict(state)
+            if self.processes.is_main:
+                self._say(f"init_from {path}: a {source.bars}-bar model grown into this {model.bars}-bar one — its "
+                          f"{len(checkpoint['model'])} tensors copied, new condition columns zero, fresh "
+                          f"initialisation for {len(fresh)} tensors ({', '.join(sorted({k.split('.')[0] for k in fresh}))})")
+            return
         if not widen and not from_autoencoder:
             self.model.load_state_dict(checkpoint["model"])
             return
