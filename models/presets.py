@@ -111,12 +111,15 @@ PRESETS: dict[str, Preset] = {
         TrainConfig(batch_size=64, steps=12_000, beta_schedule="linear", beta_warmup_steps=4_000),
     ),
     # 16-bar melodies with the conductor (Magenta hierdec-mel_16bar at CPU size: β 0.2, 256 free bits).
+    # Start it from a trained mel_2bar (--set init_from=runs/mel_2bar/best.pt; models/musicvae.py grown_state):
+    # its bottom decoder already writes bars, and the run passes 3,000 steps from scratch within 300.
     "mel_16bar_hier": Preset(
         "mel_16bar_hier",
         _config(MusicVAEConfig, "melody", 16, hierarchical=True, z_size=256),
         TrainConfig(batch_size=32, beta_schedule="linear", beta_warmup_steps=5_000, free_bits=256.0),
     ),
-    # The baseline that shows what the conductor buys: the same encoder, z and bottom decoder, one flat pass.
+    # The baseline that shows what the conductor buys: the same encoder, z and bottom decoder, one flat pass
+    # (grown from the same mel_2bar for a fair comparison).
     "mel_16bar_flat": Preset(
         "mel_16bar_flat",
         _config(MusicVAEConfig, "melody", 16, z_size=256),
