@@ -5,14 +5,16 @@ answer's timing was our scheduler thread's wake-up plus a whole period's quantis
 jack_midi_clock: jitter p99 1.3–9.3 ms at 48 kHz / 64 frames); its input stamps a message with the time its
 process callback ran, not the event's frame, and hands over only deltas. Here:
 - Output: the scheduler hands each event over `lookahead_s` before it is due, with its due time (perf_counter
-  seconds), while it follows a MIDI clock (bridge/scheduler.py says why only then); the process callback of the cycle it falls in writes it at its frame there (FrameClock, below); an
-  event already late goes at offset 0. Handed-over events stay cancellable until written
+  seconds), while it follows a MIDI clock (bridge/scheduler.py says why only then); the process callback of the
+  cycle it falls in writes it at its frame there (FrameClock, below) — one handed over late too, while that
+  cycle has not begun; an event already late goes at offset 0. Handed-over events stay cancellable until written
   (cancel(), and all_notes_off()/panic() take back every scheduled one first), so a newer phrase's cut and every
   stop path hold as with immediate sends.
 - Input: each event's time is the time of its own frame (the cycle's first frame + its offset), so a MIDI
   clock's ticks carry the frames their sender wrote them at, whatever else arrives with them.
 
-The process callbacks run Python on JACK's thread, so they do little: no lock another thread holds, no wait.
+Both ports sit under one JACK client (_JackClient): one process callback a cycle. It runs Python on JACK's
+thread, so it does little: no lock another thread holds, no wait.
 Senders append to a deque the callback drains (deque appends and pops are atomic under the GIL); an event handed
 over sits in `unwritten` until one side claims it with dict.pop, itself atomic: either the callback writes it or
 cancel() takes it back, never both. Every libjack call from Python (JACK-Client is cffi) lets go of the GIL while
@@ -28,9 +30,11 @@ tests' and benchmarks' rig): its clock is CLOCK_MONOTONIC_RAW, not CLOCK_MONOTON
 drifting apart at NTP's slew rate); and its DLL placed frames seconds away from their cycles for seconds after
 clients joined, and 10–20 ms behind them on a busy machine.
 
-Ports and clients are named as on the rtmidi path ("musicbridge in:musicbridge in", "musicbridge out:musicbridge
-out"), named ports (--midi-in/--midi-out) are connected by substring and reconnected when they come back, and a
-JACK server that goes away is handled as there (bridge/jack_watch.py tells; detach, reattach).
+The ports are "musicbridge:musicbridge in" and "musicbridge:musicbridge out", each with the name it has on the
+rtmidi path as alias ("musicbridge in:musicbridge in", "musicbridge out:musicbridge out": jack_connect and saved
+connections find them by it); named ports (--midi-in/--midi-out) are connected by substring and reconnected when
+they come back, and a JACK server that goes away is handled as there (bridge/jack_watch.py tells; detach,
+reattach).
 MUSICBRIDGE_JACK_MIDI=rtmidi in the environment keeps JACK on python-rtmidi (a comparison, a fallback).
 """
 
@@ -50,6 +54,8 @@ from musicbridge.bridge import priority
 from musicbridge.bridge.midi_io import (
     ALL_SOUND_OFF,
     CLIENT_NAMES,
+    IN_PORT_NAME,
+    OUT_PORT_NAME,
     PACE_MESSAGES,
     MidiError,
     closing_messages,
@@ -76,10 +82,17 @@ else:
 log = logging.getLogger(__name__)
 
 BACKEND_ENV = "MUSICBRIDGE_JACK_MIDI"  # "rtmidi": JACK through python-rtmidi, as before this backend
-# An event must be handed over before the cycle it falls in starts (up to one period before it is due), and the
-# scheduler thread may wake late on a busy machine: two periods, and never under MIN_LOOKAHEAD_S.
-LOOKAHEAD_PERIODS = 2
-MIN_LOOKAHEAD_S = 0.003
+CLIENT_NAME = "musicbridge"  # the one JACK client both ports sit under (_JackClient)
+PORT_NAMES = {"in": IN_PORT_NAME, "out": OUT_PORT_NAME}
+# lookahead_s = HANDOVER_PERIODS · period + LATE_WAKE_S. An event handed over (while the scheduler follows a MIDI
+# clock) must be here before the process callback of the cycle it falls in runs, up to a period before it is due;
+# and the scheduler thread wakes late on a busy machine (it stays below JACK's threads, at normal priority when
+# jackd is not real-time). Measured with 3 ms (2 periods at 48 kHz / 64 frames) on 2 busy cores: the daemon's
+# timing error p99 ~3 ms, i.e. wakes ~5–6 ms late at p99. One handed over later still lands on its frame while
+# its cycle is ahead; only one whose cycle has begun is written late (at the next cycle's start, late_written).
+# The cost: while following a MIDI clock an answer's deadline is this much earlier (bridge/scheduler.py).
+HANDOVER_PERIODS = 1
+LATE_WAKE_S = 0.006
 LINE_WAIT_S = 1.0  # a new client: how long to wait for the first cycles that place the frames
 CLOSE_WAIT_S = 0.5  # close(): how long to wait for the closing note-offs to be written
 FRAME_MASK = 0xFFFFFFFF  # jack_nframes_t wraps at 2^32 (a day at 48 kHz)
@@ -237,51 +250,142 @@ class FrameClock:
         self.smooth = (origin, smooth, 1.0 / self.rate + slope)
 
 
-FRAME_CLOCK = FrameClock()  # one per process: every JACK client of the daemon sees the same server's frames
+FRAME_CLOCK = FrameClock()  # one per process: every JACK client of it sees the same server's frames
 
 
-class _JackPort:
-    """One JACK client with one MIDI port, virtual or connected to an existing port by substring, like
-    midi_io._Port: `client` is None while the server is away (detach), reattach() makes a new one. `process`
-    (frames, client, own port) is the owner's process callback. Only the housekeeping thread swaps
-    `client` (detach, reattach, close), so it reads it freely; nothing here locks what the callback needs."""
+class _JackClient:
+    """The daemon's one JACK client, both ports under it ("musicbridge:musicbridge in", "musicbridge:musicbridge
+    out"): JACK runs one process callback a cycle for both directions — one thread woken and the GIL taken once
+    a cycle (a client per port: twice, on a busy machine each a chance to come late) — and the frame clock
+    learns from one stream of cycles, the one that stamps the input and places the output.
 
-    def __init__(self, direction: str, wanted: str | None, process: Callable, quiet: bool = False):
-        self.key = direction
-        self.direction = "input" if direction == "in" else "output"
-        self.wanted = wanted
-        self.virtual_name = CLIENT_NAMES[direction]
-        self.name = self.virtual_name if wanted is None else wanted
-        self.connected_to: str | None = None
-        self.api = "jack"
-        self.process = process
-        self.client = self.own = None
-        self._open(required=True, quiet=quiet)
+    Each port joins it (the first opens the client) and leaves it (the last closes it). Every port carries as
+    alias the name it had with a client of its own ("musicbridge in:musicbridge in", as on the rtmidi path), so a
+    connection saved by that name still connects. A server that goes away takes both ports: drop() closes the
+    dead client, and each port joins a new one when the server is back (reattach). `parts` is what the callback
+    runs, a dict swapped whole, never changed; only the housekeeping thread (open_ports, check, detach,
+    reattach, close) swaps it and `client`."""
 
-    def _open(self, required: bool, quiet: bool = False) -> None:
+    def __init__(self):
+        self.client = None
+        self.parts: dict[str, tuple] = {}  # direction -> (own port, process(frames, first frame, own port))
+
+    def own(self, key: str):
+        """The port of direction `key`, None while it has not joined (or the server is away)."""
+        part = self.parts.get(key)
+        return part[0] if part is not None else None
+
+    def join(self, key: str, process: Callable, quiet: bool = False):
+        """Register the port of direction `key` (on a new client when there is none); returns it."""
+        if key in self.parts:
+            return self.parts[key][0]
+        if self.client is None:
+            self._open(quiet)
+        client = self.client
+        try:
+            ports = client.midi_inports if key == "in" else client.midi_outports
+            own = ports.register(PORT_NAMES[key])
+        except Exception:
+            if not self.parts:
+                self.drop()
+            raise
+        renamed = client.name[len(CLIENT_NAME):]  # "-01" where another daemon holds the name: as JACK renames
+        try:
+            own.set_alias(f"{CLIENT_NAMES[key]}{renamed}:{PORT_NAMES[key]}")
+        except jack.JackError:
+            log.debug("no alias for the JACK port %s", own.name, exc_info=True)
+        self.parts = {**self.parts, key: (own, process)}
+        return own
+
+    def leave(self, key: str) -> None:
+        """The port of direction `key` goes; with the last one, the client."""
+        part = self.parts.get(key)
+        if part is None:
+            return
+        self.parts = {k: p for k, p in self.parts.items() if k != key}
+        if not self.parts:
+            self.drop()
+            return
+        try:
+            part[0].unregister()
+        except Exception:  # a server that died meanwhile: the port went with it
+            log.debug("unregistering a JACK port", exc_info=True)
+
+    def drop(self) -> None:
+        """Close the client, both ports with it (the server went away: they are dead anyway)."""
+        client, self.client, self.parts = self.client, None, {}
+        if client is not None:
+            _close(client)
+
+    def _open(self, quiet: bool) -> None:
         try:
             with quiet_stderr(quiet):
-                client = jack.Client(self.virtual_name, no_start_server=True)
+                client = jack.Client(CLIENT_NAME, no_start_server=True)
         except jack.JackOpenError as error:
             why = "the JACK server is not running" if error.status.server_failed else str(error.status)
             raise MidiUnavailableError(f"MIDI API 'jack' cannot be opened (jack: {why}). To enable MIDI: "
                                        f"{enable_hint()}") from error
         try:
-            ports = client.midi_inports if self.key == "in" else client.midi_outports
-            own = ports.register(self.virtual_name)
             if client.samplerate != FRAME_CLOCK.rate or FRAME_CLOCK.stale():
                 FRAME_CLOCK.reset(client.samplerate)
-            process = self.process
-            client.set_process_callback(lambda frames: process(frames, client, own))
+            client.set_process_callback(lambda frames: self._process(frames, client))
             client.activate()
-            self.client, self.own = client, own
-            deadline = time.monotonic() + LINE_WAIT_S
-            while not FRAME_CLOCK.update() and time.monotonic() < deadline:  # the first cycles place the frames
-                time.sleep(0.002)
+        except Exception:
+            client.close()
+            raise
+        self.client = client
+        deadline = time.monotonic() + LINE_WAIT_S
+        while not FRAME_CLOCK.update() and time.monotonic() < deadline:  # the first cycles place the frames
+            time.sleep(0.002)
+
+    def _process(self, frames: int, client) -> None:
+        """JACK's thread, once a cycle: the cycle for the frame clock, then each port's part."""
+        try:
+            now = time.perf_counter()
+            start = client.last_frame_time
+            FRAME_CLOCK.observe(start, now)
+        except Exception:  # an exception would end the callbacks for good: both ports would go silent
+            log.exception("JACK MIDI cycle")
+            return
+        for own, process in self.parts.values():
+            process(frames, start, own)  # (each catches its own exceptions)
+
+
+class _JackPort:
+    """One MIDI port of the daemon's JACK client, virtual or connected to an existing port by substring, like
+    midi_io._Port: `client` is None while the server is away (detach), reattach() joins the port to a new
+    client. `process` (frames, the cycle's first frame, own port) is the owner's part of the process callback.
+    Only the housekeeping thread changes the client (detach, reattach, close), so it reads it freely; nothing
+    here locks what the callback needs."""
+
+    def __init__(self, direction: str, wanted: str | None, process: Callable, shared: _JackClient,
+                 quiet: bool = False):
+        self.key = direction
+        self.direction = "input" if direction == "in" else "output"
+        self.wanted = wanted
+        self.virtual_name = PORT_NAMES[direction]
+        self.name = self.virtual_name if wanted is None else wanted
+        self.connected_to: str | None = None
+        self.api = "jack"
+        self.process = process
+        self.shared = shared
+        self._open(required=True, quiet=quiet)
+
+    @property
+    def own(self):
+        return self.shared.own(self.key)
+
+    @property
+    def client(self):
+        """The JACK client while this port is on it, else None."""
+        return self.shared.client if self.key in self.shared.parts else None
+
+    def _open(self, required: bool, quiet: bool = False) -> None:
+        self.shared.join(self.key, self.process, quiet)
+        try:
             self._connect(required)
         except Exception:
-            self.client = self.own = None
-            client.close()
+            self.shared.leave(self.key)
             raise
 
     def _peers(self, client) -> list[str]:
@@ -329,14 +433,14 @@ class _JackPort:
             log.warning("MIDI %s port %r is back; reconnected", self.direction, matches[0])
 
     def detach(self) -> None:
-        """The server went away: drop the dead client (its callback runs no more)."""
-        client, self.client, self.connected_to = self.client, None, None
-        if client is not None:
-            _close(client)
+        """The server went away: drop the dead client — the other port's too, dead as well (its own detach then
+        finds nothing left to do)."""
+        self.connected_to = None
+        self.shared.drop()
 
     def reattach(self) -> None:
-        """A new client and port on the server that came back (its frames count from 0 again: the frame clock,
-        stale since, learns them afresh in _open)."""
+        """This port on a new client of the server that came back (the first port to come back makes it; its
+        frames count from 0 again: the frame clock, stale since, learns them afresh)."""
         try:
             self._open(required=False)
         except (MidiUnavailableError, jack.JackError) as error:
@@ -344,7 +448,8 @@ class _JackPort:
             raise MidiError(f"{self.direction}: {error}") from error
 
     def close(self) -> None:
-        self.detach()
+        self.connected_to = None
+        self.shared.leave(self.key)
 
 
 def _close(client) -> None:
@@ -373,9 +478,10 @@ class _Event:
 class JackMidiOutput:
     """The output port on JACK, with midi_io.MidiOutput's surface plus timed sends: send(message, at=seconds)
     returns a ticket, cancel(ticket) takes the event back while it is not written. Every note-on is remembered
-    until its note-off, so nothing is left hanging; close() sends the note-offs of what still sounds."""
+    until its note-off, so nothing is left hanging; close() sends the note-offs of what still sounds. `client`:
+    the JACK client to sit under (open_ports: the input's too), else one of its own."""
 
-    def __init__(self, wanted: str | None = None, quiet: bool = False):
+    def __init__(self, wanted: str | None = None, quiet: bool = False, client: _JackClient | None = None):
         self.lock = threading.RLock()  # senders among themselves (the bookkeeping); never the process callback's
         self.handed: deque[_Event] = deque()  # senders → callback
         self.unwritten: dict[int, _Event] = {}  # ticket → event, until the callback writes it or cancel() takes it
@@ -388,15 +494,15 @@ class JackMidiOutput:
         self.dropped = 0  # messages that found no MIDI system (while it was away)
         self.late_written = 0  # timed events written after their frame (handed over too late: at offset 0)
         self.closed = False
-        self.lookahead_s = MIN_LOOKAHEAD_S
-        self.port = _JackPort("out", wanted, self._process, quiet)
+        self.lookahead_s = LATE_WAKE_S  # (until the period is known, just below)
+        self.port = _JackPort("out", wanted, self._process, client or _JackClient(), quiet)
         self.api = "jack"
         self._set_lookahead(self.port.client.blocksize / self.port.client.samplerate)
 
     # ---- senders ------------------------------------------------------------------------------
     def _set_lookahead(self, period_s: float | None) -> None:
         if period_s:
-            self.lookahead_s = max(MIN_LOOKAHEAD_S, LOOKAHEAD_PERIODS * period_s)
+            self.lookahead_s = HANDOVER_PERIODS * period_s + LATE_WAKE_S
 
     def set_cycle(self, seconds: float | None) -> None:
         """The server's cycle (buffer size / rate), told by the daemon when the server is (back) up."""
@@ -480,11 +586,8 @@ class JackMidiOutput:
                 self.send((0xB0 | channel, ALL_SOUND_OFF, 0))
 
     # ---- the process callback (JACK's thread) -------------------------------------------------
-    def _process(self, frames: int, client, own) -> None:
+    def _process(self, frames: int, start: int, own) -> None:
         try:
-            now = time.perf_counter()
-            start = client.last_frame_time
-            FRAME_CLOCK.observe(start, now)
             own.clear_buffer()
             queue, handed = self.queue, self.handed
             while handed:
@@ -566,29 +669,27 @@ class JackMidiInput:
     """The input port on JACK, with midi_io.MidiInput's surface: `on_message(message, seconds)` runs on the
     poller thread, `seconds` the perf_counter time of the event's own frame (FrameClock.smooth). The process callback
     only queues each event with its frame; the poller drops what the daemon has no use for (sysex, active
-    sensing) and hands on the rest."""
+    sensing) and hands on the rest. `client`: the JACK client to sit under (open_ports: the output's), else one
+    of its own."""
 
     POLL_SECONDS = 0.001
 
     def __init__(self, wanted: str | None, on_message: Callable[[list[int], float], None], realtime: bool = False,
-                 quiet: bool = False):
+                 quiet: bool = False, client: _JackClient | None = None):
         self.realtime = realtime
         self.arrived: deque[tuple[int, bytes]] = deque(maxlen=MAX_QUEUED_INPUT)  # (raw frame, message)
         self.on_message = on_message
         self.received = 0  # messages handed to on_message
         self.ignored = 0  # messages dropped as unused (sysex, active sensing)
         self.last_time = float("-inf")  # the time handed on with the last message (the poller's)
-        self.port = _JackPort("in", wanted, self._process, quiet)
+        self.port = _JackPort("in", wanted, self._process, client or _JackClient(), quiet)
         self.api = "jack"
         self.running = True
         self.thread = threading.Thread(target=self._poll, name="midi-in", daemon=True)
         self.thread.start()
 
-    def _process(self, frames: int, client, own) -> None:
+    def _process(self, frames: int, start: int, own) -> None:
         try:
-            now = time.perf_counter()
-            start = client.last_frame_time
-            FRAME_CLOCK.observe(start, now)
             for offset, data in own.incoming_midi_events():
                 self.arrived.append(((start + offset) & FRAME_MASK, bytes(data)))
         except Exception:  # an exception would end the callbacks for good: the port would go deaf
@@ -640,8 +741,9 @@ class JackMidiInput:
 
 def open_ports(api: str, midi_in: str | None, midi_out: str | None,
                on_message: Callable[[list[int], float], None], realtime: bool = False):
-    """(output, input, what was opened) on JACK's own clients; None where `api` is "auto" and they cannot be
-    had (no JACK server; JACK-Client without libjack): the caller then goes on with python-rtmidi's choice."""
+    """(output, input, what was opened) on one JACK client of their own; None where `api` is "auto" and it
+    cannot be had (no JACK server; JACK-Client without libjack): the caller then goes on with python-rtmidi's
+    choice."""
     quiet = api == "auto"
     if jack is None:
         if quiet:
@@ -650,9 +752,10 @@ def open_ports(api: str, midi_in: str | None, midi_out: str | None,
                     "(Debian: libjack-jackd2-0) for frame-accurate MIDI", UNAVAILABLE)
         return None
     output = midi_input = None
+    client = _JackClient()
     try:
-        output = JackMidiOutput(midi_out, quiet)
-        midi_input = JackMidiInput(midi_in, on_message, realtime, quiet)
+        output = JackMidiOutput(midi_out, quiet, client)
+        midi_input = JackMidiInput(midi_in, on_message, realtime, quiet, client)
     except MidiUnavailableError as error:
         _close_all(midi_input, output)
         if quiet:

@@ -14,7 +14,9 @@ the output's lookahead): the engine plays its fallback for an answer that is not
 An output that places events itself (JACK's own backend, bridge/jack_midi.py: `lookahead_s` > 0) gets each
 event that long before it is due, with its due time, and no spinning, while the clock follows a MIDI clock
 (from that output's own backend: its ticks' times and the notes' frames come from one frame clock), and the
-output writes it on the frame the clock's ticks say. Until it is written it can be taken back
+output writes it on the frame the clock's ticks say — also when the thread woke late and hands it over after
+due − lookahead (it always carries its due time), as long as the cycle that frame falls in has not begun; past
+that the output writes it at once and counts it (late_written). Until it is written it can be taken back
 (output.cancel): a cut takes back what was handed over at or after the cut, a flush everything
 (output.all_notes_off), so the rules above hold as with sends at the due time. Due times on the system clock
 (internal, OSC, Link) are sent when due, as on other outputs: on a JACK server whose cycles fall behind the

@@ -1,22 +1,34 @@
 """JACK's own MIDI clients (bridge/jack_midi.py) on a real JACK server, recorded by Debian's jack_midi_dump -a
 (every event with its frame): timed notes land on their exact frames, input events carry the frames their
 sender wrote them at, handed-over events can be taken back until they are written, close() leaves nothing
-sounding, and the scheduler's cut and flush hold with events handed over ahead. Checked in frames and events;
-the milliseconds are benchmarks/bench_clock.py's."""
+sounding, the scheduler's cut and flush hold with events handed over ahead and one handed over late still lands
+on its frame, and both ports sit under one client. Checked in frames and events; the milliseconds are
+benchmarks/bench_clock.py's."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
 import numpy as np
+import pytest
 from bridge_harness import wait_until
 
 from musicbridge.benchmarks.jack_rig import CLOCK_PORT, JackMidiClock, JackTransport, MidiDump
 from musicbridge.bridge.clock import Clock
-from musicbridge.bridge.jack_midi import FRAME_CLOCK, FRAME_MASK, FrameClock, JackMidiInput, JackMidiOutput
+from musicbridge.bridge.jack_midi import (
+    CLIENT_NAME,
+    FRAME_CLOCK,
+    FRAME_MASK,
+    HANDOVER_PERIODS,
+    LATE_WAKE_S,
+    FrameClock,
+    JackMidiInput,
+    JackMidiOutput,
+)
 from musicbridge.bridge.midi_io import IN_PORT_NAME, OUT_PORT_NAME, open_ports
-from musicbridge.bridge.scheduler import Scheduler
+from musicbridge.bridge.scheduler import OUTPUT_LEAD_S, Scheduler
 from musicbridge.notes import Note
 
 ALL_NOTES_OFF = 123
@@ -26,7 +38,7 @@ SPACING = 37  # frames between the timed notes: never a whole period (64), so a 
 def recorded_output(jack_server, name: str) -> tuple[JackMidiOutput, MidiDump]:
     output = JackMidiOutput()
     dump = MidiDump(jack_server, name)
-    jack_server.connect(f"{OUT_PORT_NAME}:", dump.port)
+    jack_server.connect(f":{OUT_PORT_NAME}", dump.port)
     time.sleep(0.2)  # the first message after a new connection can be lost
     return output, dump
 
@@ -110,7 +122,7 @@ def test_input_times_are_the_frames_the_sender_wrote(jack_server):
     try:
         assert isinstance(midi_input, JackMidiInput)
         parts.append(JackMidiClock(jack_server, 150.0, jitter_percent=5.0))
-        for destination in (f"{IN_PORT_NAME}:", parts[0].port):
+        for destination in (f":{IN_PORT_NAME}", parts[0].port):
             jack_server.connect(CLOCK_PORT, destination)
         parts.append(JackTransport(jack_server, 150.0))
         time.sleep(0.2)
@@ -190,6 +202,93 @@ def test_scheduler_cut_and_flush_take_back_what_was_handed_over(jack_server):
         scheduler.stop()
         output.close()
         dump.close()
+
+
+def test_a_note_handed_over_late_still_lands_on_its_frame(jack_server):
+    """Following a MIDI clock, a phrase whose notes are due sooner than the lookahead (as after a late wake of the
+    scheduler thread) is handed over at once, each note with its due time: every one is written on its own
+    frame, none at the start of a cycle after it (late_written)."""
+    output, dump = recorded_output(jack_server, "late-dump")
+    time.sleep(FrameClock.FIT_SPAN_S)  # the frame clock has learnt the cycles
+    output.lookahead_s = 0.5  # two beats at 240 bpm: every note below is "late" when handed over
+    clock = Clock("midi", 240.0)
+    scheduler = Scheduler(clock, output)
+    scheduler.start()
+    feed = MidiClockFeed(clock)
+    try:
+        wait_until(lambda: clock.beat_at(time.perf_counter()) > 1.0, 5, what="the clock running")
+        start = clock.beat_at(time.perf_counter()) + 0.5  # 125 ms ahead: well inside the lookahead
+        phrase = [Note(60 + i, 90, i * 0.25, i * 0.25 + 0.125) for i in range(6)]
+        assert scheduler.add_phrase(phrase, start, 1, channel=0) == (6, 0)
+        wait_until(lambda: len(notes(dump)) == 12, 5, what="the phrase written")
+        assert output.late_written == 0  # each on its frame, though handed over after due − lookahead
+        ons = [frame for frame, m in dump.events() if m[0] & 0xF0 == 0x90]
+        assert len(ons) == len(output.errors) == 6
+        assert len({frame % jack_server.period for frame in ons}) > 1  # inside cycles, not at their starts
+    finally:
+        feed.stop()
+        scheduler.stop()
+        output.close()
+        dump.close()
+
+
+def test_the_lookahead_applies_only_while_following_a_midi_clock(jack_server):
+    """Events go to JACK ahead (and an answer's deadline moves earlier by as much) only on a MIDI clock; on the
+    internal clock they are sent when due, so its answers' latency is not touched."""
+    output = JackMidiOutput()
+    try:
+        period_s = jack_server.period / jack_server.rate
+        assert output.lookahead_s == pytest.approx(HANDOVER_PERIODS * period_s + LATE_WAKE_S)
+        internal = Clock("internal", 240.0)
+        internal.start_internal(time.perf_counter())
+        on_internal = Scheduler(internal, output)
+        assert on_internal.timed
+        assert on_internal.deadline(8.0) == internal.time_at(8.0) - OUTPUT_LEAD_S
+        midi = Clock("midi", 240.0)
+        feed = MidiClockFeed(midi)
+        try:
+            wait_until(lambda: midi.beat_at(time.perf_counter()) > 1.0, 5, what="the MIDI clock running")
+        finally:
+            feed.stop()  # (it plays on from its last ticks: time_at stays put)
+        assert Scheduler(midi, output).deadline(8.0) == midi.time_at(8.0) - OUTPUT_LEAD_S - output.lookahead_s
+    finally:
+        output.close()
+
+
+def test_both_ports_share_one_client_and_answer_to_their_old_names(jack_server):
+    """One JACK client carries both ports (one process callback a cycle); each still answers to the name it had
+    with a client of its own (an alias), and after the server's loss both come back on one new client."""
+    output, midi_input, _ = open_ports("jack", None, None, lambda message, t: None)
+    dump = MidiDump(jack_server, "alias-dump")
+    try:
+        assert output.port.client is midi_input.port.client is not None
+        client = output.port.client.name
+        ports = jack_server.ports()
+        assert f"{client}:{IN_PORT_NAME}" in ports and f"{client}:{OUT_PORT_NAME}" in ports
+        assert not any(p.startswith((f"{IN_PORT_NAME}:", f"{OUT_PORT_NAME}:")) for p in ports)  # no 2nd client
+        old_name = f"{OUT_PORT_NAME}{client[len(CLIENT_NAME):]}:{OUT_PORT_NAME}"  # (JACK's "-01" for a 2nd daemon)
+        connect = subprocess.run(["jack_connect", old_name, dump.port], env=jack_server.env, capture_output=True,
+                                 text=True)
+        assert connect.returncode == 0, connect.stderr  # found by its old name
+        time.sleep(0.2)
+        output.note_on(0, 61, 90)
+        wait_until(lambda: ("on", 61) in notes(dump), 5, what="the note through the alias")
+        for port in (midi_input, output):  # as the daemon does when the server went away, then came back
+            port.detach()
+        assert output.port.client is None and midi_input.port.client is None
+        assert output.note_on(0, 62, 90) is None  # nothing to send with
+        for port in (output, midi_input):
+            port.reattach()
+        assert output.port.client is midi_input.port.client is not None
+        jack_server.connect(f"{client}:{OUT_PORT_NAME}", dump.port)
+        time.sleep(0.2)
+        output.note_on(0, 63, 90)
+        wait_until(lambda: ("on", 63) in notes(dump), 5, what="the note after the reattach")
+    finally:
+        midi_input.close()
+        output.close()
+        dump.close()
+    assert not any(OUT_PORT_NAME in p or IN_PORT_NAME in p for p in jack_server.ports())  # both gone
 
 
 def feed(clock: FrameClock, cycles: range, true_time, lateness) -> np.ndarray:
