@@ -36,6 +36,7 @@ measured before are written all the same, `stopped_early` / `teardown_failed` sa
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -78,6 +79,8 @@ PHRASE = [(beat, beat + 0.5, pitch, 90) for beat, pitch in enumerate((60, 64, 67
 SENSING_S, SYSEX_PER_S = 0.3, 20.0  # a keyboard's Active Sensing; a controller's sysex stream
 TARGETS = {"median_abs_ms": 2.0, "jitter_p99_ms": 2.0, "drift_over_run_ms": 1.0}
 XRUN = re.compile(r"xrun|was not finished", re.IGNORECASE)
+LATE_CLIENT = re.compile(r"client = (\S+?),? was not finished")  # jackd names the client that made a cycle late
+DRIVER_LATE = re.compile(r"JackTimedDriver::Process XRun")  # the dummy driver's own timer woke late (no client's)
 ECHO_NAME = "clockbench-echo"
 ECHO_CLIENT = ("a pure echo client on the same server in the same run (benchmarks/jack_echo.py, JACK-Client): "
                "answers each 16th's tick with a note from an ordinary thread, written at the next cycle's start")
@@ -126,6 +129,7 @@ def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: b
         transport = JackTransport(jack, bpm)
         parts.callback(transport.close)
         time.sleep(0.5)  # the first message after a new connection can be lost
+        log_before = len(jack.log_text())
         xruns_before = len(XRUN.findall(jack.log_text()))
         transport.play()
         time.sleep(seconds / 2)
@@ -134,6 +138,9 @@ def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: b
         transport.stop()
         time.sleep(0.5)
         xruns = len(XRUN.findall(jack.log_text())) - xruns_before
+        logged = jack.log_text()[log_before:]
+        late_clients = collections.Counter(LATE_CLIENT.findall(logged))
+        driver_late = len(DRIVER_LATE.findall(logged))
     code = stopped["code"]
     if code != 0:
         said = [line for line in serve.log_path.read_text(errors="replace").splitlines() if line.strip()]
@@ -160,6 +167,10 @@ def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: b
         "notes_measured": len(placed), "notes_missing": missing,
         "answers": len(serve.phrases()),
         "jack_xruns": xruns,
+        # Why the cycles were late: the dummy driver's timer waking late (the machine: each such cycle moves the
+        # frames against the system clock), or a client not finished in time (jackd names it).
+        "jack_xruns_driver_woke_late": driver_late,
+        "jack_late_clients": dict(late_clients.most_common()),
         "daemon": {key: daemon.get(key) for key in ("midi_in", "midi_in_ignored", "lost_clock_ticks", "clock_silences",
                                                      "late_dropped", "deadline_missed", "timing_error_ms", "scheduler")},
         "daemon_realtime_threads": daemon_rt,  # SCHED_FIFO priorities of the daemon's threads (/proc), mid-run
