@@ -39,11 +39,12 @@ def lstm_op_flops(config: dict, op: str, batch: int) -> float:
         total, cond, rows, segment = 0, z, b, steps
         if config.get("hierarchical", False):
             hc, inputs = config["conductor_size"], z
+            segment_bars = config.get("segment_bars", 1)  # bars per conductor output, one decoder restart each
             total += b * z * 2 * config["conductor_layers"] * hc
             for _ in range(config["conductor_layers"]):
-                total += b * bars * 4 * hc * (inputs + hc)
+                total += b * (bars // segment_bars) * 4 * hc * (inputs + hc)
                 inputs = hc
-            cond, rows, segment = hc, b * bars, spb
+            cond, rows, segment = hc, b * (bars // segment_bars), spb * segment_bars
         total += rows * cond * (2 * layers * h + 4 * h)  # initial state, the condition's gate term
         per_step = 4 * h * h + (layers - 1) * 4 * h * 2 * h + h * vocab
         return 2 * (total + rows * segment * per_step)

@@ -50,7 +50,10 @@ ROLES = ("encoder", "sampler", "teacher_forced")
 # model.json keys the runtime relies on, with their types; each graph's metadata_props must agree on them.
 REQUIRED = {"format": int, "representation": dict, "bars": int, "steps_per_bar": int, "steps": int,
             "vocab_size": int, "z_size": int, "hierarchical": bool, "variants": dict, "default_variant": str}
-CHECKED_IN_GRAPHS = ("representation", "bars", "steps", "vocab_size", "z_size", "hierarchical")
+CHECKED_IN_GRAPHS = ("representation", "bars", "steps", "vocab_size", "z_size", "hierarchical", "segment_bars")
+# Keys that exports older than the key lack (in model.json and in the graphs), with the value those exports meant.
+# segment_bars: the bars a hierarchical model's bottom decoder writes per restart (one per conductor output).
+DEFAULTS = {"segment_bars": 1}
 MASK_INPUT = "logit_mask"  # the sampler's scale-lock input (export/musicvae.py sampler_noise)
 LOOKBACK_INPUT = "lookback"  # a lookback continuation's input: the phrase it continues (export/musicvae.py)
 # Model.interpolate: "inputs" = the path starts on a and ends on b themselves; "decoded" = every point decoded.
@@ -246,6 +249,11 @@ def read_metadata(path: Path) -> dict:
                              f"(it reads format {FORMAT})")
     if metadata["steps"] != metadata["bars"] * metadata["steps_per_bar"]:
         raise ModelLoadError(f"{meta_file}: steps {metadata['steps']} != bars × steps_per_bar")
+    segment_bars = metadata.get("segment_bars", DEFAULTS["segment_bars"])
+    if (not isinstance(segment_bars, int) or isinstance(segment_bars, bool) or segment_bars < 1
+            or metadata["bars"] % segment_bars or (segment_bars != 1 and not metadata["hierarchical"])):
+        raise ModelLoadError(f"{meta_file}: segment_bars {segment_bars!r} is not a divisor of bars "
+                             f"({metadata['bars']}) of a hierarchical model, nor 1; re-export the model")
     return metadata
 
 
@@ -269,6 +277,9 @@ class Model:
         self.bars, self.steps, self.z_size = metadata["bars"], metadata["steps"], metadata["z_size"]
         self.steps_per_bar, self.vocab_size = metadata["steps_per_bar"], metadata["vocab_size"]
         self.hierarchical = metadata["hierarchical"]
+        self.segment_bars = metadata.get("segment_bars", DEFAULTS["segment_bars"])
+        # Steps the decoder writes per restart: segment_bars bars (hierarchical) or the whole phrase (flat).
+        self.segment = self.segment_bars * self.steps_per_bar if self.hierarchical else self.steps
         self.start_token = self.vocab_size
         self._sessions: dict[str, object] = {}
         self._masks: dict[Scale | None, np.ndarray] = {}
@@ -309,9 +320,10 @@ class Model:
             raise ModelLoadError(f"{path} is not a usable ONNX graph ({type(error).__name__}: "
                                  f"{str(error).strip()[:300]}) — export the model again") from None
         props = session.get_modelmeta().custom_metadata_map
-        expected = {"role": role, "variant": self.variant} | {key: self.metadata[key] for key in CHECKED_IN_GRAPHS}
+        expected = {"role": role, "variant": self.variant} | {key: self.metadata.get(key, DEFAULTS.get(key))
+                                                              for key in CHECKED_IN_GRAPHS}
         for key, value in expected.items():
-            stored = props.get(f"musicbridge.{key}")
+            stored = props.get(f"musicbridge.{key}", json.dumps(DEFAULTS[key]) if key in DEFAULTS else None)
             if stored is None or json.loads(stored) != value:
                 raise ModelLoadError(f"{path}: its metadata says {key} = {stored} but model.json expects "
                                      f"{json.dumps(value)}; the files come from different exports")
@@ -485,11 +497,10 @@ class Model:
     # -- evaluation -------------------------------------------------------------------------------------------
 
     def decoder_inputs(self, tokens) -> np.ndarray:
-        """Teacher-forcing inputs (B, T): each segment (a bar when hierarchical) shifted right behind the start
-        token — the same as MusicVAE.decoder_inputs."""
+        """Teacher-forcing inputs (B, T): each segment (segment_bars bars when hierarchical, see `segment`)
+        shifted right behind the start token — the same as MusicVAE.decoder_inputs."""
         tokens = self._tokens(tokens)
-        segment = self.steps_per_bar if self.hierarchical else self.steps
-        segments = tokens.reshape(tokens.shape[0], -1, segment)
+        segments = tokens.reshape(tokens.shape[0], -1, self.segment)
         start = np.full_like(segments[..., :1], self.start_token)
         return np.concatenate([start, segments[..., :-1]], axis=-1).reshape(tokens.shape)
 

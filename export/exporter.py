@@ -42,7 +42,7 @@ KINDS = {"musicvae": "musicvae", "transformer": "transformer_vae", "vsae": "vsae
 # Keys of model.json that also go into every graph's metadata_props (JSON-encoded values).
 GRAPH_KEYS = ("format", "kind", "representation", "bars", "steps_per_bar", "steps", "vocab_size", "z_size",
               "hierarchical", "preset", "dataset_hash", "musicbridge_version", "exported_at", "opset",
-              "decoding_rule", "lookback", "architecture")
+              "decoding_rule", "lookback", "architecture", "segment_bars")
 
 
 def export_model(model, out_dir: str | os.PathLike, *, preset: str, representation: dict | None = None,
@@ -100,6 +100,8 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
         "bars": config["bars"], "steps_per_bar": config["steps_per_bar"],
         "steps": config["bars"] * config["steps_per_bar"], "vocab_size": config["vocab_size"],
         "z_size": config["z_size"], "hierarchical": bool(config.get("hierarchical", False)), "preset": preset,
+        # The bars each decoder restart writes, hierarchical (models/musicvae.py); what runtime decoder_inputs cuts by.
+        "segment_bars": int(config.get("segment_bars", 1)),
         "config": config_to_dict(model.config),
         "dataset_hash": dataset_hash, "checkpoint_step": checkpoint_step, "task": task, "decoding_rule": rule,
         "lookback": bool(config.get("lookback", False)),

@@ -22,7 +22,8 @@ Recurrences (see docs/export.md for the measurements behind these choices):
   table gathered by the lookback input into (segment, N, 4H), plus the condition's term, before the Scan, which
   hands each step its slice (as it does the sampler's noise). Each node of the body runs once per step, so the
   body holds as few as the arithmetic allows (_DecoderCell; docs/export.md, decision 7).
-- Hierarchical: the conductor runs once; all bars then decode as ONE batch of B·bars sequences.
+- Hierarchical: the conductor runs once, one output per segment of segment_bars bars (models/musicvae.py
+  Layout); all segments then decode as ONE batch of B·segments sequences.
 """
 
 from __future__ import annotations
@@ -86,17 +87,18 @@ def encoder_graph(g: Graph, w: dict, config: dict) -> None:
 
 
 def _conditions(g: Graph, w: dict, config: dict, z: str) -> str:
-    """The decoder's condition per segment (N, C): z, or the conductor's output for every bar (N = B·bars)."""
+    """The decoder's condition per segment (N, C): z, or the conductor's output for every segment
+    (N = B·segments)."""
     if not config["hierarchical"]:
         return z
-    hidden, layers, bars = config["conductor_size"], config["conductor_layers"], config["bars"]
+    hidden, layers, segments = config["conductor_size"], config["conductor_layers"], _segments(config)
     hs, cs = _split_state(g, w, "conductor.init", z, layers, hidden)
     axis0 = g.const([0], dtype=np.int64)
-    x = g.op("Tile", g.op("Unsqueeze", z, axis0), g.const([bars, 1, 1], dtype=np.int64))  # z at every bar
+    x = g.op("Tile", g.op("Unsqueeze", z, axis0), g.const([segments, 1, 1], dtype=np.int64))  # z at every segment
     for layer in range(layers):
         initial = (g.op("Unsqueeze", hs[layer], axis0), g.op("Unsqueeze", cs[layer], axis0))
         y, _ = _lstm_layer(g, x, w, "conductor.rnn", layer, hidden, bidirectional=False, initial=initial)
-        x = g.op("Squeeze", y, g.const([1], dtype=np.int64))  # (bars, B, H)
+        x = g.op("Squeeze", y, g.const([1], dtype=np.int64))  # (segments, B, H)
     return g.op("Reshape", g.op("Transpose", x, perm=[1, 0, 2]), g.const([-1, hidden], dtype=np.int64))
 
 
@@ -219,8 +221,15 @@ def _decode(g: Graph, cell: _DecoderCell, first_tokens: str, step_gates: tuple[s
 
 
 def _segment(config: dict) -> int:
-    """Steps the decoder runs per sequence it starts: one bar (hierarchical) or the whole sequence (flat)."""
-    return config["steps_per_bar"] if config["hierarchical"] else config["bars"] * config["steps_per_bar"]
+    """Steps the decoder runs per sequence it starts: segment_bars bars (hierarchical; 1 in configs that predate
+    the field) or the whole sequence (flat)."""
+    bars = config.get("segment_bars", 1) if config["hierarchical"] else config["bars"]
+    return bars * config["steps_per_bar"]
+
+
+def _segments(config: dict) -> int:
+    """Sequences the decoder starts per phrase: the conductor's count of outputs (1 for a flat model)."""
+    return config["bars"] * config["steps_per_bar"] // _segment(config)
 
 
 def lookback_gates(g: Graph, cell: _DecoderCell, steps: int, segment: int) -> str | None:

@@ -1,6 +1,6 @@
 """MusicVAE (Roberts et al. 2018): a bidirectional LSTM encoder → q(z|x) = N(μ, σ); an autoregressive LSTM
-decoder, flat or hierarchical (a conductor LSTM emits one embedding per bar, and a bottom decoder restarted from
-each embedding writes that bar).
+decoder, flat or hierarchical (a conductor LSTM emits one embedding per segment of segment_bars bars, and a
+bottom decoder restarted from each embedding writes that segment).
 
 The sampling API, batch-first throughout:
     mu, sigma = model.encode(tokens)                  # (B, T) int64 → (B, Z), (B, Z)
@@ -12,9 +12,12 @@ Training and evaluation use `forward` / `teacher_forced_logits` (the whole seque
 
 Layout, for exporters (export/ re-expresses `LSTMDecoder.prepare` + `step` as one ONNX Loop):
 - token ids: 0..vocab-1 are the representation's; `vocab` is the start token that opens every decoded sequence
-  (every bar, for the hierarchical model); `vocab + 1` is the mask token of token dropout (training only).
+  (every segment, for the hierarchical model); `vocab + 1` is the mask token of token dropout (training only).
+- segments: the decoder writes the whole sequence from z (flat), or, hierarchical, bars / segment_bars segments of
+  segment_bars · steps_per_bar steps (`MusicVAE.segment`), one from each conductor output, as one batch of
+  B · segments sequences, batch-major (row b · segments + s is segment s of sequence b).
 - a decoder's initial state is tanh(init(c)) viewed as (B, 2, layers, H): [:, 0] the h of each layer, [:, 1]
-  the c. The condition c is z (flat) or the bar's conductor output (hierarchical, bars decoded as a batch).
+  the c. The condition c is z (flat) or the segment's conductor output (hierarchical).
 - the first decoder LSTM layer sees [embed(token), c]: its weight_ih_l0[:, :embed_size] acts on the token and
   [:, embed_size:] on c, so `prepare` folds the token part into a (vocab + 2, 4H) gate table and the c part
   into one (B, 4H) term per sequence; each step is then a gather, the recurrent matmuls, and the head.
@@ -23,7 +26,8 @@ Layout, for exporters (export/ re-expresses `LSTMDecoder.prepare` + `step` as on
   same step (one model length earlier): weight_ih_l0[:, :E] acts on the token, [:, E:2E] on the lookback token
   (E = embed_size) and [:, 2E:] on c. `lookback_table` folds the middle part into a (vocab, 4H) table (no start
   or mask token: lookback tokens are the representation's), gathered by the lookback phrase into one (4H,) term
-  per step that `step` adds to the first layer's gates. Hierarchical: each bar reads the same bar of the phrase.
+  per step that `step` adds to the first layer's gates. Hierarchical: each segment reads the same segment of the
+  phrase.
   A model without lookback has neither the embedding nor the columns.
 """
 
@@ -48,7 +52,11 @@ class MusicVAEConfig(ArchitectureConfig):
 
     architecture: ClassVar[str] = "musicvae"
 
-    hierarchical: bool = False  # a conductor LSTM over bars + a bottom decoder restarted every bar
+    hierarchical: bool = False  # a conductor LSTM over segments + a bottom decoder restarted every segment
+    # Hierarchical only: the bars each conductor output covers; the bottom decoder, restarted from each, writes
+    # segment_bars · steps_per_bar steps. 2 on a 16-bar model grown from mel_2bar (grown_state) keeps its decoder
+    # writing what it was trained to: a 2-bar phrase from one code, not a bar restarted every bar. Divides bars.
+    segment_bars: int = 1
     embed_size: int = 64  # token embedding (Magenta feeds one-hot vectors; an embedding is the same map, cheaper)
     enc_size: int = 256  # LSTM units per direction of the bidirectional encoder
     enc_layers: int = 1  # encoder LSTM layers
@@ -63,9 +71,16 @@ class MusicVAEConfig(ArchitectureConfig):
 
     def validate(self) -> None:
         super().validate()
-        require_positive(self, "embed_size", "enc_size", "enc_layers", "dec_size", "dec_layers")
+        require_positive(self, "embed_size", "enc_size", "enc_layers", "dec_size", "dec_layers", "segment_bars")
         if self.hierarchical:
             require_positive(self, "conductor_size", "conductor_layers")
+        if not self.hierarchical and self.segment_bars != 1:
+            raise ValueError(f"segment_bars = {self.segment_bars} needs a hierarchical model (a flat decoder writes "
+                             f"the whole sequence from z); set --set hierarchical=true, or leave segment_bars at 1")
+        if self.bars % self.segment_bars:
+            divisors = ", ".join(str(n) for n in range(1, self.bars + 1) if self.bars % n == 0)
+            raise ValueError(f"segment_bars = {self.segment_bars} does not divide bars = {self.bars} (each conductor "
+                             f"output covers segment_bars bars); set --set segment_bars=N with N one of {divisors}")
 
 
 # How a decoding step turns its scores into a token (the exported sampler graph writes the same rules,
@@ -146,7 +161,7 @@ class Encoder(nn.Module):
 
 
 class Conductor(nn.Module):
-    """The hierarchical model's top decoder: one output per bar from z (z is its input at every bar)."""
+    """The hierarchical model's top decoder: one output per segment from z (z is its input at every segment)."""
 
     def __init__(self, z_size: int, hidden: int, layers: int):
         super().__init__()
@@ -154,10 +169,10 @@ class Conductor(nn.Module):
         self.init = nn.Linear(z_size, 2 * layers * hidden)
         self.rnn = nn.LSTM(z_size, hidden, layers, batch_first=True)
 
-    def forward(self, z: torch.Tensor, bars: int) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, segments: int) -> torch.Tensor:
         state = lstm_state_from(self.init, z, self.layers, self.hidden)
-        out, _ = self.rnn(z[:, None].expand(-1, bars, -1), state)
-        return out  # (B, bars, H)
+        out, _ = self.rnn(z[:, None].expand(-1, segments, -1), state)
+        return out  # (B, segments, H)
 
 
 class LSTMDecoder(nn.Module):
@@ -276,8 +291,8 @@ class MusicVAE(nn.Module):
         self.steps = config.steps
         self.z_size = config.z_size
         self.lookback = config.lookback  # the decoder also reads the phrase it continues (module docstring)
-        # The decoder writes segments: the whole sequence (flat) or one bar at a time (hierarchical).
-        self.segment = config.steps_per_bar if config.hierarchical else config.steps
+        # The decoder writes segments: the whole sequence (flat) or segment_bars bars at a time (hierarchical).
+        self.segment = config.segment_bars * config.steps_per_bar if config.hierarchical else config.steps
         self.encoder = Encoder(config.vocab_size, config.embed_size, config.enc_size, config.enc_layers, config.z_size)
         cond_size = config.z_size
         self.conductor = None
@@ -312,10 +327,10 @@ class MusicVAE(nn.Module):
     # -- training / evaluation --------------------------------------------------------------------------------
 
     def conditions(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoder's condition per segment, (B * segments, C): z, or the conductor's output for each bar."""
+        """The decoder's condition per segment, (B * segments, C): z, or the conductor's output for each segment."""
         if self.conductor is None:
             return z
-        return self.conductor(z, self.config.bars).reshape(-1, self.config.conductor_size)
+        return self.conductor(z, self.steps // self.segment).reshape(-1, self.config.conductor_size)
 
     def decoder_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher-forcing inputs (B, T): each segment shifted right by one behind the start token."""
@@ -409,16 +424,18 @@ def with_lookback_columns(state: dict[str, torch.Tensor], model: MusicVAE) -> tu
 
 def grows_into(source: MusicVAEConfig, target: MusicVAEConfig) -> bool:
     """Whether `grown_state` can start `target` from a trained `source`: both MusicVAEs without lookback, of the
-    same representation, token embedding, encoder and decoder sizes; the target may be longer, hierarchical, and
-    have a larger z (and a condition at least as large as the source's z)."""
+    same representation, token embedding, encoder and decoder sizes; the target may be longer, hierarchical (with
+    any segment_bars), and have a larger z (and a condition at least as large as the source's z). The exact case:
+    a hierarchical target whose segment (segment_bars · steps_per_bar) is the flat source's whole sequence — its
+    bottom decoder then writes, from each conductor output, exactly what the source's decoder was trained to."""
     if not isinstance(source, MusicVAEConfig) or not isinstance(target, MusicVAEConfig) or source == target:
         return False
     if source.lookback or target.lookback or source.hierarchical and not target.hierarchical:
         return False
     cond_size = target.conductor_size if target.hierarchical else target.z_size
     same_parts = dataclasses.replace(source, bars=target.bars, hierarchical=target.hierarchical, z_size=target.z_size,
-                                     conductor_size=target.conductor_size,
-                                     conductor_layers=target.conductor_layers) == target
+                                     conductor_size=target.conductor_size, conductor_layers=target.conductor_layers,
+                                     segment_bars=target.segment_bars) == target
     return same_parts and source.z_size <= min(target.z_size, cond_size)
 
 

@@ -113,6 +113,7 @@ PRESETS: dict[str, Preset] = {
     # 16-bar melodies with the conductor (Magenta hierdec-mel_16bar at CPU size: β 0.2, 256 free bits).
     # Start it from a trained mel_2bar (--set init_from=runs/mel_2bar/best.pt; models/musicvae.py grown_state):
     # its bottom decoder already writes bars, and the run passes 3,000 steps from scratch within 300.
+    # With --set segment_bars=2 each conductor output makes a 2-bar phrase, as the grown mel_2bar decoder learned to.
     "mel_16bar_hier": Preset(
         "mel_16bar_hier",
         _config(MusicVAEConfig, "melody", 16, hierarchical=True, z_size=256),
