@@ -129,16 +129,15 @@ def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: b
         transport = JackTransport(jack, bpm)
         parts.callback(transport.close)
         time.sleep(0.5)  # the first message after a new connection can be lost
-        log_before = len(jack.log_text())
-        xruns_before = len(XRUN.findall(jack.log_text()))
+        log_before = len(jack.log_text())  # what jackd logs from here on is this run's
         transport.play()
         time.sleep(seconds / 2)
         daemon_rt = sorted(realtime_threads(serve.process.pid).values())  # read from outside, mid-run
         time.sleep(seconds / 2)
         transport.stop()
         time.sleep(0.5)
-        xruns = len(XRUN.findall(jack.log_text())) - xruns_before
         logged = jack.log_text()[log_before:]
+        xruns = len(XRUN.findall(logged))
         late_clients = collections.Counter(LATE_CLIENT.findall(logged))
         driver_late = len(DRIVER_LATE.findall(logged))
     code = stopped["code"]
