@@ -296,30 +296,28 @@ class Trainer:
         if checkpoint["representation"] != self.data.codec.describe():
             raise CheckpointError(f"init_from {path} speaks {checkpoint['representation']['name']} "
                                   f"v{checkpoint['representation']['version']}, the dataset another representation")
-        if grow:
-            state, fresh = grown_state(checkpoint["model"], self.model)
-            self.model.load_state_dict(state)
-            if self.processes.is_main:
-                self._say(f"init_from {path}: a {source.bars}-bar model grown into this {model.bars}-bar one — its "
-                          f"{len(checkpoint['model'])} tensors copied, new condition columns zero, fresh "
-                          f"initialisation for {len(fresh)} tensors ({', '.join(sorted({k.split('.')[0] for k in fresh}))})")
-            return
-        if not widen and not from_autoencoder:
+        if not widen and not from_autoencoder and not grow:
             self.model.load_state_dict(checkpoint["model"])
             return
-        if from_autoencoder:
+        # The three ways a source of other shapes starts this model: each adapts the state, then it loads as one.
+        copied = len(checkpoint["model"])
+        if grow:
+            state, fresh = grown_state(checkpoint["model"], self.model)
+            said = (f"a {source.bars}-bar model grown into this {model.bars}-bar one — its {copied} tensors copied, new "
+                    f"condition columns zero, fresh initialisation for {len(fresh)} tensors "
+                    f"({', '.join(sorted({key.split('.')[0] for key in fresh}))})")
+        elif from_autoencoder:
             state, fresh = vsae_state_from_musicvae(checkpoint["model"], self.model)
-            self.model.load_state_dict(state)
-            if self.processes.is_main:
-                self._say(f"init_from {path}: a MusicVAE of this vsae's sizes — its encoder and decoder copied "
-                          f"({len(checkpoint['model'])} tensors), the discriminator's {len(fresh)} fresh")
-            return
-        state, fresh = with_lookback_columns(checkpoint["model"], self.model)
+            said = (f"a MusicVAE of this vsae's sizes — its encoder and decoder copied ({copied} tensors), the "
+                    f"discriminator's {len(fresh)} fresh")
+        else:
+            state, fresh = with_lookback_columns(checkpoint["model"], self.model)
+            said = (f"a model without lookback — copied its {copied} tensors, decoder.rnn.weight_ih_l0 widened by "
+                    f"{model.embed_size} zero lookback columns (step 0 computes what the source does); fresh "
+                    f"initialisation for {', '.join(fresh)}")
         self.model.load_state_dict(state)
         if self.processes.is_main:
-            self._say(f"init_from {path}: a model without lookback — copied its {len(checkpoint['model'])} tensors, "
-                      f"decoder.rnn.weight_ih_l0 widened by {model.embed_size} zero lookback columns (step 0 computes "
-                      f"what the source does); fresh initialisation for {', '.join(fresh)}")
+            self._say(f"init_from {path}: {said}")
 
     def _log(self, kind: str, record: dict) -> None:
         if not self.processes.is_main:
