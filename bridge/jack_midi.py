@@ -95,6 +95,8 @@ HANDOVER_PERIODS = 1
 LATE_WAKE_S = 0.006
 LINE_WAIT_S = 1.0  # a new client: how long to wait for the first cycles that place the frames
 CLOSE_WAIT_S = 0.5  # close(): how long to wait for the closing note-offs to be written
+CLEARED_CYCLES = 2  # a leaving output clears its buffer this many cycles before it goes (nothing read twice)
+LEAVE_WAIT_S = 0.1  # ... but waits no longer than this for them (a stalled server)
 FRAME_MASK = 0xFFFFFFFF  # jack_nframes_t wraps at 2^32 (a day at 48 kHz)
 MAX_QUEUED_INPUT = 65536  # events from the callback not yet handled (~5 s of a 12k messages/s flood)
 
@@ -269,6 +271,7 @@ class _JackClient:
     def __init__(self):
         self.client = None
         self.parts: dict[str, tuple] = {}  # direction -> (own port, process(frames, first frame, own port))
+        self.cycles = 0  # process callbacks run (the callback's own count; others only read it)
 
     def own(self, key: str):
         """The port of direction `key`, None while it has not joined (or the server is away)."""
@@ -302,6 +305,12 @@ class _JackClient:
         part = self.parts.get(key)
         if part is None:
             return
+        if key == "out" and self.client is not None:
+            # A port's buffer keeps what was written into it until someone clears it, and the port stays connected
+            # until it is unregistered or the client deactivated: a few cycles in which the peer would read the
+            # last events (the closing note-offs) again, once a cycle. So the callback clears it until then.
+            self.parts = {**self.parts, key: (part[0], _write_nothing)}
+            self._wait_cycles(CLEARED_CYCLES)
         self.parts = {k: p for k, p in self.parts.items() if k != key}
         if not self.parts:
             self.drop()
@@ -310,6 +319,12 @@ class _JackClient:
             part[0].unregister()
         except Exception:  # a server that died meanwhile: the port went with it
             log.debug("unregistering a JACK port", exc_info=True)
+
+    def _wait_cycles(self, count: int) -> None:
+        """Until the callback has run `count` more cycles (a server that stalls: at most LEAVE_WAIT_S)."""
+        target, deadline = self.cycles + count, time.monotonic() + LEAVE_WAIT_S
+        while self.cycles < target and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def drop(self) -> None:
         """Close the client, both ports with it (the server went away: they are dead anyway)."""
@@ -349,6 +364,7 @@ class _JackClient:
             return
         for own, process in self.parts.values():
             process(frames, start, own)  # (each catches its own exceptions)
+        self.cycles += 1
 
 
 class _JackPort:
@@ -450,6 +466,14 @@ class _JackPort:
     def close(self) -> None:
         self.connected_to = None
         self.shared.leave(self.key)
+
+
+def _write_nothing(frames: int, start: int, own) -> None:
+    """A leaving output's part of the callback: an empty buffer each cycle."""
+    try:
+        own.clear_buffer()
+    except Exception:  # an exception would end the callbacks for good: the other port would go silent
+        log.exception("JACK MIDI output cycle")
 
 
 def _close(client) -> None:
