@@ -439,6 +439,12 @@ def grows_into(source: MusicVAEConfig, target: MusicVAEConfig) -> bool:
     return same_parts and source.z_size <= min(target.z_size, cond_size)
 
 
+# A conductor's outputs are an LSTM's, within (−1, 1); the z a bottom decoder was trained on spans ±4 (mel_2bar's μ:
+# 99.9 % within ±2.8). So a hierarchical model grown from a flat one reads its condition c as z / CONDITION_SCALE:
+# the source's z columns are multiplied by it, and c = z / 3 decodes as z did — a range the conductor can reach.
+CONDITION_SCALE = 3.0
+
+
 def grown_state(state: dict[str, torch.Tensor], model: MusicVAE) -> tuple[dict[str, torch.Tensor], list[str]]:
     """A state dict for `model` started from `state`, the weights of a shorter MusicVAE it grows from (grows_into;
     e.g. mel_2bar's into mel_16bar_hier): a 16-bar model learns to write melodies far sooner from a decoder that
@@ -447,12 +453,17 @@ def grown_state(state: dict[str, torch.Tensor], model: MusicVAE) -> tuple[dict[s
     - a tensor of the same name and shape is copied;
     - a weight whose INPUT grew (the decoder's first-layer and init columns for a larger condition: the source's z
       columns become the condition's leading columns) gets the source's columns and ZERO for the new ones, so the
-      new inputs start out with no effect;
+      new inputs start out with no effect; for a hierarchical model the source's z columns are multiplied by
+      CONDITION_SCALE (a condition c decodes as z = c · CONDITION_SCALE did);
     - a weight or bias whose OUTPUT grew (the encoder's μ and σ for a larger z) gets the source's rows and keeps
       `model`'s own initialisation for the new ones;
     - a tensor the source lacks (the conductor) keeps `model`'s initialisation.
     The encoder and the bottom decoder keep their sizes (grows_into), so only those three cases occur.
     Returns (state dict, names of the tensors kept wholly from `model`)."""
+    z_size = state["encoder.mu.weight"].shape[0]  # the source's
+    first = model.decoder.cond_column
+    condition_columns = {"decoder.init.weight": slice(0, z_size),  # the source's z columns, as the target holds them
+                         "decoder.rnn.weight_ih_l0": slice(first, first + z_size)}
     adapted, fresh = {}, []
     for key, tensor in model.state_dict().items():
         source = state.get(key)
@@ -466,9 +477,19 @@ def grown_state(state: dict[str, torch.Tensor], model: MusicVAE) -> tuple[dict[s
         if source.dim() == 2 and source.shape[1] < tensor.shape[1]:  # new inputs: no effect at first
             grown[:, source.shape[1]:] = 0.0
         grown[tuple(slice(0, size) for size in source.shape)] = source
+        if model.conductor is not None and key in condition_columns:
+            grown[:, condition_columns[key]] *= CONDITION_SCALE
         adapted[key] = grown
     return adapted, fresh
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def segment_codes(source: MusicVAE, tokens: torch.Tensor, segment: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat `source`'s posterior (μ, σ), each (B, segments, Z), of every `segment`-step piece of tokens (B, T):
+    what a hierarchical model grown from it (grown_state) should hand its bottom decoder for each segment, as
+    c = μ / CONDITION_SCALE."""
+    mu, sigma = source.encode(tokens.reshape(-1, segment))  # (B · segments, Z)
+    return mu.view(tokens.shape[0], -1, mu.shape[-1]), sigma.view(tokens.shape[0], -1, mu.shape[-1])

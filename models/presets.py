@@ -74,6 +74,10 @@ class TrainConfig:
     # dataset window (2 × bars long) and decode the second half, so z is a code of what comes next.
     task: str = "reconstruct"
     init_from: str = ""  # a checkpoint whose weights start the run (same model config), e.g. the VAE it continues
+    # A hierarchical model grown from a flat one (init_from, segment = the source's whole sequence): for the first
+    # N steps the encoder and conductor only learn to hand each segment the source's own code of it (loss.py
+    # code_nll; no decoder pass, ~4× faster a step), so the bottom decoder gets conditions it can already read.
+    code_steps: int = 0
     # Bookkeeping.
     log_every: int = 50
     eval_every: int = 500

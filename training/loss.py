@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 LN2 = math.log(2.0)
+SIGMA_FLOOR = 0.01  # code_nll: a source σ below this counts as this (a near-certain dimension, not an infinite weight)
 
 
 def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -85,3 +86,13 @@ def gaussian_nll(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torc
     the caller, so it measures μ's error without changing it)."""
     log_sigma = torch.log(sigma.clamp_min(1e-4))
     return (log_sigma + 0.5 * ((z - mu) / sigma.clamp_min(1e-4)).square()).mean()
+
+
+def code_nll(condition: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, scale: float) -> torch.Tensor:
+    """How far a hierarchical model's conditions (B, S, C) are from a source model's codes of the same segments,
+    μ and σ (B, S, Z), Z ≤ C, read as condition[..., :Z] · scale (models/musicvae.py CONDITION_SCALE): the
+    Gaussian negative log-likelihood ½ ((c · scale − μ) / σ)² summed over dimensions and segments, per sequence
+    (B,), in nats. Dividing by the source's own σ weighs each dimension by what its decoder tells apart: an error
+    within σ is the noise it was trained with; the dimensions it ignores (σ ≈ 1) cost next to nothing."""
+    error = (condition[..., : mu.shape[-1]] * scale - mu) / sigma.clamp_min(SIGMA_FLOOR)
+    return 0.5 * error.square().flatten(1).sum(dim=-1)

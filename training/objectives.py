@@ -17,13 +17,18 @@ from __future__ import annotations
 import torch
 
 from musicbridge.models import Preset
+from musicbridge.models.musicvae import CONDITION_SCALE, segment_codes
 from musicbridge.models.vsae import VSAE, closure_latents
 from musicbridge.training import augment, schedules
 from musicbridge.training.loss import (
+    LN2,
+    code_nll,
     free_bits_groups,
     gaussian_nll,
     hinge_discriminator_loss,
     hinge_generator_loss,
+    kl_cost,
+    kl_divergence,
     latent_mse,
     reconstruction_loss,
     vae_loss,
@@ -37,8 +42,9 @@ class VAEObjective:
     sampling as a guide pass inside the one forward (trainer.py's docstring says why), token dropout on the
     decoder inputs."""
 
-    def __init__(self, preset: Preset, model: torch.nn.Module):
+    def __init__(self, preset: Preset, model: torch.nn.Module, code_source: torch.nn.Module | None = None):
         self.model, self.config = model, preset.train
+        self.code_source = code_source  # the flat model a hierarchical one grew from (TrainConfig.code_steps)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
         self.free_bits_groups = free_bits_groups(self.config.free_bits_per, model.z_size,
                                                  getattr(model, "latent_frames", 1))
@@ -47,6 +53,8 @@ class VAEObjective:
              lr: float) -> dict[str, float]:
         config, model = self.config, self.model
         eps = torch.randn(tokens.shape[0], model.z_size, generator=rng, device=tokens.device)
+        if step < config.code_steps:
+            return self._code_step(step, tokens, eps, lr)
         p_sample = schedules.sampling_probability(step, config)
 
         def decoder_inputs(guide: torch.Tensor | None) -> torch.Tensor:
@@ -75,6 +83,29 @@ class VAEObjective:
         values.update(beta=beta, lr=lr, sampling_prob=p_sample, grad_norm=float(grad_norm))
         return values
 
+    def _code_step(self, step: int, tokens: torch.Tensor, eps: torch.Tensor, lr: float) -> dict[str, float]:
+        """The encoder and conductor learn to give each segment the grown-from model's code of it: code_nll +
+        β · max(KL − free bits, 0), z sampled as in every step (the conductor learns from the z's it will get)."""
+        config, model = self.config, self.model
+        beta = schedules.beta(step, config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.no_grad():
+            code_mu, code_sigma = segment_codes(self.code_source, tokens, model.segment)  # (B, S, Zs) each
+        mu, sigma = model.encode(tokens)
+        conditions = model.conductor(mu + sigma * eps, code_mu.shape[1])  # (B, S, C)
+        nll = code_nll(conditions, code_mu, code_sigma, CONDITION_SCALE)
+        cost = kl_cost(mu, sigma, config.free_bits, self.free_bits_groups)
+        loss = (nll + beta * cost).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        self.optimizer.step()
+        with torch.no_grad():
+            kl_bits = float(kl_divergence(mu, sigma).mean() / LN2)
+        return {"loss": float(loss.detach()), "code_nll": float(nll.detach().mean()), "kl_bits": kl_bits, "beta": beta, "lr": lr,
+                "grad_norm": float(grad_norm)}
+
     @torch.no_grad()
     def validation_batch(self, model, tokens, source, rng) -> dict[str, float]:
         """Loss at the schedule's final β (a criterion that does not drift with β), reconstruction, KL of the
@@ -87,6 +118,8 @@ class VAEObjective:
                 "kl_bits_sampled_z": float(stats["kl_bits"])}
 
     def progress(self, record: dict) -> str:
+        if "acc" not in record:  # code steps only
+            return f"code NLL {record['code_nll']:.1f} KL {record['kl_bits']:.1f}b β {record['beta']:.3f}"
         return (f"loss {record['loss']:.2f} KL {record['kl_bits']:.1f}b β {record['beta']:.3f} "
                 f"acc {record['acc']:.3f} p {record['sampling_prob']:.2f}")
 
@@ -211,10 +244,12 @@ def distinct_share(tokens: torch.Tensor) -> float:
     return float(len(torch.unique(tokens, dim=0)) / max(1, len(tokens)))
 
 
-def objective_for(preset: Preset, model: torch.nn.Module, distributed: bool = False):
-    """The objective of the preset's architecture (the vsae's runs in one process only)."""
+def objective_for(preset: Preset, model: torch.nn.Module, distributed: bool = False,
+                  code_source: torch.nn.Module | None = None):
+    """The objective of the preset's architecture (the vsae's runs in one process only); `code_source`: the
+    model whose segment codes the first code_steps teach (trainer.py loads it from init_from)."""
     if preset.model.architecture != "vsae":
-        return VAEObjective(preset, model)
+        return VAEObjective(preset, model, code_source)
     if distributed:
         raise ValueError("the vsae trains in one process: its two optimisers and three discriminator passes per step "
                          "are not wired to DistributedDataParallel; leave out --nproc-per-node")

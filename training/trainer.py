@@ -28,7 +28,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from musicbridge.data import Dataset
 from musicbridge.models import Preset, build_model, count_parameters, preset_from_dict
-from musicbridge.models.musicvae import decoding_rule_for, grown_state, grows_into, with_lookback_columns
+from musicbridge.models.musicvae import (
+    CONDITION_SCALE,
+    decoding_rule_for,
+    grown_state,
+    grows_into,
+    with_lookback_columns,
+)
 from musicbridge.models.presets import check_lookback
 from musicbridge.models.vsae import VSAEConfig, vsae_state_from_musicvae
 from musicbridge.training import augment, distributed, schedules
@@ -37,6 +43,7 @@ from musicbridge.training.checkpoint import (
     CheckpointError,
     checkpoint_payload,
     load_checkpoint,
+    model_from_checkpoint,
     remove_stale_temp_files,
     save_checkpoint,
 )
@@ -89,7 +96,8 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         self.model = build_model(preset.model).to(self.device)
         # What a step does and which optimisers it steps: the architecture's objective (objectives.py).
-        self.objective = objective_for(preset, self.model, self.processes.distributed)
+        code_source = self._code_source() if self.config.code_steps > 0 else None
+        self.objective = objective_for(preset, self.model, self.processes.distributed, code_source)
         self.step, self.best_val_loss, self.elapsed = 0, float("inf"), 0.0
         if resume:
             self._restore(self.out / "last.pt")
@@ -194,7 +202,8 @@ class Trainer:
                 self.elapsed = elapsed_before + time.perf_counter() - started
                 if self.step % config.log_every == 0 or self.step == config.steps:
                     rate = len(window) / (time.perf_counter() - window_started)
-                    record = {name: float(np.mean([w[name] for w in window])) for name in window[0]}
+                    names = dict.fromkeys(name for w in window for name in w)  # a window may span two phases
+                    record = {name: float(np.mean([w[name] for w in window if name in w])) for name in names}
                     record.update(steps_per_s=rate)
                     self._log("train", record)
                     if progress is not None:
@@ -278,6 +287,27 @@ class Trainer:
             self._say(f"best.pt was behind last.pt (a run killed between the two writes): best.pt is now last.pt's "
                       f"step {self.step}")
 
+    def _code_source(self) -> torch.nn.Module:
+        """The flat model (init_from) whose codes of each segment the first code_steps teach the encoder and
+        conductor (TrainConfig.code_steps) — loaded on resume too, since those steps may not be over."""
+        model, path = self.preset.model, self.config.init_from
+        if not getattr(model, "hierarchical", False) or not path:
+            raise ValueError(f"code_steps = {self.config.code_steps} teaches a hierarchical model grown from a flat "
+                             f"one the flat one's codes: it needs hierarchical = true and init_from = that model's "
+                             f"checkpoint (or leave code_steps at 0)")
+        if self.processes.distributed:
+            raise ValueError("code_steps run in one process only; leave out --nproc-per-node or set code_steps=0")
+        checkpoint = load_checkpoint(Path(path), map_location=self.device)
+        source_model, source_preset = model_from_checkpoint(checkpoint)
+        source = source_preset.model
+        if not grows_into(source, model) or source.steps != model.segment_bars * model.steps_per_bar:
+            raise CheckpointError(f"code_steps: init_from {path} is not a flat model of this one's parts whose "
+                                  f"sequence is one segment of it ({model.segment_bars} bars: --set segment_bars="
+                                  f"{source.bars})")
+        for parameter in source_model.parameters():
+            parameter.requires_grad_(False)
+        return source_model.to(self.device).eval()
+
     def _initialise_from(self, path: Path) -> None:
         """Start from another run's weights (the optimisers start fresh): same model config required — or the
         same model without lookback, for a lookback model (its lookback columns start at zero, so step 0
@@ -303,8 +333,9 @@ class Trainer:
         copied = len(checkpoint["model"])
         if grow:
             state, fresh = grown_state(checkpoint["model"], self.model)
+            scaled = f" (its z columns × {CONDITION_SCALE:g}: c reads as z / {CONDITION_SCALE:g})" if model.hierarchical else ""
             said = (f"a {source.bars}-bar model grown into this {model.bars}-bar one — its {copied} tensors copied, new "
-                    f"condition columns zero, fresh initialisation for {len(fresh)} tensors "
+                    f"condition columns zero{scaled}, fresh initialisation for {len(fresh)} tensors "
                     f"({', '.join(sorted({key.split('.')[0] for key in fresh}))})")
         elif from_autoencoder:
             state, fresh = vsae_state_from_musicvae(checkpoint["model"], self.model)
