@@ -104,6 +104,13 @@ class TickTempo:
         self.last = None
         self.previous_step = None
 
+    def carry(self, convert: Callable[[float], float]) -> None:
+        """Every time held, carried into another timebase by `convert` (Clock.set_timebase)."""
+        self.points = deque(((i, convert(t)) for i, t in self.points), maxlen=self.window)
+        self.suspects = [(i, convert(t), r) for i, t, r in self.suspects]
+        self.last = None if self.last is None else (self.last[0], convert(self.last[1]))
+        self.origin = convert(self.origin)
+
     def add(self, index: int, t: float) -> int:
         """Add the tick expected to be number `index` at time t; returns the number it was read as."""
         if self.last is not None and t - self.last[1] > PAUSE_INTERVALS * self.interval:
@@ -214,8 +221,32 @@ class TickTempo:
         return self.origin + self.interval * tick
 
 
+class Timebase:
+    """The time a Clock keeps a MIDI clock's state in, and its conversions from and to perf_counter seconds.
+    This one is perf_counter itself. A MIDI system whose events carry their own sample frames (bridge/jack_midi.py
+    JackTimebase) counts in frames instead: a clock source's ticks are exact there, the output is placed on
+    frames, and a conversion through wall-clock time (which a late audio cycle moves) would add its error twice.
+    Every method is thread-safe."""
+
+    def inward(self, t: float) -> float:
+        """The timebase's time at perf_counter time t."""
+        return t
+
+    def outward(self, x: float) -> float:
+        """The perf_counter time of the timebase's time x."""
+        return x
+
+    def pace(self) -> float:
+        """The timebase's seconds per perf_counter second (a tempo in it × this: the tempo on the wall clock)."""
+        return 1.0
+
+
+PERF_COUNTER = Timebase()
+
+
 class Clock:
-    """beat_at(t) / time_at(beat) while playing, for every source. Thread-safe."""
+    """beat_at(t) / time_at(beat) while playing, for every source; t in perf_counter seconds (a MIDI clock's
+    state in the MIDI system's time: set_timebase). Thread-safe."""
 
     def __init__(self, source: str = "auto", bpm: float = 120.0, on_event: Callable[[str, float], None] | None = None):
         if source not in ("auto", "internal", "midi", "osc"):
@@ -223,6 +254,7 @@ class Clock:
         self.requested = source
         self.source = "midi" if source == "midi" else "internal"
         self.lock = threading.RLock()
+        self.midi_timebase = PERF_COUNTER  # the time a MIDI clock's state is kept in (set_timebase); others: perf
         self.on_event = on_event or (lambda kind, beat: None)
         self.bpm = bpm
         self.anchor_time = 0.0  # internal: beat(t) = anchor_beat + (t - anchor_time) * bpm / 60
@@ -240,7 +272,17 @@ class Clock:
         self.pending: list[tuple[str, float]] = []  # events to emit once the lock is released
 
     # ---- reading the time ---------------------------------------------------------------------
+    def _timebase(self) -> Timebase:
+        """The time the current source's state is in: the MIDI system's for a MIDI clock, else perf_counter."""
+        return self.midi_timebase if self.source == "midi" else PERF_COUNTER
+
     def beat_at(self, t: float) -> float:
+        """The beat at perf_counter time t."""
+        with self.lock:
+            return self._beat_at(self._timebase().inward(t))
+
+    def _beat_at(self, t: float) -> float:
+        """The beat at time t of the source's timebase (_timebase)."""
         with self.lock:
             if not self.playing:
                 return self.anchor_beat
@@ -249,7 +291,14 @@ class Clock:
             return self.anchor_beat + (t - self.anchor_time) * self.bpm / 60.0
 
     def time_at(self, beat: float) -> float | None:
-        """Wall-clock time of `beat` at the current tempo, or None while stopped."""
+        """Wall-clock (perf_counter) time of `beat` at the current tempo, or None while stopped."""
+        with self.lock:
+            at = self.clock_time_at(beat)
+            return None if at is None else self._timebase().outward(at)
+
+    def clock_time_at(self, beat: float) -> float | None:
+        """`beat`'s time on the source's timebase (_timebase), or None while stopped: what a timed output
+        places exactly (a MIDI clock on JACK: the frame it falls on)."""
         with self.lock:
             if not self.playing:
                 return None
@@ -258,8 +307,9 @@ class Clock:
             return self.anchor_time + (beat - self.anchor_beat) * 60.0 / self.bpm
 
     def tempo(self) -> float:
+        """Beats per minute of wall-clock (perf_counter) time."""
         with self.lock:
-            return self.ticks.bpm if self.source == "midi" else self.bpm
+            return self.ticks.bpm * self.midi_timebase.pace() if self.source == "midi" else self.bpm
 
     def state(self, t: float) -> tuple[bool, float, float]:
         """(playing, beat, bpm) at time t."""
@@ -288,7 +338,7 @@ class Clock:
         with self.lock:
             if not self._osc_allowed():
                 return
-            self.anchor_beat, self.anchor_time, self.bpm = self.beat_at(t), t, bpm
+            self.anchor_beat, self.anchor_time, self.bpm = self._beat_at(t), t, bpm
         self._emit("tempo", self.anchor_beat)
 
     def play(self, t: float) -> None:
@@ -302,7 +352,7 @@ class Clock:
         with self.lock:
             if not self._osc_allowed() or not self.playing:
                 return
-            self.anchor_beat, self.playing = self.beat_at(t), False
+            self.anchor_beat, self.playing = self._beat_at(t), False
         self._emit("stop", self.anchor_beat)
 
     def set_position(self, beat: float, t: float) -> None:
@@ -310,9 +360,9 @@ class Clock:
         with self.lock:
             if not self._osc_allowed():
                 return
-            error = beat - self.beat_at(t)
+            error = beat - self._beat_at(t)
             if self.playing and abs(error) < STEP_BEATS:  # part of the error at a time: UDP jitter averages out
-                self.anchor_beat, self.anchor_time = self.beat_at(t) + POSITION_GAIN * error, t
+                self.anchor_beat, self.anchor_time = self._beat_at(t) + POSITION_GAIN * error, t
                 return
             self.anchor_beat, self.anchor_time = beat, t
         self._emit("relocate", beat)
@@ -328,6 +378,22 @@ class Clock:
             self.count_lost = api != "jack"
             self.ticks.count_lost = self.count_lost
 
+    def set_timebase(self, timebase: Timebase) -> None:
+        """Keep a MIDI clock's state in `timebase`'s time from now on (the daemon: the MIDI system's, once its
+        ports are open); what was learnt is carried over. The internal and OSC sources stay on perf_counter:
+        their times are the system clock's."""
+        with self.lock:
+            if timebase is self.midi_timebase:
+                return
+
+            def carry(x: float) -> float:
+                return timebase.inward(self.midi_timebase.outward(x))
+
+            if self.last_clock_message is not None:
+                self.last_clock_message = carry(self.last_clock_message)
+            self.ticks.carry(carry)
+            self.midi_timebase = timebase
+
     # Each MIDI handler changes the state under the lock and queues its events; they are emitted after the
     # lock is released, because listeners flush the scheduler, whose thread reads this clock under its own lock.
     def _follow_midi(self, t: float) -> None:
@@ -336,7 +402,7 @@ class Clock:
             return
         log.info("MIDI clock detected: following it")
         was_playing = self.playing
-        self.anchor_beat, self.playing, self.source = self.beat_at(t), False, "midi"
+        self.anchor_beat, self.playing, self.source = self._beat_at(t), False, "midi"
         self.ticks = TickTempo(self.bpm, count_lost=self.count_lost)
         if was_playing:
             self.pending.append(("stop", self.anchor_beat))
@@ -356,7 +422,7 @@ class Clock:
     def midi_tick(self, t: float) -> None:
         with self.lock:
             if self._midi_allowed(t):
-                self._tick(t)
+                self._tick(self.midi_timebase.inward(t))
         self._emit_pending()
 
     def _heard(self, t: float) -> bool:
@@ -368,11 +434,11 @@ class Clock:
         return was_silent
 
     def _tick(self, t: float) -> None:
-        flywheel = self.beat_at(t)  # where the music got to without ticks
+        flywheel = self._beat_at(t)  # where the music got to without ticks
         if self._heard(t) and self.playing and not self.waiting_first_tick:
             self._tick_running(t)
-            if abs(self.beat_at(t) - flywheel) >= 1 / TICKS_PER_BEAT:  # the sender paused: go back to it
-                self.pending.append(("relocate", self.beat_at(t)))
+            if abs(self._beat_at(t) - flywheel) >= 1 / TICKS_PER_BEAT:  # the sender paused: go back to it
+                self.pending.append(("relocate", self._beat_at(t)))
             return
         if not self.midi_running:  # clock while stopped: keep the tempo fresh, the position stays
             self.ticks.add(self.ticks.last[0] + 1 if self.ticks.last else 0, t)
@@ -415,7 +481,7 @@ class Clock:
         self.input_silent = False
         self.input_report = f"MIDI clock back after {silent_for:.1f} s of silence: following it again"
         log.warning("%s", self.input_report)
-        self.pending.append(("input_back", self.beat_at(t)))
+        self.pending.append(("input_back", self._beat_at(t)))
 
     def check_input(self, t: float) -> bool:
         """Notice a running MIDI clock whose ticks stopped coming (SILENT_TICKS expected ticks without one):
@@ -423,6 +489,7 @@ class Clock:
         with self.lock:
             if self.source != "midi" or not self.midi_running or self.input_silent or self.last_clock_message is None:
                 return False
+            t = self.midi_timebase.inward(t)
             silent_for = t - self.last_clock_message
             if silent_for < SILENT_TICKS * self.ticks.interval:
                 return False
@@ -433,7 +500,7 @@ class Clock:
                 f"{self.ticks.interval * 1000:.1f} ms): check that the clock source still plays and is connected "
                 "to the MIDI input; the music keeps the last tempo until the ticks return")
             log.warning("%s", self.input_report)
-            self.pending.append(("input_silent", self.beat_at(t)))
+            self.pending.append(("input_silent", self._beat_at(t)))
         self._emit_pending()
         return True
 
@@ -443,7 +510,7 @@ class Clock:
             if self._midi_allowed(t):
                 if position_ticks is not None:
                     self.next_tick = position_ticks
-                self._heard(t)
+                self._heard(self.midi_timebase.inward(t))
                 self.midi_running, self.waiting_first_tick = True, True
                 self.anchor_beat = self.next_tick / TICKS_PER_BEAT
         self._emit_pending()
@@ -451,7 +518,7 @@ class Clock:
     def midi_stop(self, t: float) -> None:
         with self.lock:
             if self._midi_allowed(t):
-                self._heard(t)
+                self._heard(self.midi_timebase.inward(t))
                 was_playing = self.playing
                 self.midi_running = self.waiting_first_tick = self.playing = False
                 self.anchor_beat = self.next_tick / TICKS_PER_BEAT
@@ -462,7 +529,7 @@ class Clock:
     def midi_song_position(self, sixteenths: int, t: float) -> None:
         with self.lock:
             if self._midi_allowed(t):
-                self._heard(t)
+                self._heard(self.midi_timebase.inward(t))
                 self.next_tick = sixteenths * 6
                 self.anchor_beat = self.next_tick / TICKS_PER_BEAT
                 if self.playing:  # SPP while running (rare): continue from there with the next tick

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -51,6 +52,7 @@ from collections.abc import Callable
 import numpy as np
 
 from musicbridge.bridge import priority
+from musicbridge.bridge.clock import Timebase
 from musicbridge.bridge.midi_io import (
     ALL_SOUND_OFF,
     CLIENT_NAMES,
@@ -135,13 +137,13 @@ class FrameClock:
     where cycles come later than it placed them (the dummy driver's steps: a late cycle or a few): there it
     rises by RISE_S and RISE_SHARE of the gap a block, so a MIDI clock's ticks, stamped with it, show a small
     step as a brief change of tempo, not a jump the clock follower lags behind; beyond JUMP_S (a stall) it
-    follows at once. Input is stamped with `smooth`, and notes due on a MIDI clock
-    followed from that input are placed with it: the same line both ways, so they land on the clock's frames.
+    follows at once. Input is stamped with `smooth`, and JackTimebase converts with it: a MIDI clock followed
+    from the input is fitted on its ticks' frames and its notes are placed on frames (no line in between), so
+    the line's moves shift only when things happen on the system clock, never the music against the clock.
     Measured: with one line that jumped, answers 3.7 ms early after steps (bench-clock, p99); one that only
     rose slowly fell tens of ms behind the system clock on a busy machine (an internal clock's answers with it,
     and MIDI input behind OSC input); with one that rose at half the gap a block up to 3 ms, an internal
-    clock's answers drifted by 2–4 ms in 12 s against the system clock. Both change a little each block; within
-    a block each is one line: times and frames convert back and forth exactly.
+    clock's answers drifted by 2–4 ms in 12 s against the system clock.
 
     The process callbacks only append (frame, time) to `cycles`; update() — the senders, the input's poller —
     drains it and fits, under `lock`, which no callback takes; `line` and `smooth` are tuples, swapped whole.
@@ -166,10 +168,12 @@ class FrameClock:
         self.line: tuple[int, float, float] | None = None  # (frame, its time, seconds per frame)
         self.smooth: tuple[int, float, float] | None = None  # the same, for input and MIDI-clock time
         self.rate = 0
+        self.generation = 0  # counts the times the frames were learnt afresh (reset, a jump)
         self.reset()
 
     def reset(self, rate: int | None = None) -> None:
         with self.lock:
+            self.generation += 1  # frames from here on may not continue the old ones (JackTimebase)
             self.rate = rate or self.rate
             self.cycles.clear()
             self.line = self.smooth = None
@@ -215,6 +219,7 @@ class FrameClock:
                     log.debug("JACK frame clock: a jump of %.3f s; learning it afresh", now - self.time_of(frame))
                     self.blocks.clear()
                     self.block, frame = None, raw
+                    self.generation += 1
                 self.last_frame = frame
                 x = now - frame / self.rate
                 if self.block is None or now - self.block[0] >= self.BLOCK_S:
@@ -253,6 +258,84 @@ class FrameClock:
 
 
 FRAME_CLOCK = FrameClock()  # one per process: every JACK client of it sees the same server's frames
+
+
+class JackTimebase(Timebase):
+    """JACK's frames as a Clock's time (bridge/clock.py Timebase): x = frame / rate + offset, seconds. A MIDI
+    clock followed from the JACK input is fitted on its ticks' own frames — exact, whatever the cycles' wall-clock
+    times do — and the notes due on it are placed on the frames it gives (JackMidiOutput.send's clock_time): no
+    conversion through wall-clock time on the way. Measured with FrameClock.smooth both ways instead (stamped,
+    then placed), on a VM whose dummy driver ran late 100–600 times in 30 s: jitter p99 6–24 ms against
+    jack_midi_clock, from the line moving between a tick's stamp and a note's placement.
+
+    Conversions from and to perf_counter go through FrameClock.smooth, the line the input's stamps are made
+    with; the input's own stamp converts back to its frame exactly (stamp()). `offset` makes x ≈ perf_counter
+    when first used, and is chosen afresh where the frames start over (a new server, a jump: FrameClock's
+    generation) so that x goes on without a step."""
+
+    def __init__(self, frames: FrameClock, now: Callable[[], float] = time.perf_counter):
+        self.frames, self.now = frames, now  # now: the system clock (a test's own)
+        self.lock = threading.Lock()
+        self.current: tuple[tuple[int, float, float], int, float] | None = None  # (line, generation, offset)
+        self.stamped = (math.nan, math.nan)  # (perf_counter time, x) of the input's last stamp
+
+    def _now(self) -> tuple[tuple[int, float, float], float] | None:
+        """(line, offset) to convert with: the frame clock's, the last one while it has none (a server away)."""
+        line, generation, rate = self.frames.smooth, self.frames.generation, self.frames.rate
+        with self.lock:
+            current = self.current
+            if line is None or not rate:
+                return None if current is None else (current[0], current[2])
+            if current is None or current[1] != generation:  # the frames start over: x goes on from here
+                t = self.now()
+                x = t if current is None else self._x(t, current[0], current[2])
+                offset = x - self._frame(t, line) / rate
+                self.current = (line, generation, offset)
+            elif current[0] is not line:
+                self.current = (line, generation, current[2])
+            return self.current[0], self.current[2]
+
+    def _frame(self, t: float, line: tuple[int, float, float]) -> float:
+        origin, at, per_frame = line
+        return origin + (t - at) / per_frame
+
+    def _x(self, t: float, line: tuple[int, float, float], offset: float) -> float:
+        return self._frame(t, line) / self.frames.rate + offset
+
+    def inward(self, t: float) -> float:
+        stamp_t, stamp_x = self.stamped
+        if t == stamp_t:  # the input's stamp: its frame exactly
+            return stamp_x
+        state = self._now()
+        return t if state is None else self._x(t, *state)
+
+    def outward(self, x: float) -> float:
+        state = self._now()
+        if state is None:
+            return x
+        line, offset = state
+        return self.frames.time_of((x - offset) * self.frames.rate, line)
+
+    def pace(self) -> float:
+        state = self._now()
+        return 1.0 if state is None else 1.0 / (self.frames.rate * state[0][2])
+
+    def stamp(self, frame: int, line: tuple[int, float, float], not_before: float = -math.inf) -> float:
+        """The perf_counter time of an input event's (unwrapped) frame by `line` (not before `not_before`),
+        remembered with the frame's x, so that inward() of that time gives the frame back exactly."""
+        at = max(self.frames.time_of(frame, line), not_before)
+        state = self._now()
+        if state is not None:
+            self.stamped = (at, frame / self.frames.rate + state[1])
+        return at
+
+    def frame_of(self, x: float) -> int | None:
+        """The (unwrapped) frame of x; None before the first cycle."""
+        state = self._now()
+        return None if state is None else round((x - state[1]) * self.frames.rate)
+
+
+JACK_TIMEBASE = JackTimebase(FRAME_CLOCK)  # the Clock's time when MIDI runs on JACK (daemon: set_timebase)
 
 
 class _JackClient:
@@ -487,14 +570,14 @@ def _close(client) -> None:
 
 class _Event:
     """One message handed to the output: its bytes, its due time (perf_counter seconds; None: as soon as
-    possible), the frame it falls on (set by the callback when it first sees it) and what it did to the
-    sounding-note bookkeeping."""
+    possible), the frame it falls on (given by the sender, else set by the callback when it first sees it) and
+    what it did to the sounding-note bookkeeping."""
 
-    __slots__ = ("ticket", "data", "at", "on_input_time", "frame", "key", "effect", "timed_note_on")
+    __slots__ = ("ticket", "data", "at", "frame", "key", "effect", "timed_note_on")
 
-    def __init__(self, ticket: int, data: bytes, at: float | None, on_input_time: bool,
+    def __init__(self, ticket: int, data: bytes, at: float | None, frame: int | None,
                  key: tuple[int, int] | None, effect: int):
-        self.ticket, self.data, self.at, self.on_input_time, self.frame = ticket, data, at, on_input_time, None
+        self.ticket, self.data, self.at, self.frame = ticket, data, at, frame
         self.key, self.effect = key, effect
         self.timed_note_on = at is not None and effect > 0
 
@@ -521,6 +604,7 @@ class JackMidiOutput:
         self.lookahead_s = LATE_WAKE_S  # (until the period is known, just below)
         self.port = _JackPort("out", wanted, self._process, client or _JackClient(), quiet)
         self.api = "jack"
+        self.timebase = JACK_TIMEBASE  # send()'s clock_time is in it
         self._set_lookahead(self.port.client.blocksize / self.port.client.samplerate)
 
     # ---- senders ------------------------------------------------------------------------------
@@ -533,30 +617,34 @@ class JackMidiOutput:
         self._set_lookahead(seconds)
 
     def send(self, message: list[int] | tuple[int, ...], at: float | None = None,
-             on_input_time: bool = False) -> int | None:
+             clock_time: float | None = None) -> int | None:
         """Hand a message over: at `at` (perf_counter seconds) on its frame, or None: in the next cycle;
-        `on_input_time`: `at` comes from a MIDI clock followed from this backend's input (placed with the line
-        its ticks were stamped with, FrameClock.smooth). Returns its ticket (None when the server is away and
+        `clock_time`: the same moment on JACK_TIMEBASE (a Clock following a MIDI clock from this backend's input:
+        Clock.clock_time_at), which gives its frame exactly. Returns its ticket (None when the server is away and
         the message was dropped)."""
+        frame = None
         if at is not None:
             FRAME_CLOCK.update()  # the cycles seen lately place the frame it falls on
+            if clock_time is not None:
+                frame = JACK_TIMEBASE.frame_of(clock_time)
         with self.lock:
             if self.port.client is None or self.closed:
                 self.dropped += 1
                 return None
             key, effect = track_note(self.sounding, self.channels_sounded, message)
-            event = _Event(next(self.tickets), bytes(message), at, on_input_time, key, effect)
+            event = _Event(next(self.tickets), bytes(message), at, frame, key, effect)
             self.unwritten[event.ticket] = event
             self.handed.append(event)
             self.sent += 1
             return event.ticket
 
     def note_on(self, channel: int, pitch: int, velocity: int, at: float | None = None,
-                on_input_time: bool = False) -> int | None:
-        return self.send((0x90 | channel, pitch, velocity), at, on_input_time)
+                clock_time: float | None = None) -> int | None:
+        return self.send((0x90 | channel, pitch, velocity), at, clock_time)
 
-    def note_off(self, channel: int, pitch: int, at: float | None = None, on_input_time: bool = False) -> int | None:
-        return self.send((0x80 | channel, pitch, 0), at, on_input_time)
+    def note_off(self, channel: int, pitch: int, at: float | None = None,
+                 clock_time: float | None = None) -> int | None:
+        return self.send((0x80 | channel, pitch, 0), at, clock_time)
 
     def cancel(self, ticket: int | None) -> bool:
         """Take a handed-over event back; False when it was written already (or there is no such ticket)."""
@@ -616,19 +704,18 @@ class JackMidiOutput:
             queue, handed = self.queue, self.handed
             while handed:
                 queue.append(handed.popleft())
-            lines = FRAME_CLOCK.line, FRAME_CLOCK.smooth
+            line = FRAME_CLOCK.line
             if queue:
-                self._write_due(frames, FRAME_CLOCK.unwrap(start, lines[0]), own, lines)
+                self._write_due(frames, FRAME_CLOCK.unwrap(start, line), own, line)
         except Exception:  # an exception would end the callbacks for good: the port would go silent
             log.exception("JACK MIDI output cycle")
 
-    def _write_due(self, frames: int, start: int, own, lines) -> None:
+    def _write_due(self, frames: int, start: int, own, line) -> None:
         """Write the events that fall in this cycle at their offsets (late ones at 0), in time order, then
         handing-over order; at most PACE_MESSAGES; the rest wait for their cycle. Frames are unwrapped here."""
         due = []
         for event in self.queue:
             if event.frame is None:
-                line = lines[event.on_input_time]
                 event.frame = FRAME_CLOCK.frame_at(event.at, line) if event.at is not None and line else start
             offset = event.frame - start
             if offset < frames:
@@ -649,9 +736,8 @@ class JackMidiOutput:
                 written += 1
                 if event.at is not None and start + offset > event.frame:
                     self.late_written += 1
-                line = lines[event.on_input_time]
-                if event.timed_note_on and line:
-                    self.errors.append(FRAME_CLOCK.time_of(start + offset, line) - event.at)
+                if event.timed_note_on:
+                    self.errors.append((start + offset - event.frame) / FRAME_CLOCK.rate)
         self.queue = [event for event in self.queue if event.ticket in self.unwritten]
 
     # ---- housekeeping -------------------------------------------------------------------------
@@ -736,10 +822,12 @@ class JackMidiInput:
             self.received += 1
             try:
                 line = FRAME_CLOCK.smooth
-                at = FRAME_CLOCK.time_of(FRAME_CLOCK.unwrap(frame, line), line) if line else time.perf_counter()
                 # Never before the message before it: the line may drop between two messages of one cycle (a
                 # Start and the note after it, both on one frame), and the note would land before the Start.
-                self.last_time = at = max(at, self.last_time)
+                # (A Clock on JACK_TIMEBASE reads the frame itself back from the time: stamp().)
+                at = (JACK_TIMEBASE.stamp(FRAME_CLOCK.unwrap(frame, line), line, self.last_time) if line
+                      else max(time.perf_counter(), self.last_time))
+                self.last_time = at
                 self.on_message(message, at)
             except Exception:  # input handling must never die; the message is lost, the daemon goes on
                 log.exception("error while handling MIDI input %s", message)

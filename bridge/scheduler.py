@@ -134,6 +134,11 @@ class Scheduler:
         follows a MIDI clock (its times are the input's)."""
         return self.timed and getattr(self.clock, "source", None) == "midi"
 
+    def _clock_time(self, beat: float) -> float | None:
+        """`beat`'s time on the clock's own timebase, with the output offset (Clock.clock_time_at)."""
+        at = self.clock.clock_time_at(beat)
+        return None if at is None else at + self.offset
+
     def _take_back(self, ticket: int | None) -> bool:
         """A handed-over event that is not written yet, taken back from the output."""
         return ticket is not None and self.output.cancel(ticket)
@@ -266,9 +271,9 @@ class Scheduler:
             note.state = "done" if kind == NOTE_OFF else "on"
             return
         if kind == NOTE_ON:
-            if placed:  # a followed MIDI clock's times are the input's: placed with the line it stamps with
+            if placed:  # a followed MIDI clock's time is the input's (on JACK its frames): placed on it exactly
                 note.on_ticket = self.output.note_on(note.channel, note.pitch, note.velocity, at=due,
-                                                     on_input_time=True)
+                                                     clock_time=self._clock_time(entry[0]))
             else:
                 self.output.note_on(note.channel, note.pitch, note.velocity)
                 self.errors.append(time.perf_counter() - due)
@@ -276,7 +281,8 @@ class Scheduler:
             self.sent += 1
         else:
             if placed:
-                note.off_ticket = self.output.note_off(note.channel, note.pitch, at=due, on_input_time=True)
+                note.off_ticket = self.output.note_off(note.channel, note.pitch, at=due,
+                                                       clock_time=self._clock_time(entry[0]))
             else:
                 self.output.note_off(note.channel, note.pitch)
             note.state = "done"

@@ -16,7 +16,7 @@ import pytest
 from bridge_harness import wait_until
 
 from musicbridge.benchmarks.jack_rig import CLOCK_PORT, JackMidiClock, JackTransport, MidiDump
-from musicbridge.bridge.clock import Clock
+from musicbridge.bridge.clock import TICKS_PER_BEAT, Clock
 from musicbridge.bridge.jack_midi import (
     CLIENT_NAME,
     FRAME_CLOCK,
@@ -26,6 +26,7 @@ from musicbridge.bridge.jack_midi import (
     FrameClock,
     JackMidiInput,
     JackMidiOutput,
+    JackTimebase,
 )
 from musicbridge.bridge.midi_io import IN_PORT_NAME, OUT_PORT_NAME, open_ports
 from musicbridge.bridge.scheduler import OUTPUT_LEAD_S, Scheduler
@@ -342,3 +343,50 @@ def test_the_frame_clock_places_frames_on_the_cycles_and_follows_a_driver_that_f
     restart = feed(clock, range(0, 3000), lambda n: true_time(first + 9000) + 1.0 + n * 64 / 48_000,
                    lambda n: late[n])
     assert abs(restart[-1, 2] - restart[-1, 1]) < 0.0005
+
+
+def test_a_midi_clock_on_jack_is_fitted_and_answered_on_its_own_frames_whatever_the_cycles_do():
+    """No server: a sample-accurate MIDI clock (jack_midi_clock: a tick every 1,000 frames, 120 bpm at 48 kHz)
+    through cycles whose callbacks come late and whose driver falls 3 ms behind the system clock every half
+    second (the dummy driver on a busy VM). A Clock on the JACK timebase places every beat on the clock's own
+    frame, to the frame — through smooth's moves, which a round trip through wall-clock time would add — and
+    reports the tempo on the wall clock; a new server (frames from 0) does not make its time jump."""
+    rng = np.random.default_rng(2)
+    frames = FrameClock()
+    frames.reset(48_000)
+    now = [0.0]
+    timebase = JackTimebase(frames, now=lambda: now[0])  # (a new server's x is carried over at the system's now)
+    clock = Clock("midi", 100.0)
+    clock.set_midi_system("jack")
+    clock.set_timebase(timebase)
+    base = 100.0
+
+    def true_time(n: int) -> float:  # the cycle's start on the system clock: 3 ms later every 375 cycles
+        return base + n * 64 / 48_000 + 0.003 * (n // 375)
+
+    first_tick, per_tick = 2_000, 1_000
+    clock.handle_midi([0xFA], true_time(first_tick // 64))  # Start
+    ticks = 0
+    for n in range(4_000):  # 5.3 s
+        now[0] = true_time(n) + rng.exponential(0.0008)
+        frames.observe((n * 64) & FRAME_MASK, now[0])
+        frames.update()
+        while first_tick + ticks * per_tick < (n + 1) * 64:
+            frame = first_tick + ticks * per_tick
+            clock.handle_midi([0xF8], timebase.stamp(frames.unwrap(frame & FRAME_MASK), frames.smooth))
+            ticks += 1
+    assert ticks > 250
+    for beat in np.arange(ticks // TICKS_PER_BEAT, ticks // TICKS_PER_BEAT + 2, 0.25):  # the next two beats
+        frame = timebase.frame_of(clock.clock_time_at(beat))
+        assert abs(frame - (first_tick + beat * TICKS_PER_BEAT * per_tick)) <= 1
+    # The tempo on the system clock: the frames run 3 ms in 500 (0.6 %) slow against it.
+    assert clock.tempo() == pytest.approx(120.0 * 0.5 / 0.503, rel=0.001)
+    # A new server, a cycle later: frames from 0, the timebase's time goes on.
+    x_before, t_before = timebase.inward(true_time(4_000)), true_time(4_000)
+    frames.reset(48_000)
+    for n in range(100):
+        now[0] = t_before + 0.002 + n * 64 / 48_000
+        frames.observe(n * 64, now[0])
+        frames.update()
+    x_after = timebase.inward(t_before + 0.05)
+    assert x_after - x_before == pytest.approx(0.05, abs=0.003)
