@@ -76,7 +76,8 @@ class TrainConfig:
     init_from: str = ""  # a checkpoint whose weights start the run (same model config), e.g. the VAE it continues
     # A hierarchical model grown from a flat one (init_from, segment = the source's whole sequence): for the first
     # N steps the encoder and conductor only learn to hand each segment the source's own code of it (loss.py
-    # code_nll; no decoder pass, ~4× faster a step), so the bottom decoder gets conditions it can already read.
+    # code_nll; no decoder pass: 1.2 steps/s against 0.75 for mel_16bar_hier on 2 threads), so the bottom decoder
+    # gets conditions it can already read before the whole model trains.
     code_steps: int = 0
     # Bookkeeping.
     log_every: int = 50

@@ -103,8 +103,8 @@ class VAEObjective:
         self.optimizer.step()
         with torch.no_grad():
             kl_bits = float(kl_divergence(mu, sigma).mean() / LN2)
-        return {"loss": float(loss.detach()), "code_nll": float(nll.detach().mean()), "kl_bits": kl_bits, "beta": beta, "lr": lr,
-                "grad_norm": float(grad_norm)}
+        return {"loss": float(loss.detach()), "code_nll": float(nll.detach().mean()), "kl_bits": kl_bits,
+                "beta": beta, "lr": lr, "grad_norm": float(grad_norm)}
 
     @torch.no_grad()
     def validation_batch(self, model, tokens, source, rng) -> dict[str, float]:

@@ -333,7 +333,8 @@ class Trainer:
         copied = len(checkpoint["model"])
         if grow:
             state, fresh = grown_state(checkpoint["model"], self.model)
-            scaled = f" (its z columns × {CONDITION_SCALE:g}: c reads as z / {CONDITION_SCALE:g})" if model.hierarchical else ""
+            scaled = f" (its z columns × {CONDITION_SCALE:g}: c reads as z / {CONDITION_SCALE:g})" \
+                if model.hierarchical else ""
             said = (f"a {source.bars}-bar model grown into this {model.bars}-bar one — its {copied} tensors copied, new "
                     f"condition columns zero{scaled}, fresh initialisation for {len(fresh)} tensors "
                     f"({', '.join(sorted({key.split('.')[0] for key in fresh}))})")
