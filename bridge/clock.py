@@ -255,6 +255,7 @@ class Clock:
         self.source = "midi" if source == "midi" else "internal"
         self.lock = threading.RLock()
         self.midi_timebase = PERF_COUNTER  # the time a MIDI clock's state is kept in (set_timebase); others: perf
+        self.tick_stamps: deque[tuple[float, float]] = deque(maxlen=2 * TICKS_PER_BEAT)  # (its time, perf) per tick
         self.on_event = on_event or (lambda kind, beat: None)
         self.bpm = bpm
         self.anchor_time = 0.0  # internal: beat(t) = anchor_beat + (t - anchor_time) * bpm / 60
@@ -309,7 +310,16 @@ class Clock:
     def tempo(self) -> float:
         """Beats per minute of wall-clock (perf_counter) time."""
         with self.lock:
-            return self.ticks.bpm * self.midi_timebase.pace() if self.source == "midi" else self.bpm
+            return self.ticks.bpm * self._pace() if self.source == "midi" else self.bpm
+
+    def _pace(self) -> float:
+        """The MIDI timebase's seconds per wall-clock second over the last ticks (the ones the tempo is fitted
+        on: a driver that ran late now and then makes the pace of the last seconds, not of a longer span)."""
+        if len(self.tick_stamps) >= 2:
+            (x0, t0), (x1, t1) = self.tick_stamps[0], self.tick_stamps[-1]
+            if t1 - t0 > 0 and x1 - x0 > 0:
+                return (x1 - x0) / (t1 - t0)
+        return self.midi_timebase.pace()
 
     def state(self, t: float) -> tuple[bool, float, float]:
         """(playing, beat, bpm) at time t."""
@@ -422,7 +432,9 @@ class Clock:
     def midi_tick(self, t: float) -> None:
         with self.lock:
             if self._midi_allowed(t):
-                self._tick(self.midi_timebase.inward(t))
+                x = self.midi_timebase.inward(t)
+                self.tick_stamps.append((x, t))
+                self._tick(x)
         self._emit_pending()
 
     def _heard(self, t: float) -> bool:

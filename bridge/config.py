@@ -94,6 +94,10 @@ class ServeConfig:
     clock: str = "auto"
     bpm: float = 120.0
     link_quantum: int = 1  # --clock link: bars whose phase is shared with the Link session (Live's quantum)
+    # On JACK: follow a MIDI clock in the server's frames, not wall-clock time (bridge/jack_midi.py JackTimebase):
+    # exact for a clock the server's own graph writes (a DAW, jack_midi_clock); a sender timed by the wall clock on
+    # a driver that stalls (the dummy driver on a busy VM) is followed better in wall-clock time, the default.
+    clock_in_frames: bool = False
     output_offset_ms: float = 0.0  # >0 sends later, <0 earlier (latency compensation)
     scheduler: str = "precise"
     realtime: bool = True  # real-time priority for the daemon's threads where permitted (bridge/priority.py)

@@ -137,9 +137,9 @@ class Bridge:
         self.midi_state = "ok"
         if hasattr(self.clock, "set_midi_system"):  # on JACK, late ticks are the sender's slip (bridge/clock.py)
             self.clock.set_midi_system(self.output.api)
-            # Where the input's events carry their frames, the clock counts in them: a MIDI clock's ticks are
-            # fitted, and the answers placed, on the frames themselves (bridge/jack_midi.py JackTimebase).
-            if getattr(self.output, "timebase", None) is not None:
+            # --clock-in-frames, where the input's events carry their frames: the clock counts in them, a MIDI
+            # clock's ticks are fitted and the answers placed on the frames themselves (jack_midi.JackTimebase).
+            if cfg.clock_in_frames and getattr(self.output, "timebase", None) is not None:
                 self.clock.set_timebase(self.output.timebase)
         if self.output.api == "jack":
             try:

@@ -137,9 +137,9 @@ class FrameClock:
     where cycles come later than it placed them (the dummy driver's steps: a late cycle or a few): there it
     rises by RISE_S and RISE_SHARE of the gap a block, so a MIDI clock's ticks, stamped with it, show a small
     step as a brief change of tempo, not a jump the clock follower lags behind; beyond JUMP_S (a stall) it
-    follows at once. Input is stamped with `smooth`, and JackTimebase converts with it: a MIDI clock followed
-    from the input is fitted on its ticks' frames and its notes are placed on frames (no line in between), so
-    the line's moves shift only when things happen on the system clock, never the music against the clock.
+    follows at once. Input is stamped with `smooth`, and notes due on a MIDI clock followed from that input in
+    wall-clock time are placed with it: the same line both ways. Followed in frames instead (JackTimebase,
+    serve --clock-in-frames), its ticks are fitted on their frames and its notes placed on frames.
     Measured: with one line that jumped, answers 3.7 ms early after steps (bench-clock, p99); one that only
     rose slowly fell tens of ms behind the system clock on a busy machine (an internal clock's answers with it,
     and MIDI input behind OSC input); with one that rose at half the gap a block up to 3 ms, an internal
@@ -271,7 +271,10 @@ class JackTimebase(Timebase):
     Conversions from and to perf_counter go through FrameClock.smooth, the line the input's stamps are made
     with; the input's own stamp converts back to its frame exactly (stamp()). `offset` makes x ≈ perf_counter
     when first used, and is chosen afresh where the frames start over (a new server, a jump: FrameClock's
-    generation) so that x goes on without a step."""
+    generation) so that x goes on without a step.
+
+    The daemon uses it with `serve --clock-in-frames` only: a sender timed by the wall clock whose ticks cross a
+    stalled cycle shifts in frames by the stall, and is followed better in wall-clock time (the default)."""
 
     def __init__(self, frames: FrameClock, now: Callable[[], float] = time.perf_counter):
         self.frames, self.now = frames, now  # now: the system clock (a test's own)
@@ -573,11 +576,11 @@ class _Event:
     possible), the frame it falls on (given by the sender, else set by the callback when it first sees it) and
     what it did to the sounding-note bookkeeping."""
 
-    __slots__ = ("ticket", "data", "at", "frame", "key", "effect", "timed_note_on")
+    __slots__ = ("ticket", "data", "at", "on_input_time", "frame", "key", "effect", "timed_note_on")
 
-    def __init__(self, ticket: int, data: bytes, at: float | None, frame: int | None,
+    def __init__(self, ticket: int, data: bytes, at: float | None, on_input_time: bool, frame: int | None,
                  key: tuple[int, int] | None, effect: int):
-        self.ticket, self.data, self.at, self.frame = ticket, data, at, frame
+        self.ticket, self.data, self.at, self.on_input_time, self.frame = ticket, data, at, on_input_time, frame
         self.key, self.effect = key, effect
         self.timed_note_on = at is not None and effect > 0
 
@@ -617,11 +620,12 @@ class JackMidiOutput:
         self._set_lookahead(seconds)
 
     def send(self, message: list[int] | tuple[int, ...], at: float | None = None,
-             clock_time: float | None = None) -> int | None:
+             clock_time: float | None = None, on_input_time: bool = False) -> int | None:
         """Hand a message over: at `at` (perf_counter seconds) on its frame, or None: in the next cycle;
-        `clock_time`: the same moment on JACK_TIMEBASE (a Clock following a MIDI clock from this backend's input:
-        Clock.clock_time_at), which gives its frame exactly. Returns its ticket (None when the server is away and
-        the message was dropped)."""
+        `clock_time`: the same moment on JACK_TIMEBASE (a Clock following a MIDI clock in frames:
+        Clock.clock_time_at), which gives its frame exactly; `on_input_time`: `at` comes from a MIDI clock
+        followed in wall-clock time from this backend's input (placed with the line its ticks were stamped with,
+        FrameClock.smooth). Returns its ticket (None when the server is away and the message was dropped)."""
         frame = None
         if at is not None:
             FRAME_CLOCK.update()  # the cycles seen lately place the frame it falls on
@@ -632,19 +636,19 @@ class JackMidiOutput:
                 self.dropped += 1
                 return None
             key, effect = track_note(self.sounding, self.channels_sounded, message)
-            event = _Event(next(self.tickets), bytes(message), at, frame, key, effect)
+            event = _Event(next(self.tickets), bytes(message), at, on_input_time, frame, key, effect)
             self.unwritten[event.ticket] = event
             self.handed.append(event)
             self.sent += 1
             return event.ticket
 
     def note_on(self, channel: int, pitch: int, velocity: int, at: float | None = None,
-                clock_time: float | None = None) -> int | None:
-        return self.send((0x90 | channel, pitch, velocity), at, clock_time)
+                clock_time: float | None = None, on_input_time: bool = False) -> int | None:
+        return self.send((0x90 | channel, pitch, velocity), at, clock_time, on_input_time)
 
     def note_off(self, channel: int, pitch: int, at: float | None = None,
-                 clock_time: float | None = None) -> int | None:
-        return self.send((0x80 | channel, pitch, 0), at, clock_time)
+                 clock_time: float | None = None, on_input_time: bool = False) -> int | None:
+        return self.send((0x80 | channel, pitch, 0), at, clock_time, on_input_time)
 
     def cancel(self, ticket: int | None) -> bool:
         """Take a handed-over event back; False when it was written already (or there is no such ticket)."""
@@ -704,18 +708,19 @@ class JackMidiOutput:
             queue, handed = self.queue, self.handed
             while handed:
                 queue.append(handed.popleft())
-            line = FRAME_CLOCK.line
+            lines = FRAME_CLOCK.line, FRAME_CLOCK.smooth
             if queue:
-                self._write_due(frames, FRAME_CLOCK.unwrap(start, line), own, line)
+                self._write_due(frames, FRAME_CLOCK.unwrap(start, lines[0]), own, lines)
         except Exception:  # an exception would end the callbacks for good: the port would go silent
             log.exception("JACK MIDI output cycle")
 
-    def _write_due(self, frames: int, start: int, own, line) -> None:
+    def _write_due(self, frames: int, start: int, own, lines) -> None:
         """Write the events that fall in this cycle at their offsets (late ones at 0), in time order, then
         handing-over order; at most PACE_MESSAGES; the rest wait for their cycle. Frames are unwrapped here."""
         due = []
         for event in self.queue:
             if event.frame is None:
+                line = lines[event.on_input_time]
                 event.frame = FRAME_CLOCK.frame_at(event.at, line) if event.at is not None and line else start
             offset = event.frame - start
             if offset < frames:

@@ -134,10 +134,15 @@ class Scheduler:
         follows a MIDI clock (its times are the input's)."""
         return self.timed and getattr(self.clock, "source", None) == "midi"
 
-    def _clock_time(self, beat: float) -> float | None:
-        """`beat`'s time on the clock's own timebase, with the output offset (Clock.clock_time_at)."""
+    def _placement(self, beat: float) -> dict:
+        """How the output places a note due on a followed MIDI clock: by its time on the clock's timebase, where
+        that is the output's own (serve --clock-in-frames on JACK: its frame exactly), else by its due time on the
+        line the input's ticks were stamped with."""
+        timebase = getattr(self.output, "timebase", None)
+        if timebase is None or getattr(self.clock, "midi_timebase", None) is not timebase:
+            return {"on_input_time": True}
         at = self.clock.clock_time_at(beat)
-        return None if at is None else at + self.offset
+        return {"clock_time": None if at is None else at + self.offset}
 
     def _take_back(self, ticket: int | None) -> bool:
         """A handed-over event that is not written yet, taken back from the output."""
@@ -273,7 +278,7 @@ class Scheduler:
         if kind == NOTE_ON:
             if placed:  # a followed MIDI clock's time is the input's (on JACK its frames): placed on it exactly
                 note.on_ticket = self.output.note_on(note.channel, note.pitch, note.velocity, at=due,
-                                                     clock_time=self._clock_time(entry[0]))
+                                                     **self._placement(entry[0]))
             else:
                 self.output.note_on(note.channel, note.pitch, note.velocity)
                 self.errors.append(time.perf_counter() - due)
@@ -281,8 +286,7 @@ class Scheduler:
             self.sent += 1
         else:
             if placed:
-                note.off_ticket = self.output.note_off(note.channel, note.pitch, at=due,
-                                                       clock_time=self._clock_time(entry[0]))
+                note.off_ticket = self.output.note_off(note.channel, note.pitch, at=due, **self._placement(entry[0]))
             else:
                 self.output.note_off(note.channel, note.pitch)
             note.state = "done"
