@@ -58,12 +58,17 @@ def test_only_a_smaller_model_of_the_same_parts_grows():
     assert not grows_into(dataclasses.replace(source, lookback=True), dataclasses.replace(hier, lookback=True))
 
 
-def test_train_init_from_a_2bar_checkpoint_grows_it_into_the_hierarchical_preset(tmp_path):
-    runner = CliRunner()
+def build_4bar_data(runner: CliRunner, tmp_path) -> None:
+    """4-bar windows of made-up tunes in tmp_path / "data4", built by the CLI."""
     write_tunes(tmp_path / "midi", count=24, bars=8)
     built = runner.invoke(app, ["data", "build", str(tmp_path / "midi"), "-o", str(tmp_path / "data4"), "--bars", "4",
                                 "--workers", "1", "--cache-dir", str(tmp_path / "cache")])
     assert built.exit_code == 0, built.output
+
+
+def test_train_init_from_a_2bar_checkpoint_grows_it_into_the_hierarchical_preset(tmp_path):
+    runner = CliRunner()
+    build_4bar_data(runner, tmp_path)
     sizes = {"embed_size": 16, "enc_size": 32, "enc_layers": 1, "dec_size": 48, "z_size": 8}  # TINY's, z smaller
     source_model = tiny_model("melody", bars=2, seed=5, **sizes)
     source = save_model_checkpoint(source_model, tmp_path / "two_bar.pt", preset="mel_2bar")
@@ -105,10 +110,7 @@ def test_segment_codes_are_the_source_posterior_of_each_segment_and_code_nll_wei
 
 def test_code_steps_teach_the_grown_encoder_and_conductor_the_source_codes_then_the_whole_model_trains(tmp_path):
     runner = CliRunner()
-    write_tunes(tmp_path / "midi", count=24, bars=8)
-    built = runner.invoke(app, ["data", "build", str(tmp_path / "midi"), "-o", str(tmp_path / "data4"), "--bars", "4",
-                                "--workers", "1", "--cache-dir", str(tmp_path / "cache")])
-    assert built.exit_code == 0, built.output
+    build_4bar_data(runner, tmp_path)
     sizes = {"embed_size": 16, "enc_size": 32, "enc_layers": 1, "dec_size": 48, "z_size": 8}
     source = save_model_checkpoint(tiny_model("melody", bars=2, seed=5, **sizes), tmp_path / "two_bar.pt",
                                    preset="mel_2bar")
