@@ -336,8 +336,8 @@ class Trainer:
             scaled = f" (its z columns × {CONDITION_SCALE:g}: c reads as z / {CONDITION_SCALE:g})" \
                 if model.hierarchical else ""
             said = (f"a {source.bars}-bar model grown into this {model.bars}-bar one — its {copied} tensors copied, new "
-                    f"condition columns zero{scaled}, fresh initialisation for {len(fresh)} tensors "
-                    f"({', '.join(sorted({key.split('.')[0] for key in fresh}))})")
+                    f"condition columns zero{scaled}, fresh initialisation for {len(fresh)} tensors"
+                    + (f" ({', '.join(sorted({key.split('.')[0] for key in fresh}))})" if fresh else ""))
         elif from_autoencoder:
             state, fresh = vsae_state_from_musicvae(checkpoint["model"], self.model)
             said = (f"a MusicVAE of this vsae's sizes — its encoder and decoder copied ({copied} tensors), the "
