@@ -171,6 +171,7 @@ def run_once(jack: JackServer, model: str, bpm: float, jitter: float, traffic: b
         "jack_xruns_driver_woke_late": driver_late,
         "jack_late_clients": dict(late_clients.most_common()),
         "daemon": {key: daemon.get(key) for key in ("midi_in", "midi_in_ignored", "lost_clock_ticks", "clock_silences",
+                                                     "clock_time", "clock_time_switches", "clock_misses_ms",
                                                      "late_dropped", "deadline_missed", "timing_error_ms", "scheduler")},
         "daemon_realtime_threads": daemon_rt,  # SCHED_FIFO priorities of the daemon's threads (/proc), mid-run
     }

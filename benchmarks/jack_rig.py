@@ -345,6 +345,7 @@ class ClockPlayer:
         self.jitter = lambda tick: 0.0
         self.drop = lambda tick: False
         self.tick_times: dict[int, float] = {}  # tick number → intended time
+        self.sent_times: dict[int, float] = {}  # tick number → when it was sent (later than intended: a stall)
         self.start_beat = start_beat
         self.running = False
         self.thread: threading.Thread | None = None
@@ -375,10 +376,12 @@ class ClockPlayer:
             t = self.t0 + sum(self._interval(k) for k in range(round(self.start_beat * TICKS_PER_BEAT), base))
         return t + (tick - base) * self._interval(base)
 
-    def beat_at(self, t: float) -> float:
+    def beat_at(self, t: float, as_sent: bool = False) -> float:
         """The clock's song position (beats) at wall-clock time `t`: the inverse of time_of on the ticks played
-        (between two ticks in proportion; before the first or after the last, at the tempo there)."""
-        played = sorted(self.tick_times.items())  # one copy: the player thread adds ticks meanwhile
+        (between two ticks in proportion; before the first or after the last, at the tempo there). `as_sent`: on
+        the times the ticks were sent instead of intended — what a follower could know of a player that stalled
+        (a loaded machine) and sent its overdue ticks late."""
+        played = sorted((self.sent_times if as_sent else self.tick_times).items())  # (one copy: the thread adds)
         if not played:
             raise ValueError("the clock has played no tick yet")
         ticks, times = [tick for tick, _ in played], [when for _, when in played]
@@ -401,7 +404,7 @@ class ClockPlayer:
             self.tick_times[tick] = t
             precise_sleep_until(t + self.jitter(tick))
             if not self.drop(tick):
-                self.peer.send([0xF8])
+                self.sent_times[tick] = self.peer.send([0xF8])
             for message in self.notes.get(tick, []):
                 self.peer.send(message)
             t += self._interval(tick)

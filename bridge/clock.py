@@ -47,6 +47,11 @@ MIN_GRID_TOLERANCE = 0.0015  # seconds (TickTempo.grid_tolerance)
 STEP_MEMORY = 4 * TICKS_PER_BEAT  # ticks over which the sizes of jitter and wander are read (TickTempo.gain)
 MIN_STEPS = TICKS_PER_BEAT  # ticks before the phase follows any wander
 
+MISS_MEMORY = 2 * TICKS_PER_BEAT  # ticks over which a fit's misses are averaged (TickTempo.miss_square)
+SWITCH_SHARE = 0.6  # a MIDI clock is followed in the other time once its ticks miss the fit there by at most
+# this share of the misses here (RMS): a clear difference, so the choice does not flap between two near equals
+MIN_MISSES = 2 * TICKS_PER_BEAT  # misses each fit must have seen before they are compared
+
 MIN_INTERVAL = 60.0 / (400 * TICKS_PER_BEAT)  # tempi outside 10–400 bpm are taken for noise
 MAX_INTERVAL = 60.0 / (10 * TICKS_PER_BEAT)
 
@@ -97,6 +102,9 @@ class TickTempo:
         self.steps_seen = 0
         self.previous_step: float | None = None
         self.lost_ticks = 0
+        self.miss_square = 0.0  # mean over the last MISS_MEMORY ticks of miss², miss = its time − the fit's
+        # prediction of it (capped at a quarter interval): how well the fit foresees the clock (Clock's timebases)
+        self.misses_seen = 0
 
     def reset(self) -> None:
         self.points.clear()
@@ -118,6 +126,7 @@ class TickTempo:
             self.suspects.clear()
         held = False
         if len(self.points) >= 3:
+            self._note_miss(t - self.time_of(index))
             held, index = self._suspect(index, t)
         # The number it was read as: the clock while stopped counts on from it, so a lost tick is counted once
         # (counting on from the number expected, every later tick would look lost again).
@@ -164,6 +173,11 @@ class TickTempo:
                 self.origin, self.interval = line
             self.suspects.clear()
         return True, index
+
+    def _note_miss(self, miss: float) -> None:
+        miss = min(abs(miss), 0.25 * self.interval)  # a stall counts, but one does not outweigh a beat of ticks
+        self.misses_seen += 1
+        self.miss_square += (miss * miss - self.miss_square) / min(self.misses_seen, MISS_MEMORY)
 
     def _note_step(self, index: int, t: float) -> None:
         """Track the sizes of the steps between successive ticks (for gain())."""
@@ -255,6 +269,11 @@ class Clock:
         self.source = "midi" if source == "midi" else "internal"
         self.lock = threading.RLock()
         self.midi_timebase = PERF_COUNTER  # the time a MIDI clock's state is kept in (set_timebase); others: perf
+        self.system_timebase: Timebase | None = None  # the MIDI system's own time, offered (offer_timebase)
+        self.shadow: TickTempo | None = None  # the same ticks fitted in the other of perf_counter's and the system's
+        # time, while both are candidates: the clock follows the one its ticks are regular in (_choose_timebase)
+        self.shadow_time = 0.0  # the tick being taken in, on the shadow's time
+        self.timebase_switches = 0
         self.tick_stamps: deque[tuple[float, float]] = deque(maxlen=2 * TICKS_PER_BEAT)  # (its time, perf) per tick
         self.on_event = on_event or (lambda kind, beat: None)
         self.bpm = bpm
@@ -264,6 +283,7 @@ class Clock:
         self.count_lost = True  # MIDI: whether ticks can be lost on the way (set_midi_system)
         self.ticks = TickTempo(bpm)
         self.next_tick = 0  # MIDI: number of the next tick while running
+        self.tick_count = 0  # MIDI: ticks received
         self.waiting_first_tick = False  # MIDI: Start/Continue received, the next tick starts the music
         self.midi_running = False
         self.last_clock_message = None  # MIDI: time of the last tick, Start or Continue (silence is measured from it)
@@ -315,6 +335,8 @@ class Clock:
     def _pace(self) -> float:
         """The MIDI timebase's seconds per wall-clock second over the last ticks (the ones the tempo is fitted
         on: a driver that ran late now and then makes the pace of the last seconds, not of a longer span)."""
+        if self.midi_timebase is PERF_COUNTER:
+            return 1.0
         if len(self.tick_stamps) >= 2:
             (x0, t0), (x1, t1) = self.tick_stamps[0], self.tick_stamps[-1]
             if t1 - t0 > 0 and x1 - x0 > 0:
@@ -389,10 +411,11 @@ class Clock:
             self.ticks.count_lost = self.count_lost
 
     def set_timebase(self, timebase: Timebase) -> None:
-        """Keep a MIDI clock's state in `timebase`'s time from now on (the daemon: the MIDI system's, once its
-        ports are open); what was learnt is carried over. The internal and OSC sources stay on perf_counter:
-        their times are the system clock's."""
+        """Keep a MIDI clock's state in `timebase`'s time from now on, whatever its ticks do (serve --clock-time
+        frames / wall); what was learnt is carried over. The internal and OSC sources stay on perf_counter: their
+        times are the system clock's."""
         with self.lock:
+            self.system_timebase = self.shadow = None
             if timebase is self.midi_timebase:
                 return
 
@@ -403,6 +426,67 @@ class Clock:
                 self.last_clock_message = carry(self.last_clock_message)
             self.ticks.carry(carry)
             self.midi_timebase = timebase
+            self.tick_stamps.clear()
+
+    def offer_timebase(self, timebase: Timebase) -> None:
+        """The MIDI system's own time (the daemon, once its ports are open: JACK's frames), beside perf_counter's:
+        a MIDI clock is fitted in both, and followed in the one its ticks are more regular in (_choose_timebase).
+        A clock written by the MIDI system's graph itself (a DAW, jack_midi_clock) is exact in its frames, which
+        a late audio cycle does not move; one sent by a program on the wall clock is shifted in frames by every
+        stalled cycle it crosses, and is regular on the wall clock instead."""
+        with self.lock:
+            if timebase is self.system_timebase or timebase is PERF_COUNTER:
+                return
+            self.set_timebase(timebase)  # (first the system's: a clock from the MIDI graph is followed at once)
+            self.system_timebase = timebase
+            self.shadow = TickTempo(self.ticks.bpm, count_lost=self.count_lost)
+
+    def _other_timebase(self) -> Timebase:
+        return PERF_COUNTER if self.midi_timebase is self.system_timebase else self.system_timebase
+
+    def _add_tick(self, index: int, t: float) -> int:
+        """Fit the tick expected to be number `index` at t (and in the shadow's time); the number it was read as."""
+        index = self.ticks.add(index, t)
+        if self.shadow is not None:
+            self.shadow.add(index, self.shadow_time)
+        return index
+
+    def _reset_ticks(self) -> None:
+        self.ticks.reset()
+        if self.shadow is not None:
+            self.shadow.reset()
+
+    def _choose_timebase(self) -> None:
+        """Once a beat, follow the clock in the other candidate time when its ticks miss the fit there by at most
+        SWITCH_SHARE of the misses here (each fit's own prediction of the tick it is about to take in: what an
+        answer placed on it would be off by). Measured on JACK's dummy driver on a busy VM: jack_midi_clock's
+        ticks miss by ~0 in frames, 0.3–1 ms on the wall clock; a wall-timed sender's the other way round."""
+        here, there = self.ticks, self.shadow
+        if there is None or self.tick_count % TICKS_PER_BEAT or min(here.misses_seen, there.misses_seen) < MIN_MISSES:
+            return
+        if there.miss_square > SWITCH_SHARE ** 2 * here.miss_square:
+            return
+        timebase = self._other_timebase()
+        self.last_clock_message = self.shadow_time  # (the tick just taken in, exactly, on the other time)
+        self.ticks, self.shadow, self.midi_timebase = there, here, timebase
+        self.tick_stamps.clear()
+        self.timebase_switches += 1
+        log.info("MIDI clock: following it in %s time now (its ticks miss the fit there by %.2f ms RMS, here by "
+                 "%.2f ms)", self.timebase_name(), 1000 * math.sqrt(there.miss_square),
+                 1000 * math.sqrt(here.miss_square))
+
+    def timebase_misses(self) -> dict[str, float]:
+        """RMS miss (ms) of the MIDI clock's ticks against the fit, in each time it is fitted in (the status)."""
+        with self.lock:
+            fits = [(self.timebase_name(), self.ticks)]
+            if self.shadow is not None:
+                other = self._other_timebase()
+                fits.append(("wall" if other is PERF_COUNTER else getattr(other, "name", "system"), self.shadow))
+            return {name: round(1000 * math.sqrt(fit.miss_square), 3) for name, fit in fits if fit.misses_seen}
+
+    def timebase_name(self) -> str:
+        """The time a MIDI clock is followed in: "wall" (perf_counter) or the MIDI system's ("frames")."""
+        return "wall" if self.midi_timebase is PERF_COUNTER else getattr(self.midi_timebase, "name", "system")
 
     # Each MIDI handler changes the state under the lock and queues its events; they are emitted after the
     # lock is released, because listeners flush the scheduler, whose thread reads this clock under its own lock.
@@ -414,6 +498,8 @@ class Clock:
         was_playing = self.playing
         self.anchor_beat, self.playing, self.source = self._beat_at(t), False, "midi"
         self.ticks = TickTempo(self.bpm, count_lost=self.count_lost)
+        if self.shadow is not None:
+            self.shadow = TickTempo(self.bpm, count_lost=self.count_lost)
         if was_playing:
             self.pending.append(("stop", self.anchor_beat))
 
@@ -434,7 +520,11 @@ class Clock:
             if self._midi_allowed(t):
                 x = self.midi_timebase.inward(t)
                 self.tick_stamps.append((x, t))
+                if self.shadow is not None:
+                    self.shadow_time = self._other_timebase().inward(t)
+                self.tick_count += 1
                 self._tick(x)
+                self._choose_timebase()
         self._emit_pending()
 
     def _heard(self, t: float) -> bool:
@@ -453,12 +543,12 @@ class Clock:
                 self.pending.append(("relocate", self._beat_at(t)))
             return
         if not self.midi_running:  # clock while stopped: keep the tempo fresh, the position stays
-            self.ticks.add(self.ticks.last[0] + 1 if self.ticks.last else 0, t)
+            self._add_tick(self.ticks.last[0] + 1 if self.ticks.last else 0, t)
             return
         if self.waiting_first_tick:  # the first tick after Start / Continue is the song position
-            self.ticks.reset()
+            self._reset_ticks()
             self.waiting_first_tick = False
-            self.ticks.add(self.next_tick, t)
+            self._add_tick(self.next_tick, t)
             self.playing = True
             self.pending.append(("start", self.next_tick / TICKS_PER_BEAT))
             self.next_tick += 1
@@ -469,7 +559,7 @@ class Clock:
         last = self.ticks.last
         if last is not None and t - last[1] > PAUSE_INTERVALS * self.ticks.interval:
             self.next_tick += self._missed_in_gap(t)
-        self.next_tick = self.ticks.add(self.next_tick, t) + 1
+        self.next_tick = self._add_tick(self.next_tick, t) + 1
 
     def _missed_in_gap(self, t: float) -> int:
         """Ticks lost in a gap, from the first tick after it: on the line a whole number of intervals on, the

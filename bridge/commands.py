@@ -15,6 +15,7 @@ from rich.table import Table
 from musicbridge import DEFAULT_MODEL
 from musicbridge.bridge.config import (
     BPM_RANGE,
+    CLOCK_TIMES,
     CLOCKS,
     ENDINGS,
     FALLBACKS,
@@ -142,10 +143,10 @@ def register(app: typer.Typer) -> None:
                                    "nearest to what was just played, and mode similar plays the nearest one."),
         status: bool = typer.Option(True, "--status/--no-status", help="Show the live status line."),
         stats_json: Path = typer.Option(None, help="Also write the exit summary to this JSON file."),
-        clock_in_frames: bool = typer.Option(False, "--clock-in-frames", help="On JACK, follow a MIDI clock in the "
-                                             "server's frames: exact for a clock written by the JACK graph itself "
-                                             "(a DAW, jack_midi_clock) even when cycles run late; leave it off for "
-                                             "a clock sent on wall-clock time."),
+        clock_time: str = typer.Option(DEFAULTS.clock_time, help="On JACK, the time a MIDI clock is followed in: "
+                                       "frames (the server's: exact for a clock the JACK graph writes, a DAW or "
+                                       "jack_midi_clock, even when cycles run late), wall (for a clock sent on "
+                                       "wall-clock time) or auto (both fitted; the one its ticks are regular in)."),
         realtime: bool = typer.Option(True, "--realtime/--no-realtime", help="Run the daemon's threads with "
                                       "real-time priority (SCHED_FIFO) where the system allows it, below the MIDI "
                                       "system's own threads (ordinary on a JACK server that is not real-time)."),
@@ -171,7 +172,8 @@ def register(app: typer.Typer) -> None:
             models=list(model), models_dirs=[str(d) for d in dirs],
             midi_api=_choice(midi_api, API_CHOICES, "--midi-api"), midi_in=midi_in, midi_out=midi_out,
             in_channel=in_channel, out_channel=out_channel, thru=thru, startup_notes_off=startup_notes_off,
-            clock=clock, link_quantum=link_quantum, clock_in_frames=clock_in_frames,
+            clock=clock, link_quantum=link_quantum,
+            clock_time=_choice(clock_time, CLOCK_TIMES, "--clock-time"),
             bpm=bpm, output_offset_ms=output_offset_ms, scheduler=_choice(scheduler, SCHEDULERS, "--scheduler"),
             realtime=realtime,
             osc_host=osc_host, osc_port=osc_port, osc_reply_port=osc_reply_port, osc_reply_host=osc_reply_host,

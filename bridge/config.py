@@ -11,6 +11,7 @@ MODES = ("continue", "call-response", "interpolate", "sample", "loop", "mutate",
 ENDINGS = ("hold", "loop", "pingpong")
 FALLBACKS = ("repeat", "hold")  # what plays when an answer misses its deadline (bridge/engine.py)
 CLOCKS = ("auto", "internal", "midi", "osc", "link")
+CLOCK_TIMES = ("auto", "frames", "wall")  # the time a MIDI clock is followed in (ServeConfig.clock_time)
 SCHEDULERS = ("precise", "sleep")  # "sleep" is the naive baseline the benchmark compares against
 
 # The ranges of the numeric musical parameters, in one place: the OSC routes (bridge/osc.py), the `serve`
@@ -94,10 +95,11 @@ class ServeConfig:
     clock: str = "auto"
     bpm: float = 120.0
     link_quantum: int = 1  # --clock link: bars whose phase is shared with the Link session (Live's quantum)
-    # On JACK: follow a MIDI clock in the server's frames, not wall-clock time (bridge/jack_midi.py JackTimebase):
-    # exact for a clock the server's own graph writes (a DAW, jack_midi_clock); a sender timed by the wall clock on
-    # a driver that stalls (the dummy driver on a busy VM) is followed better in wall-clock time, the default.
-    clock_in_frames: bool = False
+    # On JACK, the time a MIDI clock is followed in: "frames" (the server's, bridge/jack_midi.py JackTimebase) is
+    # exact for a clock the server's own graph writes (a DAW, jack_midi_clock); "wall" (perf_counter) for a sender
+    # timed by the wall clock on a driver that stalls (the dummy driver on a busy VM); "auto" fits the ticks in both
+    # and follows the one they are regular in (bridge/clock.py Clock.offer_timebase).
+    clock_time: str = "auto"
     output_offset_ms: float = 0.0  # >0 sends later, <0 earlier (latency compensation)
     scheduler: str = "precise"
     realtime: bool = True  # real-time priority for the daemon's threads where permitted (bridge/priority.py)

@@ -137,10 +137,13 @@ class Bridge:
         self.midi_state = "ok"
         if hasattr(self.clock, "set_midi_system"):  # on JACK, late ticks are the sender's slip (bridge/clock.py)
             self.clock.set_midi_system(self.output.api)
-            # --clock-in-frames, where the input's events carry their frames: the clock counts in them, a MIDI
-            # clock's ticks are fitted and the answers placed on the frames themselves (jack_midi.JackTimebase).
-            if cfg.clock_in_frames and getattr(self.output, "timebase", None) is not None:
-                self.clock.set_timebase(self.output.timebase)
+            # Where the input's events carry their frames (jack_midi.JackTimebase), a MIDI clock's ticks are fitted
+            # in them and its answers placed on them, when the ticks are regular there (--clock-time).
+            timebase = getattr(self.output, "timebase", None)
+            if timebase is not None and cfg.clock_time == "auto":
+                self.clock.offer_timebase(timebase)
+            elif timebase is not None and cfg.clock_time == "frames":
+                self.clock.set_timebase(timebase)
         if self.output.api == "jack":
             try:
                 self.watch = JackWatch()

@@ -139,7 +139,7 @@ class FrameClock:
     step as a brief change of tempo, not a jump the clock follower lags behind; beyond JUMP_S (a stall) it
     follows at once. Input is stamped with `smooth`, and notes due on a MIDI clock followed from that input in
     wall-clock time are placed with it: the same line both ways. Followed in frames instead (JackTimebase,
-    serve --clock-in-frames), its ticks are fitted on their frames and its notes placed on frames.
+    Clock.offer_timebase), its ticks are fitted on their frames and its notes placed on frames.
     Measured: with one line that jumped, answers 3.7 ms early after steps (bench-clock, p99); one that only
     rose slowly fell tens of ms behind the system clock on a busy machine (an internal clock's answers with it,
     and MIDI input behind OSC input); with one that rose at half the gap a block up to 3 ms, an internal
@@ -273,8 +273,11 @@ class JackTimebase(Timebase):
     when first used, and is chosen afresh where the frames start over (a new server, a jump: FrameClock's
     generation) so that x goes on without a step.
 
-    The daemon uses it with `serve --clock-in-frames` only: a sender timed by the wall clock whose ticks cross a
-    stalled cycle shifts in frames by the stall, and is followed better in wall-clock time (the default)."""
+    The daemon offers it to its Clock beside wall-clock time (Clock.offer_timebase): a clock the JACK graph writes
+    is exact in frames; a sender timed by the wall clock whose ticks cross a stalled cycle shifts in frames by the
+    stall, and may be regular in wall-clock time instead. The Clock follows the one the ticks are regular in."""
+
+    name = "frames"  # (Clock.timebase_name)
 
     def __init__(self, frames: FrameClock, now: Callable[[], float] = time.perf_counter):
         self.frames, self.now = frames, now  # now: the system clock (a test's own)

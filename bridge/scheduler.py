@@ -27,6 +27,7 @@ baseline always sends at the due time.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -136,12 +137,13 @@ class Scheduler:
 
     def _placement(self, beat: float) -> dict:
         """How the output places a note due on a followed MIDI clock: by its time on the clock's timebase, where
-        that is the output's own (serve --clock-in-frames on JACK: its frame exactly), else by its due time on the
+        that is the output's own (JACK's frames, for a clock whose ticks are regular in them: its frame exactly), else by its due time on the
         line the input's ticks were stamped with."""
         timebase = getattr(self.output, "timebase", None)
-        if timebase is None or getattr(self.clock, "midi_timebase", None) is not timebase:
-            return {"on_input_time": True}
-        at = self.clock.clock_time_at(beat)
+        with getattr(self.clock, "lock", None) or contextlib.nullcontext():  # (the clock may change its timebase)
+            if timebase is None or getattr(self.clock, "midi_timebase", None) is not timebase:
+                return {"on_input_time": True}
+            at = self.clock.clock_time_at(beat)
         return {"clock_time": None if at is None else at + self.offset}
 
     def _take_back(self, ticket: int | None) -> bool:

@@ -51,6 +51,10 @@ def summary(bridge) -> dict:
         "osc_errors": bridge.osc.replier.errors if bridge.osc else 0,
         "lost_clock_ticks": bridge.clock.ticks.lost_ticks if hasattr(bridge.clock, "ticks") else 0,
         "clock_silences": getattr(bridge.clock, "silences", 0),  # times a running MIDI clock stopped coming
+        # the time a MIDI clock was followed in at exit (wall or frames: serve --clock-time) and the times it changed
+        "clock_time": bridge.clock.timebase_name() if hasattr(bridge.clock, "timebase_name") else None,
+        "clock_time_switches": getattr(bridge.clock, "timebase_switches", 0),
+        "clock_misses_ms": bridge.clock.timebase_misses() if hasattr(bridge.clock, "timebase_misses") else None,
         "midi_in_ignored": bridge.input.ignored if bridge.input else getattr(bridge, "midi_in_ignored", 0),
         "link": bridge.clock.link_status() if hasattr(bridge.clock, "link_status") else None,  # --clock link
         "midi_outages": bridge.midi_outages,  # times the MIDI system (JACK server) went away

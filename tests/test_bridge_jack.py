@@ -83,10 +83,12 @@ def played_notes(phrases: dict, upto_beat: float | None = None) -> list[tuple[fl
     return result
 
 
-def errors_on(peer: MidiPeer, clock: ClockPlayer, expected, channel: int = 0, since: float = 0.0) -> list[float]:
-    """For each expected note, where its pitch arrived on `clock` (in the clock's beats) minus its beat; inf when
-    none arrived within half a 16th of it."""
-    played = [(clock.beat_at(t), pitch) for t, kind, ch, pitch, _ in peer.notes(since) if kind == "on" and ch == channel]
+def errors_on(peer: MidiPeer, clock: ClockPlayer, expected, channel: int = 0, since: float = 0.0,
+              as_sent: bool = False) -> list[float]:
+    """For each expected note, where its pitch arrived on `clock` (in the clock's beats; `as_sent`: on its ticks as
+    sent, ClockPlayer.beat_at) minus its beat; inf when none arrived within half a 16th of it."""
+    played = [(clock.beat_at(t, as_sent), pitch) for t, kind, ch, pitch, _ in peer.notes(since)
+              if kind == "on" and ch == channel]
     assert len(played) >= len(expected), f"{len(expected)} notes meant to play, {len(played)} arrived"
     return beat_errors(played, expected)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from musicbridge.bridge import priority
-from musicbridge.bridge.clock import SILENT_TICKS, TICKS_PER_BEAT, Clock
+from musicbridge.bridge.clock import PERF_COUNTER, SILENT_TICKS, TICKS_PER_BEAT, Clock, Timebase
 from musicbridge.bridge.midi_io import ArrivalClock, unused_input
 
 BPM = 120.0
@@ -141,6 +141,64 @@ def test_on_jack_ticks_whole_intervals_late_are_the_sender_slipping():
 
 
 # ---- transport messages as jack_midi_clock sends them -----------------------------------------------------------
+class SteppingTime(Timebase):
+    """A MIDI system's time that falls STEP seconds behind the wall clock every second (a dummy JACK driver that
+    restarts its schedule after a late cycle)."""
+
+    STEP = 0.010
+
+    def inward(self, t: float) -> float:
+        return t - self.STEP * np.floor(t)
+
+    def outward(self, x: float) -> float:
+        t = x
+        for _ in range(3):  # (a fixed point: the steps are far apart)
+            t = x + self.STEP * np.floor(t)
+        return t
+
+
+@pytest.mark.parametrize("regular_in", ["wall", "system"])
+def test_a_midi_clock_is_followed_in_the_time_its_ticks_are_regular_in(regular_in):
+    """Offered the MIDI system's time beside the wall clock, a Clock fits the ticks in both and follows the one
+    they are regular in (after two beats, at a beat): a sender on the wall clock jumps 10 ms in the system's time
+    every second, a sender in the system's time (the MIDI graph itself) on the wall clock. Its beats are then the
+    sender's, in the sender's time; the status names the time."""
+    system = SteppingTime()
+    clock = Clock("midi", BPM)
+    clock.offer_timebase(system)
+    assert clock.midi_timebase is system
+    start = 10.3
+
+    def sent(k: int) -> float:  # tick k's wall-clock time
+        return start + k * INTERVAL if regular_in == "wall" else system.outward(start + k * INTERVAL)
+
+    clock.midi_start(sent(0) - 0.001)
+    ticks = 24 * 12  # 6 s: six steps
+    for k in range(ticks):
+        clock.midi_tick(sent(k))
+    if regular_in == "wall":
+        assert clock.midi_timebase is PERF_COUNTER and clock.timebase_name() == "wall"
+        assert clock.timebase_switches == 1
+    else:
+        assert clock.midi_timebase is system and clock.timebase_switches == 0
+        assert clock.timebase_name() == "system"
+    for k in range(ticks, ticks + 2 * TICKS_PER_BEAT, 6):  # the next two beats, by 16ths: where the sender has them
+        assert clock.time_at(k / TICKS_PER_BEAT) == pytest.approx(sent(k), abs=0.0002)
+
+
+def test_a_clock_told_its_time_does_not_choose():
+    """serve --clock-time wall / frames: set_timebase, and the other time is never tried."""
+    system = SteppingTime()
+    clock = Clock("midi", BPM)
+    clock.offer_timebase(system)
+    clock.set_timebase(PERF_COUNTER)
+    assert clock.shadow is None and clock.system_timebase is None
+    clock.midi_start(9.999)
+    for k in range(24 * 8):
+        clock.midi_tick(system.outward(10.0 + k * INTERVAL))
+    assert clock.midi_timebase is PERF_COUNTER and clock.timebase_switches == 0
+
+
 def test_start_stop_song_position_continue_in_jack_midi_clock_order():
     """Start then a tick at once; on stop: Stop and the Song Position Pointer where it stopped; a relocation:
     another Song Position Pointer; play: Continue after a pause, then ticks from that position."""
