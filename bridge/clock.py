@@ -16,6 +16,10 @@ further away, the tempo changed (the fit restarts from them, so a new tempo is f
 eight in a row at a steady offset, the phase moved. While ticks are held the position comes from the line,
 so a late or lost tick never moves the music.
 
+On JACK, whose input events carry their frames, a MIDI clock is fitted both in frames and on the wall clock, and
+followed in the time its ticks are more regular in (Clock.offer_timebase): exact in frames for a clock the JACK
+graph writes (a DAW), however late the audio cycles run.
+
 A running clock whose ticks stop coming (a pulled cable, a starved MIDI system) is a flywheel: the music goes
 on at the last tempo, and check_input() (called now and then) reports the silence once it has lasted
 SILENT_TICKS expected ticks ("input_silent"). When ticks return after more than PAUSE_INTERVALS, the fit
@@ -433,7 +437,7 @@ class Clock:
         a MIDI clock is fitted in both, and followed in the one its ticks are more regular in (_choose_timebase).
         A clock written by the MIDI system's graph itself (a DAW, jack_midi_clock) is exact in its frames, which
         a late audio cycle does not move; one sent by a program on the wall clock is shifted in frames by every
-        stalled cycle it crosses, and is regular on the wall clock instead."""
+        stalled cycle it crosses, and may be more regular on the wall clock."""
         with self.lock:
             if timebase is self.system_timebase or timebase is PERF_COUNTER:
                 return
@@ -459,8 +463,8 @@ class Clock:
     def _choose_timebase(self) -> None:
         """Once a beat, follow the clock in the other candidate time when its ticks miss the fit there by at most
         SWITCH_SHARE of the misses here (each fit's own prediction of the tick it is about to take in: what an
-        answer placed on it would be off by). Measured on JACK's dummy driver on a busy VM: jack_midi_clock's
-        ticks miss by ~0 in frames, 0.3–1 ms on the wall clock; a wall-timed sender's the other way round."""
+        answer placed on it would be off by). Measured on JACK's dummy driver on a busy VM (bench-clock, 12 runs):
+        jack_midi_clock's ticks miss by 0.0–0.85 ms RMS in frames, 0.28–4.4 ms on the wall clock."""
         here, there = self.ticks, self.shadow
         if there is None or self.tick_count % TICKS_PER_BEAT or min(here.misses_seen, there.misses_seen) < MIN_MISSES:
             return
