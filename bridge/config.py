@@ -96,9 +96,9 @@ class ServeConfig:
     bpm: float = 120.0
     link_quantum: int = 1  # --clock link: bars whose phase is shared with the Link session (Live's quantum)
     # On JACK, the time a MIDI clock is followed in: "frames" (the server's, bridge/jack_midi.py JackTimebase) is
-    # exact for a clock the server's own graph writes (a DAW, jack_midi_clock); "wall" (perf_counter) for a sender
-    # timed by the wall clock on a driver that stalls (the dummy driver on a busy VM); "auto" fits the ticks in both
-    # and follows the one they are regular in (bridge/clock.py Clock.offer_timebase).
+    # exact for a clock the server's own graph writes (a DAW, jack_midi_clock); "wall" (perf_counter: the input's
+    # stamps) for a sender timed by the wall clock; "auto" fits the ticks in both and follows the one they are
+    # regular in (bridge/clock.py Clock.offer_timebase).
     clock_time: str = "auto"
     output_offset_ms: float = 0.0  # >0 sends later, <0 earlier (latency compensation)
     scheduler: str = "precise"

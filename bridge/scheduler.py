@@ -137,8 +137,8 @@ class Scheduler:
 
     def _placement(self, beat: float) -> dict:
         """How the output places a note due on a followed MIDI clock: by its time on the clock's timebase, where
-        that is the output's own (JACK's frames, for a clock whose ticks are regular in them: its frame exactly), else by its due time on the
-        line the input's ticks were stamped with."""
+        that is the output's own (JACK's frames, for a clock whose ticks are regular in them: its frame exactly),
+        else by its due time on the line the input's ticks were stamped with."""
         timebase = getattr(self.output, "timebase", None)
         with getattr(self.clock, "lock", None) or contextlib.nullcontext():  # (the clock may change its timebase)
             if timebase is None or getattr(self.clock, "midi_timebase", None) is not timebase:
