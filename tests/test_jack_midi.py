@@ -345,6 +345,22 @@ def test_the_frame_clock_places_frames_on_the_cycles_and_follows_a_driver_that_f
     assert abs(restart[-1, 2] - restart[-1, 1]) < 0.0005
 
 
+def play_graph_clock(clock, timebase, now, true_time, rng, cycles: int, first_frame: int, per_tick: int) -> int:
+    """Run `cycles` made-up cycles of 64 frames (cycle n begins at true_time(n), its callback a little later) through
+    timebase's frame clock, and feed `clock` a tick every `per_tick` frames from `first_frame` (jack_midi_clock:
+    ticks on the frames the graph writes them), stamped as the JACK input stamps them. Returns the ticks fed."""
+    frames, ticks = timebase.frames, 0
+    for n in range(cycles):
+        now[0] = true_time(n) + rng.exponential(0.0008)
+        frames.observe((n * 64) & FRAME_MASK, now[0])
+        frames.update()
+        while first_frame + ticks * per_tick < (n + 1) * 64:
+            frame = first_frame + ticks * per_tick
+            clock.handle_midi([0xF8], timebase.stamp(frames.unwrap(frame & FRAME_MASK), frames.smooth))
+            ticks += 1
+    return ticks
+
+
 def test_a_midi_clock_on_jack_is_fitted_and_answered_on_its_own_frames_whatever_the_cycles_do():
     """No server: a sample-accurate MIDI clock (jack_midi_clock: a tick every 1,000 frames, 120 bpm at 48 kHz)
     through cycles whose callbacks come late and whose driver falls 3 ms behind the system clock every half
@@ -366,15 +382,7 @@ def test_a_midi_clock_on_jack_is_fitted_and_answered_on_its_own_frames_whatever_
 
     first_tick, per_tick = 2_000, 1_000
     clock.handle_midi([0xFA], true_time(first_tick // 64))  # Start
-    ticks = 0
-    for n in range(4_000):  # 5.3 s
-        now[0] = true_time(n) + rng.exponential(0.0008)
-        frames.observe((n * 64) & FRAME_MASK, now[0])
-        frames.update()
-        while first_tick + ticks * per_tick < (n + 1) * 64:
-            frame = first_tick + ticks * per_tick
-            clock.handle_midi([0xF8], timebase.stamp(frames.unwrap(frame & FRAME_MASK), frames.smooth))
-            ticks += 1
+    ticks = play_graph_clock(clock, timebase, now, true_time, rng, 4_000, first_tick, per_tick)  # 5.3 s
     assert ticks > 250
     for beat in np.arange(ticks // TICKS_PER_BEAT, ticks // TICKS_PER_BEAT + 2, 0.25):  # the next two beats
         frame = timebase.frame_of(clock.clock_time_at(beat))
@@ -412,15 +420,7 @@ def test_a_clock_the_jack_graph_writes_is_followed_in_frames_when_both_times_are
 
     first_frame, per_tick_frames = 2_000, 1_000
     clock.handle_midi([0xFA], true_time(30))  # Start
-    ticks = 0
-    for n in range(6_000):  # 8 s
-        now[0] = true_time(n) + rng.exponential(0.0008)
-        frames.observe((n * 64) & FRAME_MASK, now[0])
-        frames.update()
-        while first_frame + ticks * per_tick_frames < (n + 1) * 64:
-            frame = first_frame + ticks * per_tick_frames
-            clock.handle_midi([0xF8], timebase.stamp(frames.unwrap(frame & FRAME_MASK), frames.smooth))
-            ticks += 1
+    ticks = play_graph_clock(clock, timebase, now, true_time, rng, 6_000, first_frame, per_tick_frames)  # 8 s
     assert ticks > 350
     assert clock.midi_timebase is timebase and clock.timebase_name() == "frames" and clock.timebase_switches == 1
     for beat in np.arange(ticks // TICKS_PER_BEAT, ticks // TICKS_PER_BEAT + 2, 0.25):  # the next two beats
