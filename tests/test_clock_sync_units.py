@@ -166,7 +166,7 @@ def test_a_midi_clock_is_followed_in_the_time_its_ticks_are_regular_in(regular_i
     system = SteppingTime()
     clock = Clock("midi", BPM)
     clock.offer_timebase(system)
-    assert clock.midi_timebase is PERF_COUNTER  # (it starts on the wall clock)
+    assert clock.midi_timebase is system
     start = 10.3
 
     def sent(k: int) -> float:  # tick k's wall-clock time
@@ -178,9 +178,9 @@ def test_a_midi_clock_is_followed_in_the_time_its_ticks_are_regular_in(regular_i
         clock.midi_tick(sent(k))
     if regular_in == "wall":
         assert clock.midi_timebase is PERF_COUNTER and clock.timebase_name() == "wall"
-        assert clock.timebase_switches == 0
+        assert clock.timebase_switches == 1
     else:
-        assert clock.midi_timebase is system and clock.timebase_switches == 1
+        assert clock.midi_timebase is system and clock.timebase_switches == 0
         assert clock.timebase_name() == "system"
     for k in range(ticks, ticks + 2 * TICKS_PER_BEAT, 6):  # the next two beats, by 16ths: where the sender has them
         assert clock.time_at(k / TICKS_PER_BEAT) == pytest.approx(sent(k), abs=0.0002)

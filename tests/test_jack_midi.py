@@ -404,7 +404,7 @@ def test_a_clock_the_jack_graph_writes_is_followed_in_frames_when_both_times_are
     """No server: cycles whose callbacks come late, from a dummy driver that falls 10 ms behind the system clock
     every second (it restarts its schedule after a late cycle: measured 0.7–2.4 % slow, in steps of 10–20 ms). A
     clock the JACK graph writes (jack_midi_clock: a tick every 1,000 frames) is exact in frames, and jumps on the
-    wall clock at every step: offered both times (the daemon's default), the Clock moves to frames and places
+    wall clock at every step: offered both times (the daemon's default), the Clock stays in frames and places
     its beats on the clock's own frames. (The choice itself: tests/test_clock_sync_units.py.)"""
     rng = np.random.default_rng(3)
     frames = FrameClock()
@@ -414,6 +414,7 @@ def test_a_clock_the_jack_graph_writes_is_followed_in_frames_when_both_times_are
     clock = Clock("midi", 100.0)
     clock.set_midi_system("jack")
     clock.offer_timebase(timebase)
+    assert clock.midi_timebase is timebase  # (before any tick: the MIDI system's own time)
 
     def true_time(n: int) -> float:  # the cycle's start on the system clock: 10 ms later every 750 cycles
         return 100.0 + n * 64 / 48_000 + 0.010 * (n // 750)
@@ -422,7 +423,7 @@ def test_a_clock_the_jack_graph_writes_is_followed_in_frames_when_both_times_are
     clock.handle_midi([0xFA], true_time(30))  # Start
     ticks = play_graph_clock(clock, timebase, now, true_time, rng, 6_000, first_frame, per_tick_frames)  # 8 s
     assert ticks > 350
-    assert clock.midi_timebase is timebase and clock.timebase_name() == "frames" and clock.timebase_switches == 1
+    assert clock.midi_timebase is timebase and clock.timebase_name() == "frames" and clock.timebase_switches == 0
     for beat in np.arange(ticks // TICKS_PER_BEAT, ticks // TICKS_PER_BEAT + 2, 0.25):  # the next two beats
         frame = timebase.frame_of(clock.clock_time_at(beat))
         assert abs(frame - (first_frame + beat * TICKS_PER_BEAT * per_tick_frames)) <= 1
