@@ -262,6 +262,11 @@ class Timebase:
 PERF_COUNTER = Timebase()
 
 
+def _name_of(timebase: Timebase) -> str:
+    """A timebase in the status's words: "wall" for perf_counter, else its own name ("frames" on JACK)."""
+    return "wall" if timebase is PERF_COUNTER else getattr(timebase, "name", "system")
+
+
 class Clock:
     """beat_at(t) / time_at(beat) while playing, for every source; t in perf_counter seconds (a MIDI clock's
     state in the MIDI system's time: set_timebase). Thread-safe."""
@@ -484,13 +489,12 @@ class Clock:
         with self.lock:
             fits = [(self.timebase_name(), self.ticks)]
             if self.shadow is not None:
-                other = self._other_timebase()
-                fits.append(("wall" if other is PERF_COUNTER else getattr(other, "name", "system"), self.shadow))
+                fits.append((_name_of(self._other_timebase()), self.shadow))
             return {name: round(1000 * math.sqrt(fit.miss_square), 3) for name, fit in fits if fit.misses_seen}
 
     def timebase_name(self) -> str:
         """The time a MIDI clock is followed in: "wall" (perf_counter) or the MIDI system's ("frames")."""
-        return "wall" if self.midi_timebase is PERF_COUNTER else getattr(self.midi_timebase, "name", "system")
+        return _name_of(self.midi_timebase)
 
     # Each MIDI handler changes the state under the lock and queues its events; they are emitted after the
     # lock is released, because listeners flush the scheduler, whose thread reads this clock under its own lock.
