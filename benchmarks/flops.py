@@ -27,11 +27,17 @@ def lstm_op_flops(config: dict, op: str, batch: int) -> float:
     conductor) from its sizes."""
     steps, bars, spb = config["bars"] * config["steps_per_bar"], config["bars"], config["steps_per_bar"]
 
+    segment_bars = config.get("segment_bars", 1) if config.get("hierarchical", False) else bars
+    segments = bars // segment_bars  # conductor outputs (1 for a flat model)
+
     def encoder(b):
         h, inputs, total = config["enc_size"], config["embed_size"], 0
         for _ in range(config["enc_layers"]):
-            total += 2 * 4 * h * (inputs + h) * steps  # two directions
+            total += 2 * 4 * h * (inputs + h) * steps  # two directions, over every step (whole or by segments)
             inputs = 2 * h
+        if config.get("encoder_type", "sequence") == "segments":  # μ and σ heads per segment, then the two mixes
+            code = config["segment_code_size"]
+            return 2 * b * (total + segments * 2 * 2 * h * code + 2 * segments * code * config["z_size"])
         return 2 * b * (total + 2 * 2 * h * config["z_size"])
 
     def decoder(b):
@@ -39,12 +45,14 @@ def lstm_op_flops(config: dict, op: str, batch: int) -> float:
         total, cond, rows, segment = 0, z, b, steps
         if config.get("hierarchical", False):
             hc, inputs = config["conductor_size"], z
-            segment_bars = config.get("segment_bars", 1)  # bars per conductor output, one decoder restart each
-            total += b * z * 2 * config["conductor_layers"] * hc
-            for _ in range(config["conductor_layers"]):
-                total += b * (bars // segment_bars) * 4 * hc * (inputs + hc)
-                inputs = hc
-            cond, rows, segment = hc, b * (bars // segment_bars), spb * segment_bars
+            if config.get("conductor_type", "lstm") == "linear":
+                total += b * z * segments * hc
+            else:
+                total += b * z * 2 * config["conductor_layers"] * hc
+                for _ in range(config["conductor_layers"]):
+                    total += b * segments * 4 * hc * (inputs + hc)
+                    inputs = hc
+            cond, rows, segment = hc, b * segments, spb * segment_bars
         total += rows * cond * (2 * layers * h + 4 * h)  # initial state, the condition's gate term
         per_step = 4 * h * h + (layers - 1) * 4 * h * 2 * h + h * vocab
         return 2 * (total + rows * segment * per_step)

@@ -23,7 +23,8 @@ Recurrences (see docs/export.md for the measurements behind these choices):
   hands each step its slice (as it does the sampler's noise). Each node of the body runs once per step, so the
   body holds as few as the arithmetic allows (_DecoderCell; docs/export.md, decision 7).
 - Hierarchical: the conductor runs once, one output per segment of segment_bars bars (models/musicvae.py
-  Layout); all segments then decode as ONE batch of B·segments sequences.
+  Layout); all segments then decode as ONE batch of B·segments sequences. A linear conductor is one Gemm; a
+  segments encoder reads the B·segments segments as one batch, then mixes their codes into z with two Gemms.
 """
 
 from __future__ import annotations
@@ -72,7 +73,11 @@ def _split_state(g: Graph, w: dict, prefix: str, cond: str, layers: int, hidden:
 def encoder_graph(g: Graph, w: dict, config: dict) -> None:
     hidden = config["enc_size"]
     tokens = g.input("tokens", INT64, ["batch", config["bars"] * config["steps_per_bar"]])
-    x = g.op("Transpose", g.op("Gather", g.const(w["encoder.embed.weight"], "embed"), tokens), perm=[1, 0, 2])
+    # A segments encoder (models/musicvae.py SegmentEncoder) reads every segment as a sequence of its own: the
+    # B · segments rows of (B · segments, segment), batch-major, as in torch.
+    segments = config.get("encoder_type", "sequence") == "segments"  # configs from before the field: "sequence"
+    read = g.op("Reshape", tokens, g.const([-1, _segment(config)], dtype=np.int64)) if segments else tokens
+    x = g.op("Transpose", g.op("Gather", g.const(w["encoder.embed.weight"], "embed"), read), perm=[1, 0, 2])
     y_h = None
     for layer in range(config["enc_layers"]):
         y, y_h = _lstm_layer(g, x, w, "encoder.rnn", layer, hidden, bidirectional=True)
@@ -80,8 +85,14 @@ def encoder_graph(g: Graph, w: dict, config: dict) -> None:
         x = g.op("Reshape", g.op("Transpose", y, perm=[0, 2, 1, 3]), g.const([0, 0, 2 * hidden], dtype=np.int64))
     final = g.op("Reshape", g.op("Transpose", y_h, perm=[1, 0, 2]), g.const([0, -1], dtype=np.int64))  # (B, 2H)
     mu = g.op("Gemm", final, g.const(w["encoder.mu.weight"]), g.const(w["encoder.mu.bias"]), transB=1)
-    sigma = g.op("Softplus", g.op("Gemm", final, g.const(w["encoder.sigma.weight"]), g.const(w["encoder.sigma.bias"]),
-                                  transB=1))
+    pre_sigma = g.op("Gemm", final, g.const(w["encoder.sigma.weight"]), g.const(w["encoder.sigma.bias"]), transB=1)
+    if segments:  # each segment's code (B · S, C) → one row of S · C per sequence → the mixes into z
+        width = g.const([-1, _segments(config) * config["segment_code_size"]], dtype=np.int64)
+        mu = g.op("Gemm", g.op("Reshape", mu, width), g.const(w["encoder.mix_mu.weight"]),
+                  g.const(w["encoder.mix_mu.bias"]), transB=1)
+        pre_sigma = g.op("Gemm", g.op("Reshape", pre_sigma, width), g.const(w["encoder.mix_sigma.weight"]),
+                         g.const(w["encoder.mix_sigma.bias"]), transB=1)
+    sigma = g.op("Softplus", pre_sigma)
     g.output(mu, "mu", FLOAT, ["batch", config["z_size"]])
     g.output(sigma, "sigma", FLOAT, ["batch", config["z_size"]])
 
@@ -92,6 +103,9 @@ def _conditions(g: Graph, w: dict, config: dict, z: str) -> str:
     if not config["hierarchical"]:
         return z
     hidden, layers, segments = config["conductor_size"], config["conductor_layers"], _segments(config)
+    if config.get("conductor_type", "lstm") == "linear":  # (B, S · C) → (B · S, C), batch-major
+        out = g.op("Gemm", z, g.const(w["conductor.out.weight"]), g.const(w["conductor.out.bias"]), transB=1)
+        return g.op("Reshape", out, g.const([-1, hidden], dtype=np.int64))
     hs, cs = _split_state(g, w, "conductor.init", z, layers, hidden)
     axis0 = g.const([0], dtype=np.int64)
     x = g.op("Tile", g.op("Unsqueeze", z, axis0), g.const([segments, 1, 1], dtype=np.int64))  # z at every segment

@@ -191,6 +191,15 @@ def _derived(base: str, name: str, **model_changes) -> Preset:
 PRESETS["mel_2bar_next_lookback"] = _derived("mel_2bar_next", "mel_2bar_next_lookback", lookback=True)
 
 
+# mel_16bar_hier whose encoder reads each 2-bar segment alone and whose conductor is one linear map (models/musicvae.py
+# SegmentEncoder, LinearConductor). Grown from mel_2bar (--set init_from=…/mel_2bar/best.pt), it starts where
+# mel_2bar leaves off: z is every segment's 32 most informative mel_2bar code dimensions and the conductor hands each
+# segment its own (fit_segment_mix), so the bottom decoder is read as it was trained to from step 0. The LSTM
+# conductor grown the same way needed 1,500 code steps to reach conditions it could read, and stayed under all-hold.
+PRESETS["mel_16bar_segments"] = _derived("mel_16bar_hier", "mel_16bar_segments", segment_bars=2,
+                                         encoder_type="segments", conductor_type="linear")
+
+
 def check_lookback(model: ArchitectureConfig, task: str) -> None:
     """Refuse a lookback model on any task but "continue": reconstructing, its decoder would read its target."""
     if getattr(model, "lookback", False) and task != "continue":

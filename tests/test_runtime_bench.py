@@ -60,7 +60,7 @@ def counted_flops(model, op: str, batch: int) -> int:
     return counter.get_total_flops()
 
 
-@pytest.mark.parametrize("preset", ["mel_2bar", "mel_16bar_hier"])
+@pytest.mark.parametrize("preset", ["mel_2bar", "mel_16bar_hier", "mel_16bar_segments"])
 def test_flop_counts_are_what_torch_counts(preset):
     """op_flops against torch's own count of the same model, at the preset's full size."""
     config = get_preset(preset).model

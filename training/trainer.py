@@ -31,6 +31,7 @@ from musicbridge.models import Preset, build_model, count_parameters, preset_fro
 from musicbridge.models.musicvae import (
     CONDITION_SCALE,
     decoding_rule_for,
+    fit_segment_mix,
     grown_state,
     grows_into,
     with_lookback_columns,
@@ -52,6 +53,7 @@ from musicbridge.training.evaluate import TorchModel, reconstruction_metrics
 from musicbridge.training.objectives import objective_for
 
 TASKS = ("reconstruct", "continue")
+SEGMENT_MIX_WINDOWS = 512  # training windows whose segment codes rank the dimensions a grown z keeps (fit_segment_mix)
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -348,6 +350,13 @@ class Trainer:
                     f"{model.embed_size} zero lookback columns (step 0 computes what the source does); fresh "
                     f"initialisation for {', '.join(fresh)}")
         self.model.load_state_dict(state)
+        if grow and (model.encoder_type, model.conductor_type) == ("segments", "linear"):
+            windows = torch.as_tensor(np.asarray(self.data.split("train")[:SEGMENT_MIX_WINDOWS], dtype=np.int64),
+                                      device=self.device)
+            fitted = fit_segment_mix(self.model, windows)
+            said += (f"; z holds each segment's {len(fitted['dims'])} most informative code dimensions "
+                     f"({fitted['kl_share']:.0%} of the code's KL on {len(windows)} training windows) and the "
+                     f"conductor hands each segment its own")
         if self.processes.is_main:
             self._say(f"init_from {path}: {said}")
 
