@@ -43,17 +43,17 @@ sys.setswitchinterval(0.0002)  # the clock player spins: let the recording threa
 STATUS_FIELDS = next(r.signature for r in REPLIES if r.address == "/musicbridge/status").split()
 STATUS_NAMES = tuple(field.split(":")[0] for field in STATUS_FIELDS)
 
-# Where a note lands, in the clock's beats. ON_TIME_BEATS = 1/8 of a 16th (15.6 ms at 120 bpm, 10.4 ms at 180):
-# ON_TIME_SHARE of the notes meant to play must land this close to their beats. A schedule a MIDI clock tick
-# (1/24 beat), a 16th, a beat or a bar off fails it; the few notes a loaded 2-core machine delays (JACK's own clock
-# ticks show stalls of tens of ms) or drops (an answer that comes late loses the notes already due: they are never
-# sent late) do not — measured here under the flood test: 1 of 39 notes missing, one 0.11 beats late, the rest
-# within 0.035. Not every note, then: "every note on its 16th" failed on this machine. Typical: under 1 ms, idle.
-# ON_STEP_BEATS: closer than half a 16th to its beat, an arriving note is taken for that note (else: missing).
+# Where a note lands, in the clock's beats: behaviour, not milliseconds (those are bench-clock's figures, against
+# jack_midi_clock: |median| and jitter p99 within 2 ms). A schedule a MIDI clock tick (1/24 beat), a 16th, a beat or
+# a bar off fails; single notes a loaded 2-core machine moves do not. So: the median note within half a tick of its
+# beat (ON_TIME_BEATS), and ON_TIME_SHARE of the notes on their 16th (ON_STEP_BEATS: an arriving note closer than
+# half a 16th to its beat is taken for that note; else it is missing). Why not every note within a fixed bound:
+# the rig's Python clock senders and the recording peer are threads on the same 2 cores, and in clean-clone runs
+# 2–4 notes of a phrase landed 0.035–0.1 beats off while the rest sat within 0.01 (the failures of 12 CI runs).
 ON_STEP_BEATS = STEP_BEATS / 2
-ON_TIME_BEATS = STEP_BEATS / 8
-ON_TIME_SHARE = 0.9
 TICK_BEATS = 1 / TICKS_PER_BEAT  # one MIDI clock tick
+ON_TIME_BEATS = TICK_BEATS / 2
+ON_TIME_SHARE = 0.9
 
 
 def free_udp_port() -> int:
@@ -83,14 +83,18 @@ def beat_errors(played: list[tuple[float, int]], expected, window: float = ON_ST
 
 
 def assert_on_the_grid(errors, lag: float = 0.0) -> None:
-    """ON_TIME_SHARE of the notes within ON_TIME_BEATS of their beat plus `lag` (beats: a constant lag the test
-    accounts for); `errors` in beats, inf for a note that never came."""
+    """The notes' median error within ON_TIME_BEATS of `lag` (beats: a constant lag the test accounts for) and
+    ON_TIME_SHARE of them on their 16th; `errors` in beats (errors_on, beat_errors), inf for a note that never came."""
     errors = np.asarray(errors, dtype=np.float64)
     assert errors.size > 0, "no notes were meant to play"
-    on_time = float(np.mean(np.abs(errors - lag) < ON_TIME_BEATS))
-    missing = int(np.sum(~np.isfinite(errors)))
-    assert on_time >= ON_TIME_SHARE, (f"{on_time:.0%} of {errors.size} notes within {ON_TIME_BEATS:g} beats of their "
-                                      f"beat ({missing} missing); errors in beats: {np.round(errors, 4).tolist()}")
+    arrived = errors[np.isfinite(errors)]
+    share = arrived.size / errors.size
+    assert share >= ON_TIME_SHARE, (f"{share:.0%} of {errors.size} notes arrived on their 16th ({errors.size - arrived.size} "
+                                    f"missing); errors in beats: {np.round(errors, 4).tolist()}")
+    median = float(np.median(arrived - lag))
+    assert abs(median) < ON_TIME_BEATS, (f"the notes landed {median:+.4f} beats off their beats in the median (more than "
+                                         f"half a clock tick, {ON_TIME_BEATS:.4f}); errors in beats: "
+                                         f"{np.round(errors, 4).tolist()}")
 
 
 class OscPeer:

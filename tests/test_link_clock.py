@@ -28,7 +28,8 @@ DISCOVERY_S = 20.0  # Link peers on one machine find each other in about a secon
 FOLLOW_S = 5.0  # a tempo or transport change reaches the other peer within this (typically a few ms)
 PHASE_TOLERANCE_BEATS = 0.005  # in-process: the clock's beat vs the peer's, read at the same instant
 # The daemon's notes through JACK are checked on the session's beats as the JACK tests check theirs
-# (bridge_harness.assert_on_the_grid: 90 % of the notes within 1/8 of a 16th); milliseconds: benchmarks.
+# (bridge_harness.assert_on_the_grid: the median note within half a clock tick, 90 % on their 16th);
+# milliseconds: benchmarks.
 TEMPO = 150.0
 
 
