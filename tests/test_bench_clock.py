@@ -27,9 +27,9 @@ def test_a_short_run_puts_the_echo_baseline_beside_the_daemon(bridge_models, tmp
     [run] = result["runs"]
     echo = run["baseline_echo"]
     # The clock ran (64 16ths in 8 s at 120 bpm; a slow start of the rig on a busy machine costs some: 53 were heard
-    # in one clean-clone run), and the echo answered each 16th it heard, every one measured.
+    # in one clean-clone run), and the echo answered each 16th it heard, all measured but the first and last.
     heard = echo["ticks_heard"] // TICKS_PER_16TH
-    assert run["notes_measured"] > 0 and heard >= 32 and echo["notes_measured"] >= heard - 1, echo
+    assert run["notes_measured"] > 0 and heard >= 32 and echo["notes_measured"] >= heard - 2, echo
     assert echo["notes_missing"] == 0  # every 16th answered before the next one
     # Every xrun is the driver's late timer or a named client's unfinished cycle (or jackd's plain xrun line).
     assert run["jack_xruns_driver_woke_late"] + sum(run["jack_late_clients"].values()) <= run["jack_xruns"]
