@@ -1,6 +1,8 @@
 """MusicVAE (Roberts et al. 2018): a bidirectional LSTM encoder → q(z|x) = N(μ, σ); an autoregressive LSTM
 decoder, flat or hierarchical (a conductor LSTM emits one embedding per segment of segment_bars bars, and a
-bottom decoder restarted from each embedding writes that segment).
+bottom decoder restarted from each embedding writes that segment). A hierarchical model may also read each segment
+alone and mix the segments' codes into z (encoder_type "segments") and condition each segment on its own affine
+map of z (conductor_type "linear"): mel_16bar_segments, grown from mel_2bar by fit_segment_mix.
 
 The sampling API, batch-first throughout:
     mu, sigma = model.encode(tokens)                  # (B, T) int64 → (B, Z), (B, Z)
