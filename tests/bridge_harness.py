@@ -49,7 +49,7 @@ STATUS_NAMES = tuple(field.split(":")[0] for field in STATUS_FIELDS)
 # beat (ON_TIME_BEATS), and ON_TIME_SHARE of the notes on their 16th (ON_STEP_BEATS: an arriving note closer than
 # half a 16th to its beat is taken for that note; else it is missing). Why not every note within a fixed bound:
 # the rig's Python clock senders and the recording peer are threads on the same 2 cores, and in clean-clone runs
-# 2–4 notes of a phrase landed 0.035–0.1 beats off while the rest sat within 0.01 (the failures of 12 CI runs).
+# 2–4 notes of a phrase landed 0.035–0.1 beats off while the rest sat within 0.01 (4 of 12 clean-clone runs failed so).
 ON_STEP_BEATS = STEP_BEATS / 2
 TICK_BEATS = 1 / TICKS_PER_BEAT  # one MIDI clock tick
 ON_TIME_BEATS = TICK_BEATS / 2
