@@ -600,7 +600,7 @@ def fit_segment_mix(model: MusicVAE, tokens: torch.Tensor) -> dict:
     conductor.bias.copy_(F.pad(mu.mean(dim=(0, 1)), (0, cond_size - code_size)).repeat(segments)
                          / CONDITION_SCALE)  # the dimensions left out: their mean
     for s in range(segments):
-        rows = torch.arange(per_segment) + s * per_segment  # z's block of segment s
+        rows = torch.arange(per_segment, device=dims.device) + s * per_segment  # z's block of segment s
         for mix in (encoder.mix_mu, encoder.mix_sigma):
             mix.weight[rows, s * code_size + dims] = 1.0
         conductor.weight[s * cond_size + dims, rows] = 1.0 / CONDITION_SCALE
