@@ -10,6 +10,7 @@ gloo on CPU, NCCL on GPUs. Only rank 0 writes checkpoints, metrics and plots.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -53,10 +54,14 @@ def start(device_request: str) -> tuple[Processes, torch.device]:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # A group left to the interpreter's teardown can abort the process ("terminate called without an active
+        # exception" from gloo's threads, exit -6) after a run that went well: leave it here in any case.
+        atexit.register(stop)
     return processes, device
 
 
 def stop() -> None:
+    """Leave the process group (idempotent: the CLI calls it, and so does the interpreter's exit)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
