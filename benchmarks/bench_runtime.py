@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from musicbridge.benchmarks.flops import largest_matvec, op_flops
-from musicbridge.runtime import Model, load_model, resolve_model_path, shipped_models, slerp
+from musicbridge.runtime import CONTINUATION_DIR, Model, load_model, resolve_model_path, shipped_models, slerp
 
 OPS = ("encode", "continue", "interpolate", "sample_prior")
 BATCHES = (1, 16)
@@ -183,6 +183,7 @@ def bench(targets: list[Target], runs: int = 200, threads: int = 1, batches=BATC
     say = progress or (lambda message: None)
     for target in targets:
         config = _config_of(target.model_dir)
+        continuation = _continuation_config_of(target.model_dir)
         shape = largest_matvec(config)  # None: no FLOP formula for this architecture, so no GFLOP/s columns
         if shape is not None:
             say(f"{target.name}: matvec bound {shape[0]}×{shape[1]}")
@@ -204,7 +205,8 @@ def bench(targets: list[Target], runs: int = 200, threads: int = 1, batches=BATC
             for batch in batches:
                 say(f"{target.name}: {op} batch {batch} on {', '.join(factories)}")
                 times = time_calls({engine: make(op, batch) for engine, make in factories.items()}, runs)
-                flops = op_flops(config, op, batch)
+                # A model that ships a continuation continues with it (its encoder and decoder, not the model's).
+                flops = op_flops(continuation if op == "continue" and continuation else config, op, batch)
                 for engine, seconds in times.items():
                     p50, p99 = (float(np.percentile(seconds, q) * 1e3) for q in (50, 99))
                     timed.append({
@@ -248,6 +250,12 @@ def _runtime_factory(model: Model, phrases: np.ndarray, op: str, batch: int) -> 
 
 def _config_of(model_dir: Path) -> dict:
     return json.loads((model_dir / "model.json").read_text())["config"]
+
+
+def _continuation_config_of(model_dir: Path) -> dict | None:
+    """The config of the continuation sub-model a model directory ships (runtime.CONTINUATION_DIR), or None."""
+    path = model_dir / CONTINUATION_DIR / "model.json"
+    return json.loads(path.read_text())["config"] if path.is_file() else None
 
 
 def _runtime_model(model_dir: Path, variant: str, threads: int) -> Model | None:

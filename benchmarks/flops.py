@@ -5,7 +5,8 @@ and answers None for an architecture without a formula here — `bench` then lea
 rather than apply another architecture's formula:
 - musicvae: the LSTM encoder, conductor and decoder, counted as the exported graphs do their work (the decoder's
   token table is a constant of the graph, so it costs nothing per call); tests/test_runtime_bench.py checks it
-  against torch's own count;
+  against torch's own count; a parallel decoder (a continuation's) is its bidirectional LSTM and head over the
+  whole phrase at once;
 - vsae: its encoder and decoder ARE a flat MusicVAE's (models/vsae.py; the discriminator never runs at inference),
   so the same formula on the same sizes;
 - transformer: none. Its exported samplers attend over fixed-size (T) key buffers with a mask (cached) or rerun the
@@ -42,6 +43,12 @@ def lstm_op_flops(config: dict, op: str, batch: int) -> float:
 
     def decoder(b):
         z, h, layers, vocab = config["z_size"], config["dec_size"], config["dec_layers"], config["vocab_size"]
+        if config.get("decoder_type", "autoregressive") == "parallel":  # a bidirectional LSTM over the phrase, the head
+            total, inputs = 0, config["embed_size"] + z
+            for _ in range(layers):
+                total += 2 * 4 * h * (inputs + h) * steps
+                inputs = 2 * h
+            return 2 * b * (total + steps * ((2 * h + config["embed_size"]) * h + h * vocab))
         total, cond, rows, segment = 0, z, b, steps
         if config.get("hierarchical", False):
             hc, inputs = config["conductor_size"], z

@@ -22,6 +22,10 @@ Recurrences (see docs/export.md for the measurements behind these choices):
   table gathered by the lookback input into (segment, N, 4H), plus the condition's term, before the Scan, which
   hands each step its slice (as it does the sampler's noise). Each node of the body runs once per step, so the
   body holds as few as the arithmetic allows (_DecoderCell; docs/export.md, decision 7).
+- A parallel decoder (config "decoder_type": "parallel", a continuation; models/musicvae.py ParallelDecoder)
+  has no recurrence on its own tokens: the lookback phrase's embeddings (+ positions) beside z go through ONNX
+  LSTM nodes (bidirectional) over the whole phrase, then the head's two matmuls give every step's logits at once,
+  and the sampler chooses every step's token from them + noise + logit_mask in one pass; no Scan.
 - Hierarchical: the conductor runs once, one output per segment of segment_bars bars (models/musicvae.py
   Layout); all segments then decode as ONE batch of B·segments sequences. A linear conductor is one Gemm; a
   segments encoder reads the B·segments segments as one batch, then mixes their codes into z with two Gemms.
@@ -285,6 +289,25 @@ def choose_token(g: Graph, scores: str, rule: str, note_on: int | None) -> str:
     return g.op("ArgMax", g.op("Concat", events, shifted, axis=1), axis=1, keepdims=0)
 
 
+def _parallel_logits(g: Graph, w: dict, config: dict, z: str, steps: int) -> str:
+    """A parallel decoder's logits (B, T, V) for z (B, Z) and the lookback input (B, T) — ParallelDecoder.forward."""
+    hidden, embed_size = config["dec_size"], config["embed_size"]
+    lookback = g.input("lookback", INT64, ["batch", steps])
+    looked = g.op("Gather", g.const(w["decoder.lookback_embed.weight"], "lookback_embed"), lookback)  # (B, T, E)
+    placed = g.op("Add", looked, g.const(w["decoder.position_embed.weight"], "position_embed"))  # + (T, E)
+    cond = g.op("Expand", g.op("Unsqueeze", z, g.const([1], dtype=np.int64)),
+                g.const([1, steps, 1], dtype=np.int64))  # (B, T, Z)
+    x = g.op("Transpose", g.op("Concat", placed, cond, axis=2), perm=[1, 0, 2])  # (T, B, E + Z)
+    for layer in range(config["dec_layers"]):
+        y, _ = _lstm_layer(g, x, w, "decoder.rnn", layer, hidden, bidirectional=True)
+        x = g.op("Reshape", g.op("Transpose", y, perm=[0, 2, 1, 3]), g.const([0, 0, 2 * hidden], dtype=np.int64))
+    features = g.op("Concat", g.op("Transpose", x, perm=[1, 0, 2]), looked, axis=2)  # (B, T, 2H + E)
+    hidden_out = g.op("Relu", g.op("Add", g.op("MatMul", features, g.const(w["decoder.hidden_layer.weight"].T)),
+                                   g.const(w["decoder.hidden_layer.bias"])))  # (B, T, H)
+    return g.op("Add", g.op("MatMul", hidden_out, g.const(w["decoder.head.weight"].T)),
+                g.const(w["decoder.head.bias"]))  # (B, T, V)
+
+
 def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False, rule: str = "argmax") -> None:
     """The autoregressive decoder in one ONNX Scan (unroll=True writes the steps out instead: measured no faster,
     and 25–60× slower to load — docs/export.md); each step picks its token by `rule` (choose_token)."""
@@ -292,6 +315,11 @@ def sampler_graph(g: Graph, w: dict, config: dict, unroll: bool = False, rule: s
     vocab, steps, segment = config["vocab_size"], config["bars"] * config["steps_per_bar"], _segment(config)
     z = g.input("z", FLOAT, ["batch", config["z_size"]])
     noise = sampler_noise(g, steps, vocab)
+    if config.get("decoder_type") == "parallel":  # every step's token from its own scores, in one pass
+        scores = g.op("Add", _parallel_logits(g, w, config, z, steps), noise)  # (B, T, V)
+        tokens = choose_token(g, g.op("Reshape", scores, g.const([-1, vocab], dtype=np.int64)), rule, note_on)
+        g.output(g.op("Reshape", tokens, g.const([-1, steps], dtype=np.int64)), "tokens", INT64, ["batch", steps])
+        return
     cond = _conditions(g, w, config, z)
     cell = _DecoderCell(g, w, config, cond)
     step_gates = cell.step_gates(g, lookback_gates(g, cell, steps, segment))
@@ -317,6 +345,9 @@ def teacher_forced_graph(g: Graph, w: dict, config: dict, unroll: bool = False) 
     vocab, steps, segment = config["vocab_size"], config["bars"] * config["steps_per_bar"], _segment(config)
     z = g.input("z", FLOAT, ["batch", config["z_size"]])
     inputs = g.input("inputs", INT64, ["batch", steps])
+    if config.get("decoder_type") == "parallel":  # no teacher forcing to do: `inputs` is read by nothing
+        g.output(_parallel_logits(g, w, config, z, steps), "logits", FLOAT, ["batch", steps, vocab])
+        return
     cond = _conditions(g, w, config, z)
     cell = _DecoderCell(g, w, config, cond)
     step_gates = cell.step_gates(g, lookback_gates(g, cell, steps, segment))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from musicbridge.models.musicvae import check_rule, choose_tokens, first_note_on
+from musicbridge.models.musicvae import ParallelDecoder, check_rule, choose_tokens, first_note_on
 from musicbridge.runtime import load_model
 
 TARGETS = {"mu_sigma_max_diff": 1e-4, "logits_max_diff": 1e-3, "greedy_identical": 0.99}
@@ -42,6 +42,9 @@ def torch_sample_with_noise(model, z: torch.Tensor, noise: torch.Tensor, rule: s
         return model.decoder.sample(z, model.steps, noise=noise.reshape(z.shape[0], model.steps, -1))
     note_on = first_note_on(model.config.representation) if check_rule(rule) == "event_first" else None
     decoder = model.decoder
+    if isinstance(decoder, ParallelDecoder):  # every step at once: the rule on logits + noise
+        logits = decoder(model.conditions(z), None, model.lookback_segments(lookback, z.shape[0]))
+        return decoder.choose(logits + noise.reshape(logits.shape), rule, note_on)
     cond = model.conditions(z)
     token_gates, cond_gates, layers, state = decoder.prepare(cond)
     segments = model.lookback_segments(lookback, z.shape[0])  # (N, segment), None without lookback

@@ -48,6 +48,7 @@ from musicbridge.models.config import ArchitectureConfig, require_positive
 
 ENCODER_TYPES = ("sequence", "segments")  # MusicVAEConfig.encoder_type; the first is the default
 CONDUCTOR_TYPES = ("lstm", "linear")  # MusicVAEConfig.conductor_type; the first is the default
+DECODER_TYPES = ("autoregressive", "parallel")  # MusicVAEConfig.decoder_type; the first is the default
 
 
 @dataclass
@@ -83,13 +84,20 @@ class MusicVAEConfig(ArchitectureConfig):
     # at step t (Magenta's Lookback RNN). Tunes repeat and vary their bars, and z is a bottleneck through which a
     # decoder cannot copy what it should keep; on the reconstruct task it would read its target.
     lookback: bool = False
+    # "autoregressive": the LSTM decoder writes a step from the token it wrote before (MusicVAE). "parallel"
+    # (lookback continuations only, ParallelDecoder): a bidirectional LSTM over the phrase it continues and z writes
+    # every step at once, so each step's scores are that step's own distribution given the whole input. A decoder
+    # fed its own greedy tokens settles on holds and restarts (next-bar onset F1 0.12–0.14, below repeating the
+    # input); per-step distributions read by event_first beat repeating on the same windows (module docstring).
+    decoder_type: str = "autoregressive"
 
     def validate(self) -> None:
         super().validate()
         require_positive(self, "embed_size", "enc_size", "enc_layers", "dec_size", "dec_layers", "segment_bars")
         if self.hierarchical:
             require_positive(self, "conductor_size", "conductor_layers")
-        for name, kinds in (("encoder_type", ENCODER_TYPES), ("conductor_type", CONDUCTOR_TYPES)):
+        for name, kinds in (("encoder_type", ENCODER_TYPES), ("conductor_type", CONDUCTOR_TYPES),
+                            ("decoder_type", DECODER_TYPES)):
             if getattr(self, name) not in kinds:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(kinds)} "
                                  f"(--set {name}=…)")
@@ -99,6 +107,10 @@ class MusicVAEConfig(ArchitectureConfig):
                              f"{ENCODER_TYPES[0]!r} and {CONDUCTOR_TYPES[0]!r}")
         if self.encoder_type == "segments":
             require_positive(self, "segment_code_size")
+        if self.decoder_type == "parallel" and (not self.lookback or self.hierarchical):
+            raise ValueError("decoder_type \"parallel\" writes every step from the phrase it continues, so it needs a "
+                             "flat lookback model (--set lookback=true, task continue; --preset mel_2bar_next_parallel), "
+                             "or leave decoder_type at \"autoregressive\"")
         if not self.hierarchical and self.segment_bars != 1:
             raise ValueError(f"segment_bars = {self.segment_bars} needs a hierarchical model (a flat decoder writes "
                              f"the whole sequence from z); set --set hierarchical=true, or leave segment_bars at 1")
@@ -344,6 +356,55 @@ class LSTMDecoder(nn.Module):
         return torch.stack(out, dim=1)
 
 
+class ParallelDecoder(nn.Module):
+    """The decoder of decoder_type "parallel": every step's logits at once from the phrase it continues and c.
+
+    A bidirectional LSTM reads [lookback_embed(lookback[t]) + position_embed(t), c] at every step t; the head
+    reads its [forward, backward] output beside the lookback token's embedding (a direct path for copying):
+    Linear(2H + E, H) → ReLU → Linear(H, V). No token feeds back, so there are no teacher-forcing inputs (forward
+    takes and ignores them, as the training objective passes them) and sampling is one pass: each step's token
+    is chosen by the decoding rule from that step's logits (+ noise). Not autoregressive, so the steps of one
+    answer are chosen independently given the input and z: at temperature 0 each is the step's most likely
+    event, which is what a continuation is scored on (next-bar onsets)."""
+
+    def __init__(self, vocab_size: int, embed_size: int, cond_size: int, hidden: int, layers: int, steps: int):
+        super().__init__()
+        self.vocab_size, self.hidden, self.layers, self.steps = vocab_size, hidden, layers, steps
+        self.start_token, self.mask_token = vocab_size, vocab_size + 1  # decoder_inputs' ids; never read here
+        self.lookback_embed = nn.Embedding(vocab_size, embed_size)
+        self.position_embed = nn.Embedding(steps, embed_size)
+        self.rnn = nn.LSTM(embed_size + cond_size, hidden, layers, batch_first=True, bidirectional=True)
+        self.hidden_layer = nn.Linear(2 * hidden + embed_size, hidden)
+        self.head = nn.Linear(hidden, vocab_size)
+
+    def forward(self, cond: torch.Tensor, inputs: torch.Tensor | None = None,
+                lookback: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, S, V) for the phrase `lookback` (B, S) it continues and c (B, C); `inputs` is ignored."""
+        if lookback is None or lookback.dim() != 2 or lookback.shape[1] != self.steps:
+            raise ValueError(f"the parallel decoder reads the phrase it continues: lookback (batch, {self.steps}) "
+                             f"tokens, got {None if lookback is None else tuple(lookback.shape)}")
+        looked = self.lookback_embed(lookback)  # (B, S, E)
+        x = torch.cat([looked + self.position_embed.weight, cond[:, None].expand(-1, self.steps, -1)], dim=-1)
+        out, _ = self.rnn(x)  # (B, S, 2H)
+        return self.head(F.relu(self.hidden_layer(torch.cat([out, looked], dim=-1))))  # (B, S, V)
+
+    def sample(self, cond: torch.Tensor, n_steps: int, temperature: float, generator: torch.Generator | None,
+               rule: str = "argmax", note_on: int | None = None, lookback: torch.Tensor | None = None):
+        """Tokens (B, n_steps): `rule` on every step's logits, perturbed as LSTMDecoder.sample perturbs them."""
+        check_rule(rule)
+        logits = self(cond, None, lookback)
+        if temperature > 0:
+            uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
+            gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+            logits = logits / temperature + gumbel if rule == "argmax" else logits + temperature * gumbel
+        return self.choose(logits, rule, note_on)
+
+    @staticmethod
+    def choose(scores: torch.Tensor, rule: str, note_on: int | None) -> torch.Tensor:
+        """Tokens (B, S) by `rule` from every step's scores (B, S, V)."""
+        return choose_tokens(scores.reshape(-1, scores.shape[-1]), rule, note_on).view(scores.shape[:2])
+
+
 class MusicVAE(nn.Module):
     def __init__(self, config: MusicVAEConfig):
         super().__init__()
@@ -368,8 +429,12 @@ class MusicVAE(nn.Module):
                 if config.conductor_type == "linear" else \
                 Conductor(config.z_size, config.conductor_size, config.conductor_layers)
             cond_size = config.conductor_size
-        self.decoder = LSTMDecoder(config.vocab_size, config.embed_size, cond_size, config.dec_size, config.dec_layers,
-                                   lookback=config.lookback)
+        if config.decoder_type == "parallel":
+            self.decoder = ParallelDecoder(config.vocab_size, config.embed_size, cond_size, config.dec_size,
+                                           config.dec_layers, self.segment)
+        else:
+            self.decoder = LSTMDecoder(config.vocab_size, config.embed_size, cond_size, config.dec_size,
+                                       config.dec_layers, lookback=config.lookback)
 
     # -- the sampling API -------------------------------------------------------------------------------------
 

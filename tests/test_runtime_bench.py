@@ -55,12 +55,14 @@ def counted_flops(model, op: str, batch: int) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         if op == "encode":
             model.encode(torch.zeros((batch, model.steps), dtype=torch.long, device="meta"))
-        else:  # sample_prior: z drawn from the prior, then decoded
-            model.decode(torch.zeros((batch, model.config.z_size), device="meta"), temperature=0.0)
+        else:  # sample_prior: z drawn from the prior, then decoded (a lookback model's beside the phrase it continues)
+            looks = {"lookback": torch.zeros((batch, model.steps), dtype=torch.long, device="meta")} \
+                if model.lookback else {}
+            model.decode(torch.zeros((batch, model.config.z_size), device="meta"), temperature=0.0, **looks)
     return counter.get_total_flops()
 
 
-@pytest.mark.parametrize("preset", ["mel_2bar", "mel_16bar_hier", "mel_16bar_segments"])
+@pytest.mark.parametrize("preset", ["mel_2bar", "mel_16bar_hier", "mel_16bar_segments", "mel_2bar_next_parallel"])
 def test_flop_counts_are_what_torch_counts(preset):
     """op_flops against torch's own count of the same model, at the preset's full size."""
     config = get_preset(preset).model
@@ -69,7 +71,8 @@ def test_flop_counts_are_what_torch_counts(preset):
     sizes = vars(config)
     # The decoder's token table ((vocab + 2) × embed @ embed × 4H) is work of the weights alone: the exported
     # sampler holds it as a constant (export/musicvae.py), so op_flops rightly leaves it out; torch redoes it.
-    table = 2 * model.decoder.embed.weight.numel() * 4 * sizes["dec_size"]
+    # A parallel decoder has no token feedback, so no table.
+    table = 2 * model.decoder.embed.weight.numel() * 4 * sizes["dec_size"] if hasattr(model.decoder, "embed") else 0
     for batch in (1, 3):
         assert op_flops(sizes, "encode", batch) == counted_flops(model, "encode", batch)
         assert op_flops(sizes, "sample_prior", batch) == counted_flops(model, "sample_prior", batch) - table
