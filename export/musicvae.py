@@ -291,7 +291,7 @@ def choose_token(g: Graph, scores: str, rule: str, note_on: int | None) -> str:
 
 def _parallel_logits(g: Graph, w: dict, config: dict, z: str, steps: int) -> str:
     """A parallel decoder's logits (B, T, V) for z (B, Z) and the lookback input (B, T) — ParallelDecoder.forward."""
-    hidden, embed_size = config["dec_size"], config["embed_size"]
+    hidden = config["dec_size"]
     lookback = g.input("lookback", INT64, ["batch", steps])
     looked = g.op("Gather", g.const(w["decoder.lookback_embed.weight"], "lookback_embed"), lookback)  # (B, T, E)
     placed = g.op("Add", looked, g.const(w["decoder.position_embed.weight"], "position_embed"))  # + (T, E)
