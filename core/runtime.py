@@ -281,6 +281,10 @@ class Model:
         # Steps the decoder writes per restart: segment_bars bars (hierarchical) or the whole phrase (flat).
         self.segment = self.segment_bars * self.steps_per_bar if self.hierarchical else self.steps
         self.start_token = self.vocab_size
+        # What `temperature` means for this sampler: the noise is drawn at temperature · temperature_scale. A
+        # parallel continuation chooses every step independently, so the user's temperature 1 plays it at the
+        # scale its export declares (models/musicvae.py PARALLEL_TEMPERATURE_SCALE); 1 for every other model.
+        self.temperature_scale = float(metadata.get("temperature_scale", 1.0))
         self._sessions: dict[str, object] = {}
         self._masks: dict[Scale | None, np.ndarray] = {}
         self._takes_mask: bool | None = None  # whether the sampler graph has the logit_mask input
@@ -349,7 +353,8 @@ class Model:
         z = self.shift(z, attributes)
         if latents is not None:  # the codes as decoded, for whoever records them (the session log)
             latents.append(z)
-        noise = self.noise(z.shape[0], temperature, rng if rng is not None else np.random.default_rng(seed))
+        noise = self.noise(z.shape[0], float(temperature) * self.temperature_scale,
+                           rng if rng is not None else np.random.default_rng(seed))
         return self.run_sampler(z, noise, scale, lookback)
 
     def run_sampler(self, z: np.ndarray, noise: np.ndarray, scale=None, lookback=None) -> np.ndarray:

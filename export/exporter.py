@@ -28,7 +28,7 @@ from musicbridge.export import transformer
 from musicbridge.export.graph import Graph, make_model
 from musicbridge.export.musicvae import encoder_graph, sampler_graph, teacher_forced_graph, weights_of
 from musicbridge.models.architectures import config_to_dict
-from musicbridge.models.musicvae import check_rule, first_note_on
+from musicbridge.models.musicvae import PARALLEL_TEMPERATURE_SCALE, check_rule, first_note_on
 from musicbridge.models.presets import check_lookback
 
 FORMAT = 1
@@ -111,6 +111,8 @@ def export_model(model, out_dir: str | os.PathLike, *, preset: str, representati
     }
     if is_transformer:
         metadata["decoding"] = decoding
+    if config.get("decoder_type") == "parallel":  # what temperature means for its sampler (runtime.Model.sample)
+        metadata["temperature_scale"] = PARALLEL_TEMPERATURE_SCALE
     weights = weights_of(model)
     for role, build in graphs.items():
         graph = Graph(role)

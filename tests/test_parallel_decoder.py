@@ -17,7 +17,12 @@ from musicbridge.export.exporter import export_model
 from musicbridge.export.parity import check_parity, torch_sample_with_noise
 from musicbridge.export.testing import tiny_model
 from musicbridge.models import build_model, get_preset
-from musicbridge.models.musicvae import ParallelDecoder, choose_tokens, first_note_on
+from musicbridge.models.musicvae import (
+    PARALLEL_TEMPERATURE_SCALE,
+    ParallelDecoder,
+    choose_tokens,
+    first_note_on,
+)
 from musicbridge.runtime import load_model
 
 torch.set_num_threads(1)
@@ -74,6 +79,8 @@ def test_exported_parallel_graphs_match_torch(tmp_path, variants):
     assert written["lookback"] is True and written["config"]["decoder_type"] == "parallel"
     report = check_parity(model, tmp_path, phrases(model, 48, 4).numpy(), batch_size=16)
     assert report["passed"] and report["greedy_identical"] == 1.0 and report["sampled_identical"] == 1.0, report
+    # Its export declares what temperature means for it: the noise is drawn at temperature × that scale.
+    assert json.loads((tmp_path / "model.json").read_text())["temperature_scale"] == PARALLEL_TEMPERATURE_SCALE < 1
     graph = onnx.load(tmp_path / "sampler.onnx").graph
     assert not {"Scan", "Loop"} & {node.op_type for node in graph.node}  # one pass, no recurrence on its tokens
     runtime = load_model(tmp_path, variant="fp32")
@@ -81,6 +88,9 @@ def test_exported_parallel_graphs_match_torch(tmp_path, variants):
     noise, lookback = runtime.noise(6, 0.7, np.random.default_rng(6)), phrases(model, 6, 7)
     reference = torch_sample_with_noise(model, torch.from_numpy(z), torch.from_numpy(noise), "event_first", lookback)
     assert np.array_equal(runtime.run_sampler(z, noise, lookback=lookback.numpy()), reference.numpy())
+    scaled = runtime.noise(6, PARALLEL_TEMPERATURE_SCALE, np.random.default_rng(9))
+    assert np.array_equal(runtime.sample(z, 1.0, rng=np.random.default_rng(9), lookback=lookback.numpy()),
+                          runtime.run_sampler(z, scaled, lookback=lookback.numpy()))
     # A scale lock masks every step's note-ons in the one pass as in the Scan.
     locked = runtime.sample(z, 1.0, seed=1, scale="C:major", lookback=lookback.numpy())
     pitches = locked[locked >= NOTE_ON] - NOTE_ON + 21
