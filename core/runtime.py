@@ -342,7 +342,8 @@ class Model:
 
     def sample(self, z, temperature: float = 1.0, seed: int | None = None, rng=None, scale=None,
                lookback=None, attributes=None, latents: list | None = None) -> np.ndarray:
-        """Tokens (B, T) int64 decoded from z (B, Z): greedy at temperature 0, else sampled at that temperature;
+        """Tokens (B, T) int64 decoded from z (B, Z): greedy at temperature 0, else sampled at that temperature
+        (× the export's temperature_scale, 1 unless it declares one: a parallel continuation's);
         no note-on outside `scale` (None = every note allowed). `lookback` (B, T): the phrase a lookback model
         continues (required for one, refused for any other; see `lookback`). `attributes` ({name: α}): decode
         z + Σ α·v along the model's attribute vectors (see shift). `latents` (a list): each z decoded, (B, Z)

@@ -184,6 +184,18 @@ def choose_tokens(scores: torch.Tensor, rule: str = "argmax", note_on: int | Non
     return torch.where(event == note_on, note_on + pitches.argmax(dim=-1), event)
 
 
+def perturbed(logits: torch.Tensor, temperature: float, generator: torch.Generator | None,
+              rule: str = "argmax") -> torch.Tensor:
+    """The scores a decoding rule reads at `temperature` (LSTMDecoder.sample's docstring says why each):
+    argmax: logits / temperature + Gumbel noise (a categorical draw); event_first: logits + temperature · Gumbel;
+    the logits themselves at temperature 0."""
+    if temperature <= 0:
+        return logits
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
+    gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+    return logits / temperature + gumbel if rule == "argmax" else logits + temperature * gumbel
+
+
 class Encoder(nn.Module):
     """Bidirectional LSTM; the last layer's final forward and backward states → μ and σ = softplus(·)."""
 
@@ -357,11 +369,7 @@ class LSTMDecoder(nn.Module):
         for t in range(n_steps):
             logits, state = self.step(tokens, state, token_gates, cond_gates, layers,
                                       None if looked is None else looked[:, t])
-            if temperature > 0:
-                uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
-                gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
-                logits = logits / temperature + gumbel if rule == "argmax" else logits + temperature * gumbel
-            tokens = choose_tokens(logits, rule, note_on)
+            tokens = choose_tokens(perturbed(logits, temperature, generator, rule), rule, note_on)
             out.append(tokens)
         return torch.stack(out, dim=1)
 
@@ -400,14 +408,10 @@ class ParallelDecoder(nn.Module):
 
     def sample(self, cond: torch.Tensor, n_steps: int, temperature: float, generator: torch.Generator | None,
                rule: str = "argmax", note_on: int | None = None, lookback: torch.Tensor | None = None):
-        """Tokens (B, n_steps): `rule` on every step's logits, perturbed as LSTMDecoder.sample perturbs them."""
+        """Tokens (B, n_steps): `rule` on every step's logits, perturbed as LSTMDecoder.sample perturbs them
+        (`perturbed`)."""
         check_rule(rule)
-        logits = self(cond, None, lookback)
-        if temperature > 0:
-            uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
-            gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
-            logits = logits / temperature + gumbel if rule == "argmax" else logits + temperature * gumbel
-        return self.choose(logits, rule, note_on)
+        return self.choose(perturbed(self(cond, None, lookback), temperature, generator, rule), rule, note_on)
 
     @staticmethod
     def choose(scores: torch.Tensor, rule: str, note_on: int | None) -> torch.Tensor:
