@@ -208,21 +208,26 @@ def test_lookback_trains_validates_exports_and_evaluates(lookback_data):
     assert all(np.isfinite(r["loss"]) for r in train_records)
 
     checkpoint = root / "next" / "last.pt"
+    out = root / "model"
+    parity, torch_result, runtime_result = evaluated_through_both_engines(runner, root, source, checkpoint, out)
+    assert parity["passed"] and parity["continuation_parity"][0]["lookback"]
+    assert json.loads((out / "continuation" / "model.json").read_text())["lookback"] is True
+    assert runtime_result["onset_f1_repeat"] == torch_result["onset_f1_repeat"]
+
+
+def evaluated_through_both_engines(runner, root, source, checkpoint, out):
+    """`evaluate --continuation` of a continuation checkpoint (torch), and of `source` exported to `out` with it as
+    the continuation sub-model (onnxruntime): (the export's parity report, torch's result, the runtime's). Asserts
+    that both engines give the same greedy answers (fp32 graphs compute what the checkpoint does)."""
     by_torch = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(root / "data4"), "--continuation",
                                    "--json"])
     assert by_torch.exit_code == 0, by_torch.output
-    out = root / "model"
     exported = runner.invoke(app, ["export", str(source), "-o", str(out), "--continuation", str(checkpoint),
                                    "--parity-sequences", "16", "--json"])
     assert exported.exit_code == 0, exported.output
-    parity = json.loads(exported.stdout)
-    assert parity["passed"] and parity["continuation_parity"][0]["lookback"]
-    assert json.loads((out / "continuation" / "model.json").read_text())["lookback"] is True
     by_runtime = runner.invoke(app, ["evaluate", str(out), "--data", str(root / "data4"), "--continuation", "--json"])
     assert by_runtime.exit_code == 0, by_runtime.output
-    torch_result = json.loads(by_torch.stdout)["continuation"]
-    runtime_result = json.loads(by_runtime.stdout)["continuation"]
-    # The same greedy answers through both engines (fp32 graphs compute what the checkpoint does).
+    torch_result, runtime_result = (json.loads(r.stdout)["continuation"] for r in (by_torch, by_runtime))
     for key in ("onset_f1", "token_acc", "onset_f1_to_input"):
         assert runtime_result[key] == pytest.approx(torch_result[key], abs=0.02), key
-    assert runtime_result["onset_f1_repeat"] == torch_result["onset_f1_repeat"]
+    return json.loads(exported.stdout), torch_result, runtime_result

@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 from test_continuation import TINY
-from test_lookback import TINY_SIZES, lookback_data  # noqa: F401  (a fixture: the tiny 4-bar dataset)
+from test_lookback import TINY_SIZES, evaluated_through_both_engines, lookback_data  # noqa: F401  (a fixture)
 
 from musicbridge.cli import app
 from musicbridge.export.exporter import export_model
@@ -138,19 +138,8 @@ def test_parallel_continuation_trains_exports_and_evaluates(lookback_data):  # n
                                   "--out", str(root / "refused"), "--steps", "1", "--set", f"init_from={source}",
                                   *TINY])
     assert refused.exit_code != 0 and "different model" in refused.output and "Traceback" not in refused.output
-    by_torch = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(root / "data4"), "--continuation",
-                                   "--json"])
-    assert by_torch.exit_code == 0, by_torch.output
-    out = root / "parallel_model"
-    exported = runner.invoke(app, ["export", str(source), "-o", str(out), "--continuation", str(checkpoint),
-                                   "--parity-sequences", "16", "--json"])
-    assert exported.exit_code == 0, exported.output
-    assert json.loads(exported.stdout)["continuation_parity"][0]["passed"]
-    by_runtime = runner.invoke(app, ["evaluate", str(out), "--data", str(root / "data4"), "--continuation", "--json"])
-    assert by_runtime.exit_code == 0, by_runtime.output
-    torch_result, runtime_result = (json.loads(r.stdout)["continuation"] for r in (by_torch, by_runtime))
-    for key in ("onset_f1", "token_acc", "onset_f1_to_input"):
-        assert runtime_result[key] == pytest.approx(torch_result[key], abs=0.02), key
+    parity, _, _ = evaluated_through_both_engines(runner, root, source, checkpoint, root / "parallel_model")
+    assert parity["continuation_parity"][0]["passed"]
 
 
 def test_first_note_on_is_what_the_tests_assume():
