@@ -31,11 +31,17 @@ def lstm_op_flops(config: dict, op: str, batch: int) -> float:
     segment_bars = config.get("segment_bars", 1) if config.get("hierarchical", False) else bars
     segments = bars // segment_bars  # conductor outputs (1 for a flat model)
 
-    def encoder(b):
-        h, inputs, total = config["enc_size"], config["embed_size"], 0
-        for _ in range(config["enc_layers"]):
-            total += 2 * 4 * h * (inputs + h) * steps  # two directions, over every step (whole or by segments)
+    def bidirectional(h, inputs, layers):
+        """Multiply-adds of a bidirectional LSTM stack over every step (whole or by segments), per sequence."""
+        total = 0
+        for _ in range(layers):
+            total += 2 * 4 * h * (inputs + h) * steps  # two directions
             inputs = 2 * h
+        return total
+
+    def encoder(b):
+        h = config["enc_size"]
+        total = bidirectional(h, config["embed_size"], config["enc_layers"])
         if config.get("encoder_type", "sequence") == "segments":  # μ and σ heads per segment, then the two mixes
             code = config["segment_code_size"]
             return 2 * b * (total + segments * 2 * 2 * h * code + 2 * segments * code * config["z_size"])
@@ -44,10 +50,7 @@ def lstm_op_flops(config: dict, op: str, batch: int) -> float:
     def decoder(b):
         z, h, layers, vocab = config["z_size"], config["dec_size"], config["dec_layers"], config["vocab_size"]
         if config.get("decoder_type", "autoregressive") == "parallel":  # a bidirectional LSTM over the phrase, the head
-            total, inputs = 0, config["embed_size"] + z
-            for _ in range(layers):
-                total += 2 * 4 * h * (inputs + h) * steps
-                inputs = 2 * h
+            total = bidirectional(h, config["embed_size"] + z, layers)
             return 2 * b * (total + steps * ((2 * h + config["embed_size"]) * h + h * vocab))
         total, cond, rows, segment = 0, z, b, steps
         if config.get("hierarchical", False):

@@ -74,6 +74,16 @@ def _split_state(g: Graph, w: dict, prefix: str, cond: str, layers: int, hidden:
     return parts[:layers], parts[layers:]
 
 
+def _bidirectional_stack(g: Graph, x: str, w: dict, prefix: str, hidden: int, layers: int) -> tuple[str, str]:
+    """torch's bidirectional LSTM `prefix` of `layers` layers over x (T, B, In): its output (T, B, 2H) — each
+    layer reading the one below's [forward, backward] features, as in torch — and the last layer's Y_h (2, B, H)."""
+    y_h = None
+    for layer in range(layers):
+        y, y_h = _lstm_layer(g, x, w, prefix, layer, hidden, bidirectional=True)
+        x = g.op("Reshape", g.op("Transpose", y, perm=[0, 2, 1, 3]), g.const([0, 0, 2 * hidden], dtype=np.int64))
+    return x, y_h
+
+
 def encoder_graph(g: Graph, w: dict, config: dict) -> None:
     hidden = config["enc_size"]
     tokens = g.input("tokens", INT64, ["batch", config["bars"] * config["steps_per_bar"]])
@@ -82,11 +92,7 @@ def encoder_graph(g: Graph, w: dict, config: dict) -> None:
     segments = config.get("encoder_type", "sequence") == "segments"  # configs from before the field: "sequence"
     read = g.op("Reshape", tokens, g.const([-1, _segment(config)], dtype=np.int64)) if segments else tokens
     x = g.op("Transpose", g.op("Gather", g.const(w["encoder.embed.weight"], "embed"), read), perm=[1, 0, 2])
-    y_h = None
-    for layer in range(config["enc_layers"]):
-        y, y_h = _lstm_layer(g, x, w, "encoder.rnn", layer, hidden, bidirectional=True)
-        # (T, 2, B, H) → (T, B, 2H): the next layer reads [forward, backward] features, as in torch.
-        x = g.op("Reshape", g.op("Transpose", y, perm=[0, 2, 1, 3]), g.const([0, 0, 2 * hidden], dtype=np.int64))
+    _, y_h = _bidirectional_stack(g, x, w, "encoder.rnn", hidden, config["enc_layers"])
     final = g.op("Reshape", g.op("Transpose", y_h, perm=[1, 0, 2]), g.const([0, -1], dtype=np.int64))  # (B, 2H)
     mu = g.op("Gemm", final, g.const(w["encoder.mu.weight"]), g.const(w["encoder.mu.bias"]), transB=1)
     pre_sigma = g.op("Gemm", final, g.const(w["encoder.sigma.weight"]), g.const(w["encoder.sigma.bias"]), transB=1)
@@ -298,9 +304,7 @@ def _parallel_logits(g: Graph, w: dict, config: dict, z: str, steps: int) -> str
     cond = g.op("Expand", g.op("Unsqueeze", z, g.const([1], dtype=np.int64)),
                 g.const([1, steps, 1], dtype=np.int64))  # (B, T, Z)
     x = g.op("Transpose", g.op("Concat", placed, cond, axis=2), perm=[1, 0, 2])  # (T, B, E + Z)
-    for layer in range(config["dec_layers"]):
-        y, _ = _lstm_layer(g, x, w, "decoder.rnn", layer, hidden, bidirectional=True)
-        x = g.op("Reshape", g.op("Transpose", y, perm=[0, 2, 1, 3]), g.const([0, 0, 2 * hidden], dtype=np.int64))
+    x, _ = _bidirectional_stack(g, x, w, "decoder.rnn", hidden, config["dec_layers"])  # (T, B, 2H)
     features = g.op("Concat", g.op("Transpose", x, perm=[1, 0, 2]), looked, axis=2)  # (B, T, 2H + E)
     hidden_out = g.op("Relu", g.op("Add", g.op("MatMul", features, g.const(w["decoder.hidden_layer.weight"].T)),
                                    g.const(w["decoder.hidden_layer.bias"])))  # (B, T, H)
