@@ -455,8 +455,9 @@ class Model:
         """The path from phrase a to phrase b: (steps, T) for two phrases (T,), (B, steps, T) for batches.
 
         ends="inputs" (default): the first and last phrases are a and b themselves, verbatim — decoding μ(a)
-        changes some of its steps (4 % of a test phrase's on the shipped mel_2bar, more on less accurate models) — and the steps − 2 between
-        them are decoded from the slerp between μ(a) and μ(b), at α = 1/(steps − 1), …, (steps − 2)/(steps − 1).
+        changes some of its steps (4 % of a test phrase's on the shipped mel_2bar, more on less accurate models) —
+        and the steps − 2 between them are decoded from the slerp between μ(a) and μ(b), at α = 1/(steps − 1), …,
+        (steps − 2)/(steps − 1).
         ends="decoded": every point is decoded, the ends too (the latent path alone; steps ≥ 1).
         Greedy by default, so each point is the model's most likely phrase there; `scale` locks the decoded
         points (the ends given stay as they were played)."""
