@@ -184,7 +184,7 @@ def run_serve(jack: JackServer, model: str, serve_args: list[str], bpm: float, b
     part it starts is ended however the run goes, newest first (the flood, the daemon, the recorders), so a run
     that fails leaves no process behind for the next one."""
     from pythonosc.dispatcher import Dispatcher
-    from pythonosc.osc_server import ThreadingOSCUDPServer
+    from pythonosc.osc_server import BlockingOSCUDPServer
 
     jack.check_running()  # a server gone since the last run is said as such, not as the first client's failure
     osc_port, reply_port = free_port(), free_port()
@@ -193,7 +193,7 @@ def run_serve(jack: JackServer, model: str, serve_args: list[str], bpm: float, b
     with contextlib.ExitStack() as parts:
         dispatcher = Dispatcher()
         dispatcher.set_default_handler(lambda address, *args: gen.append((address, args)))
-        server = ThreadingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
+        server = BlockingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
         parts.callback(server.server_close)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         parts.callback(server.shutdown)

@@ -427,7 +427,7 @@ START, CONTINUE, STOP, SONG_POSITION, TICK = 0xFA, 0xFB, 0xFC, 0xF2, 0xF8
 SYSEX_BYTES = 1024  # a keyboard's dump or a controller's display message
 
 
-def _tool(name: str) -> str:
+def jack_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         package = "jack-midi-clock" if name == "jack_midi_clock" else "jackd2"
@@ -441,7 +441,7 @@ class JackTransport:
     Continue after a relocation, and ticks at the tempo, placed on the exact frame."""
 
     def __init__(self, server: JackServer, bpm: float):
-        self.process = subprocess.Popen([_tool("jack_transport")], env=server.env, stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([jack_tool("jack_transport")], env=server.env, stdin=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
         self.command("master", f"tempo {bpm:g}", "stop", "locate 0")
 
@@ -478,7 +478,7 @@ class JackMidiClock:
         options = ["-b", f"{bpm:g}", "-d", f"{resync_s:g}"]
         if jitter_percent:
             options += ["-J", f"{jitter_percent:g}"]
-        self.process = subprocess.Popen([_tool("jack_midi_clock"), *options], env=server.env,
+        self.process = subprocess.Popen([jack_tool("jack_midi_clock"), *options], env=server.env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         server.wait_for_port(CLOCK_PORT)
@@ -547,7 +547,7 @@ class MidiDump:
         self.port = f"{name}:{DUMP_PORT_NAME}"
         self.rate = server.rate
         self.lines: list[str] = []
-        self.process = subprocess.Popen(["stdbuf", "-oL", _tool("jack_midi_dump"), "-a", name], env=server.env,
+        self.process = subprocess.Popen(["stdbuf", "-oL", jack_tool("jack_midi_dump"), "-a", name], env=server.env,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                         start_new_session=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -785,7 +785,7 @@ class ServeProcess:
 
     def __init__(self, server: JackServer, args: list[str], log_path: Path):
         from pythonosc.dispatcher import Dispatcher
-        from pythonosc.osc_server import ThreadingOSCUDPServer
+        from pythonosc.osc_server import BlockingOSCUDPServer
         from pythonosc.udp_client import SimpleUDPClient
 
         self.osc_port, reply_port = free_udp_port(), free_udp_port()
@@ -793,7 +793,7 @@ class ServeProcess:
         self.lock = threading.Lock()
         dispatcher = Dispatcher()
         dispatcher.set_default_handler(self._record)
-        self.osc_server = ThreadingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
+        self.osc_server = BlockingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
         threading.Thread(target=self.osc_server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.client = SimpleUDPClient("127.0.0.1", self.osc_port)
         self.log_path = log_path

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from pythonosc.dispatcher import Dispatcher
-from pythonosc.osc_server import ThreadingOSCUDPServer
+from pythonosc.osc_server import BlockingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
 from musicbridge.benchmarks.jack_rig import ClockPlayer, MidiPeer, Recorder, Sink
@@ -106,7 +106,9 @@ class OscPeer:
         self.lock = threading.Lock()
         dispatcher = Dispatcher()
         dispatcher.set_default_handler(self._record)
-        self.server = ThreadingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
+        # one thread, datagrams recorded in arrival order (a threading server handles each on its own thread and
+        # may record a reply's rows out of the order they were sent in)
+        self.server = BlockingOSCUDPServer(("127.0.0.1", reply_port), dispatcher)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 

@@ -20,7 +20,7 @@ import pytest
 from bridge_harness import Daemon, OscPeer, free_udp_port, wait_until
 from midi_factory import write_type0
 from pythonosc.dispatcher import Dispatcher
-from pythonosc.osc_server import ThreadingOSCUDPServer
+from pythonosc.osc_server import BlockingOSCUDPServer
 
 from musicbridge.benchmarks.fuzz_osc import TIMETAG, bundle, corpus, message, mutate
 from musicbridge.bridge.osc_packet import show
@@ -258,7 +258,7 @@ class _Listener(OscPeer):
         self.received, self.lock = [], threading.Lock()
         dispatcher = Dispatcher()
         dispatcher.set_default_handler(self._record)
-        self.server = ThreadingOSCUDPServer(address, dispatcher)
+        self.server = BlockingOSCUDPServer(address, dispatcher)
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
 

@@ -170,9 +170,9 @@ def test_a_clock_gone_silent_is_reported_and_followed_again(jack_server, bridge_
         clock = ClockPlayer(peer, BPM)
         clock.add_notes((bar * 4 + s, bar * 4 + e, p, v) for bar in range(8) for s, e, p, v in PHRASE)
         clock.jitter = lambda tick: pause if tick >= pause_beat * TICKS_PER_BEAT else 0.0
-        clock.start(until_beat=28.0)
+        clock.start(until_beat=29.0)  # a beat past the last note looked at (beat 28): those have been played
         clock.join()
-        time.sleep(0.3)
+        # Stop at once: a pause after the last tick longer than a beat (0.4 s at 150 bpm) is a second silence
         peer.send([0xFC])
         time.sleep(0.2)
     finally:

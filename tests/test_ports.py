@@ -5,7 +5,7 @@ import os
 import subprocess
 import time
 
-import rtmidi
+from musicbridge.benchmarks.jack_rig import MidiDump, end_process, jack_tool
 
 
 def _ports(*args, env=None):
@@ -13,23 +13,28 @@ def _ports(*args, env=None):
 
 
 def test_ports_lists_the_ports_of_a_real_jack_server(jack_server):
-    synth = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="test-synth")
-    synth.open_virtual_port("synth in")
-    keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="test-keys")
-    keyboard.open_virtual_port("keys out")
+    """Two clients the project did not write, each in its own process (an rtmidi client inside the test process
+    once crashed the suite in libjack): jack_midi_dump's input is a synth to send to, jack_midiseq's output a
+    keyboard to listen to."""
+    synth = MidiDump(jack_server, name="test-synth")  # its port: "test-synth:input"
+    # jack_midiseq NAME LOOP_FRAMES START NOTE FRAMES: a loop of one note, its port "test-keys:out" (nothing listens)
+    keyboard = subprocess.Popen([jack_tool("jack_midiseq"), "test-keys", "24000", "0", "60", "1200"],
+                                env=jack_server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
     try:
-        jack_server.wait_for_port("synth in")
+        jack_server.wait_for_port("test-keys:out")
         result = _ports("--midi-api", "jack", "--json", env={**os.environ})
         assert result.returncode == 0, result.stderr
         found = json.loads(result.stdout)
         assert found["api"] == "jack"
-        assert any("synth in" in port for port in found["outputs"])  # we can send to the synth's input
-        assert any("keys out" in port for port in found["inputs"])  # and listen to the keyboard's output
+        assert any("test-synth:input" in port for port in found["outputs"])  # we can send to the synth's input
+        assert any("test-keys:out" in port for port in found["inputs"])  # and listen to the keyboard's output
+        assert not any("test-keys" in port for port in found["outputs"])  # each on its side only
         table = _ports("--midi-api", "jack", env={**os.environ})
-        assert table.returncode == 0 and "synth in" in table.stdout
+        assert table.returncode == 0 and "test-synth:input" in table.stdout
     finally:
-        synth.delete()
-        keyboard.delete()
+        synth.close()
+        end_process(keyboard)
 
 
 def test_an_explicit_api_that_cannot_open_is_a_clear_error():
