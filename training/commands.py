@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from musicbridge.cli_errors import fail
+from musicbridge.training.evaluate import PRIOR_SAMPLES
 
 console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines: paths and errors are not broken
 # The --music summaries, in the table's column order; prior_standard only where the model has a fitted prior.
@@ -179,7 +180,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     interpolation: bool = typer.Option(False, "--interpolation", help="Latent slerp vs data-space interpolation."),
     prior_stats: bool = typer.Option(False, "--prior-stats", help="Statistics of prior samples vs the data."),
-    prior_samples: int = typer.Option(1000, "--prior-samples", "--samples",
+    prior_samples: int = typer.Option(PRIOR_SAMPLES, "--prior-samples", "--samples",
                                       help="Samples drawn for --prior-stats and --music."),
     prior_temperature: float = typer.Option(1.0, "--prior-temperature",
                                             help="Sampling temperature for --prior-stats and --music."),

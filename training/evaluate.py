@@ -22,6 +22,9 @@ from musicbridge.music_stats import MAJOR_SCALE, summarize
 
 LN2 = float(np.log(2.0))
 ACTIVE_UNIT_VARIANCE = 0.01
+# Prior samples drawn for the prior's statistics: a share near 40 % is known to ±0.7 points (one standard error)
+# from 5,000, ±1.5 from 1,000 (mel_2bar's out-of-key share read 37.6–40.7 % over five seeds of 1,000)
+PRIOR_SAMPLES = 5000
 
 
 class SamplingModel(Protocol):
@@ -232,7 +235,7 @@ def prior_samples(model: SamplingModel, n_samples: int, temperature: float = 1.0
 
 
 def prior_metrics(model: SamplingModel, data: np.ndarray, representation: str, steps_per_bar: int,
-                  n_samples: int = 1000, temperature: float = 1.0, seed: int = 0,
+                  n_samples: int = PRIOR_SAMPLES, temperature: float = 1.0, seed: int = 0,
                   batch_size: int = 512) -> dict[str, Any]:
     """Statistics of samples from the prior N(0, I) next to the data's, with their histogram overlap."""
     samples = prior_samples(model, n_samples, temperature, seed, batch_size)
@@ -281,7 +284,7 @@ def continuations(model: SamplingModel, inputs: np.ndarray, temperature: float =
     return np.concatenate(out).astype(np.int64)
 
 
-def music_metrics(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int, n_samples: int = 1000,
+def music_metrics(model: SamplingModel, tokens: np.ndarray, steps_per_bar: int, n_samples: int = PRIOR_SAMPLES,
                   temperature: float = 1.0, seed: int = 0, batch_size: int = 512) -> dict[str, Any]:
     """musicbridge.music_stats.summarize of the data windows, of seeded prior samples at `temperature` and of
     the model's continuation of each window, side by side (keys documented in docs/evaluate.md). A model with a
