@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import gc
 import json
 import os
 import re
@@ -330,6 +331,34 @@ class MidiPeer:
         self.out.delete()
 
 
+class _NoCollectionWhilePlaying:
+    """Python's cyclic garbage collector held off while any ClockPlayer plays: a full collection of a test
+    process's heap stops every thread of it for up to half a second (measured: 0.5 s in the suite's process),
+    which a clock's receiver hears as a clock gone silent. Collected once before, re-enabled after the last."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.players = 0
+        self.was_enabled = False
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.players == 0:
+                self.was_enabled = gc.isenabled()
+                gc.collect()
+                gc.disable()
+            self.players += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.players -= 1
+            if self.players == 0 and self.was_enabled:
+                gc.enable()
+
+
+NO_COLLECTION_WHILE_PLAYING = _NoCollectionWhilePlaying()
+
+
 class ClockPlayer:
     """Plays MIDI clock (and optional notes) from the peer on its own thread, ticks at exact times.
 
@@ -390,6 +419,7 @@ class ClockPlayer:
 
     def start(self, until_beat: float, send_start: bool = True, delay: float = 0.1) -> float:
         """Send Start (or Continue) and play ticks until `until_beat`; returns the time of the first tick."""
+        NO_COLLECTION_WHILE_PLAYING.enter()  # before t0: the collection it starts with is not in the ticks' time
         self.running = True
         self.t0 = time.perf_counter() + delay
         self.thread = threading.Thread(target=self._run, args=(until_beat, send_start), daemon=True)
@@ -397,19 +427,22 @@ class ClockPlayer:
         return self.t0
 
     def _run(self, until_beat: float, send_start: bool) -> None:
-        self.peer.send([0xFA] if send_start else [0xFB])
-        t = self.t0
-        tick = round(self.start_beat * TICKS_PER_BEAT)
-        while self.running and tick < until_beat * TICKS_PER_BEAT:
-            self.tick_times[tick] = t
-            precise_sleep_until(t + self.jitter(tick))
-            if not self.drop(tick):
-                self.sent_times[tick] = self.peer.send([0xF8])
-            for message in self.notes.get(tick, []):
-                self.peer.send(message)
-            t += self._interval(tick)
-            tick += 1
-        self.running = False
+        try:
+            self.peer.send([0xFA] if send_start else [0xFB])
+            t = self.t0
+            tick = round(self.start_beat * TICKS_PER_BEAT)
+            while self.running and tick < until_beat * TICKS_PER_BEAT:
+                self.tick_times[tick] = t
+                precise_sleep_until(t + self.jitter(tick))
+                if not self.drop(tick):
+                    self.sent_times[tick] = self.peer.send([0xF8])
+                for message in self.notes.get(tick, []):
+                    self.peer.send(message)
+                t += self._interval(tick)
+                tick += 1
+        finally:
+            self.running = False
+            NO_COLLECTION_WHILE_PLAYING.leave()
 
     def join(self, timeout: float = 60.0) -> None:
         if self.thread:
